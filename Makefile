@@ -1,0 +1,49 @@
+# airloop: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PY ?= python3.11
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+RUN := $(VENV)/bin
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: install demo up down status lint test test-fast system clean
+
+install: $(VENV)/.synced          ## the locked environment (uv.lock), installed once
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || $(PY) -m pip install --quiet --user uv || $(PY) -m pip install --quiet uv
+	$(UV) sync --frozen --python $(PY)
+	@touch $@
+
+demo: install                      ## start Airflow + MLflow and replay the demo (README command 1)
+	$(RUN)/airloop demo
+
+up: install
+	$(RUN)/airloop up
+
+down:
+	$(RUN)/airloop down
+
+status:
+	$(RUN)/airloop status
+
+lint: install
+	$(RUN)/ruff check .
+	$(RUN)/ruff format --check .
+	$(RUN)/mypy
+
+test: lint                         ## everything CI runs (README command 2)
+	$(RUN)/python -m pytest
+
+test-fast: install                 ## unit and operator tests only
+	$(RUN)/python -m pytest -m "not system"
+
+system: install
+	$(RUN)/python -m pytest -m system
+
+clean:
+	rm -rf .airloop .pytest_cache .mypy_cache .ruff_cache

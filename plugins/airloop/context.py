@@ -1,0 +1,67 @@
+"""What a task knows about why and when it runs, as plain values for the include functions."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+
+def trigger_reason(context: Any, manual_reason: str | None = None) -> str:
+    """``schedule``, ``backfill``, ``drift:<decision ids>``, ``asset:<names>`` or ``manual: <reason>``."""
+    dag_run = context.get("dag_run")
+    run_type = str(getattr(dag_run, "run_type", "") or "").lower().split(".")[-1]
+    if run_type == "asset_triggered":
+        ids = drift_decision_ids(context)
+        if ids:
+            return "drift:" + ",".join(ids)
+        names = sorted({str(getattr(e, "asset", None) and e.asset.name) for e in _events(context)})
+        return "asset:" + ",".join(names)
+    if run_type == "manual":
+        return f"manual: {manual_reason or 'no reason given'}"
+    return run_type or "unknown"
+
+
+def _events(context: Any) -> list[Any]:
+    triggering = context.get("triggering_asset_events") or {}
+    return [event for events in triggering.values() for event in events]
+
+
+def drift_decision_ids(context: Any) -> list[str]:
+    """Decision ids carried by the triggering drift events (merged events give several)."""
+    ids = []
+    for event in _events(context):
+        extra = getattr(event, "extra", None) or {}
+        if extra.get("decision_id"):
+            ids.append(str(extra["decision_id"]))
+    return sorted(set(ids))
+
+
+def event_partitions(context: Any) -> list[date]:
+    """Partitions named by the triggering events' ``extra`` (for asset-triggered runs)."""
+    found = set()
+    for event in _events(context):
+        extra = getattr(event, "extra", None) or {}
+        if extra.get("partition"):
+            found.add(date.fromisoformat(str(extra["partition"])))
+    return sorted(found)
+
+
+def logical_day(context: Any) -> date | None:
+    """The run's logical date as a day, or None (asset-triggered and some manual runs have none)."""
+    value = context.get("logical_date")
+    return value.date() if value is not None else None
+
+
+def run_tags(context: Any, step: str) -> dict[str, str]:
+    """Lineage tags for MLflow: dag, run, logical date, step, code commit."""
+    from include.lineage import code_commit
+
+    ti = context.get("ti")
+    day = logical_day(context)
+    return {
+        "airloop.step": step,
+        "airloop.dag_id": str(getattr(ti, "dag_id", "") or ""),
+        "airloop.dag_run_id": str(context.get("run_id") or ""),
+        "airloop.logical_date": day.isoformat() if day else "",
+        "airloop.code_commit": code_commit(),
+    }
