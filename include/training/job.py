@@ -1,0 +1,93 @@
+"""One training job: the window ending at ``end`` -> search -> ONNX parity -> ``@challenger``.
+
+The train operator and ``airloop replay`` both call :func:`train_challenger`, so a replayed
+loop trains exactly as the scheduled one does. Airflow-free: the caller passes the lineage
+tags of its run (the operator builds them from the task context).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from include.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from include.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChallengerResult:
+    """What a training job produced (JSON-able through :meth:`to_dict`)."""
+
+    version: int
+    run_id: str
+    experiment_id: str
+    end: date
+    reason: str
+    metrics: dict[str, float]
+    summary: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "version": self.version, "end_date": self.end.isoformat(), "reason": self.reason}
+
+
+def train_challenger(
+    spec: ModelSpec,
+    lake: Lake,
+    tracking_uri: str,
+    end: date,
+    *,
+    reason: str,
+    run_tags: dict[str, str] | None = None,
+    decisions: list[str] | None = None,
+    window_days: int | None = None,
+    search_budget: int | None = None,
+    estimator: str | None = None,
+) -> ChallengerResult:
+    """Train on the validated window ending at ``end`` and register the result as ``@challenger``.
+
+    ``decisions`` are the drift decision ids this training answers (recorded on the version so
+    a duplicate event is recognised). Raises like :func:`include.training.train.train_model`
+    (parity failure, unknown estimator) before anything is registered.
+    """
+    from include.registry.mlflow_registry import register_challenger
+    from include.training.data import assemble_training_data
+    from include.training.dedupe import DECISIONS_TAG
+    from include.training.train import train_model
+
+    data = assemble_training_data(spec, lake, end, window_days=window_days or spec.training.window_days)
+    log.info("training %s on %s..%s: %s", spec.name, data.window[0], data.window[1], data.counts)
+    tags = {
+        **(run_tags or {}),
+        "airloop.trigger_reason": reason,
+        "airloop.spec_hash": spec.spec_hash(),
+        # the promotion gate evaluates on labelled days after the last training day
+        "airloop.train_end": data.train_days[-1].isoformat(),
+        "airloop.holdout_days": f"{data.holdout_days[0].isoformat()}..{data.holdout_days[-1].isoformat()}",
+        DECISIONS_TAG: ",".join(decisions or []),
+    }
+    result = train_model(
+        spec,
+        data,
+        estimator=estimator or None,
+        search_budget=search_budget,
+        tracking_uri=tracking_uri,
+        tags=tags,
+        reason=reason,
+        threads=spec.training.threads,
+    )
+    version = register_challenger(result, spec, tracking_uri=tracking_uri, tags=tags)
+    return ChallengerResult(
+        version=int(version.version),
+        run_id=result.run_id,
+        experiment_id=str(result.experiment_id),
+        end=end,
+        reason=reason,
+        metrics={k: round(float(v), 6) for k, v in result.metrics.items()},
+        summary=result.to_summary(),
+    )

@@ -1,0 +1,193 @@
+"""Registering challengers in a real MLflow registry: alias, lineage tags, ONNX round trip, idempotency."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import mlflow.artifacts
+import numpy as np
+import onnxruntime as ort
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from include.lake import Lake
+from include.registry.mlflow_registry import (
+    CHALLENGER,
+    RegisteredVersion,
+    RegistryError,
+    get_alias_version,
+    load_onnx_bytes,
+    register_challenger,
+)
+from include.spec import get_spec
+from include.training.data import TrainingData, assemble_training_data
+from include.training.onnx_export import onnx_inputs, parity, prepare_features
+from include.training.train import TrainResult, train_model
+
+SPEC = get_spec("flights")
+END = date(2013, 1, 25)
+TRAIN_TAGS = {"code_commit": "0123abc", "dag_id": "airloop_train", "dag_run_id": "manual__reg"}
+REGISTER_TAGS = {"code_commit": "0123abc", "dag_run_id": "manual__reg", "registered_by": "test"}
+
+
+@pytest.fixture(scope="module")
+def data(flights_lake: Path) -> TrainingData:
+    return assemble_training_data(SPEC, Lake(flights_lake.as_uri()), END, window_days=14, holdout_days=3)
+
+
+@pytest.fixture(scope="module")
+def trained(data: TrainingData, mlflow_server: str) -> TrainResult:
+    return train_model(SPEC, data, search_budget=1, tracking_uri=mlflow_server, tags=TRAIN_TAGS, reason="drift")
+
+
+@pytest.fixture(scope="module")
+def registered(trained: TrainResult, mlflow_server: str) -> RegisteredVersion:
+    return register_challenger(trained, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS)
+
+
+def test_register_sets_alias_lineage_tags_and_signature(
+    registered: RegisteredVersion,
+    trained: TrainResult,
+    mlflow_server: str,
+) -> None:
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    assert isinstance(registered.version, int) and registered.name == "flights"
+    assert registered.run_id == trained.run_id
+    assert registered.model_uri == f"models:/flights/{registered.version}"
+    assert get_alias_version(client, "flights", CHALLENGER) == registered.version
+
+    version = client.get_model_version("flights", str(registered.version))
+    assert version.run_id == trained.run_id
+    tags = version.tags
+    assert tags["airloop.training_run_id"] == trained.run_id
+    assert tags["airloop.data_window"] == "2013-01-12..2013-01-25"
+    assert tags["airloop.data_hash"] == trained.data_hash
+    assert tags["airloop.reason"] == "drift" and tags["airloop.estimator"] == "hist_gradient_boosting"
+    assert float(tags["metric.roc_auc"]) == pytest.approx(trained.metrics["roc_auc"], rel=1e-5)
+    assert float(tags["parity.label_agreement"]) == pytest.approx(trained.parity["label_agreement"], rel=1e-5)
+    assert float(tags["parity.mean_abs_diff"]) == pytest.approx(trained.parity["mean_abs_diff"], rel=1e-5)
+    for key, value in {**TRAIN_TAGS, **REGISTER_TAGS}.items():
+        assert tags[key] == value
+    assert client.get_run(trained.run_id).data.tags["airloop.registered_version"] == str(registered.version)
+
+    # The logged MLflow model: tensor signature per input column, explicit pinned requirements.
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=client.get_model_version_download_uri("flights", str(registered.version)),
+                dst_path=tmp,
+                tracking_uri=mlflow_server,
+            )
+        )
+        mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+        requirements = (local / "requirements.txt").read_text().split()
+        assert sorted(p.name for p in local.iterdir() if p.suffix in (".onnx", ".data")) == ["model.onnx"]
+    inputs = {spec["name"]: spec for spec in json.loads(mlmodel["signature"]["inputs"])}
+    assert set(inputs) == set(SPEC.dataset.features.all)
+    assert inputs["distance"]["tensor-spec"] == {"dtype": "float32", "shape": [-1, 1]}
+    assert inputs["carrier"]["tensor-spec"]["dtype"] == "object"
+    outputs = {spec["name"] for spec in json.loads(mlmodel["signature"]["outputs"])}
+    assert outputs == {"label", "probabilities"}
+    assert "onnx" in mlmodel["flavors"] and "python_function" in mlmodel["flavors"]
+    assert any(r.startswith("onnxruntime==") for r in requirements)
+    assert any(r.startswith("mlflow==") for r in requirements)
+
+
+def test_registered_onnx_downloads_and_scores_like_parity_measured(
+    registered: RegisteredVersion,
+    trained: TrainResult,
+    data: TrainingData,
+    mlflow_server: str,
+) -> None:
+    onnx_bytes = load_onnx_bytes(mlflow_server, "flights", registered.version)
+    assert onnx_bytes == trained.onnx_bytes
+    numeric, categorical = SPEC.dataset.features.numeric, SPEC.dataset.features.categorical
+    report = parity(trained.pipeline, onnx_bytes, data.holdout, numeric, categorical, SPEC.training.threshold)
+    assert report.mean_abs_diff == trained.parity["mean_abs_diff"]
+    assert report.max_abs_diff == trained.parity["max_abs_diff"]
+    assert report.label_flips == trained.parity["label_flips"]
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    proba = session.run(["probabilities"], onnx_inputs(data.holdout, numeric, categorical))[0][:, 1]
+    expected = trained.pipeline.predict_proba(prepare_features(data.holdout, numeric, categorical))[:, 1]
+    assert np.abs(proba - expected).mean() == pytest.approx(trained.parity["mean_abs_diff"], rel=0.2, abs=1e-7)
+
+
+def test_registration_is_idempotent_per_training_run(
+    registered: RegisteredVersion,
+    trained: TrainResult,
+    mlflow_server: str,
+) -> None:
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    again = register_challenger(trained, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS)
+    assert again == registered
+    # a task rerun in a fresh process only has the XCom summary: same answer, nothing new
+    from_summary = TrainResult.from_summary(json.loads(json.dumps(trained.to_summary())))
+    assert register_challenger(from_summary, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS) == registered
+    versions = client.search_model_versions(f"name='flights' and run_id='{trained.run_id}'")
+    assert [int(v.version) for v in versions] == [registered.version]
+
+
+def test_challenger_alias_moves_forward_only(
+    registered: RegisteredVersion,
+    trained: TrainResult,
+    data: TrainingData,
+    mlflow_server: str,
+) -> None:
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    newer = train_model(
+        SPEC,
+        data,
+        estimator="logistic_regression",
+        search_budget=1,
+        tracking_uri=mlflow_server,
+        tags=TRAIN_TAGS,
+        reason="schedule",
+    )
+    # registered from the JSON summary alone: the ONNX comes from the run's candidate artifact
+    summary_only = TrainResult.from_summary(json.loads(json.dumps(newer.to_summary())))
+    assert summary_only.onnx_bytes is None
+    second = register_challenger(summary_only, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS)
+    assert second.version > registered.version
+    assert get_alias_version(client, "flights", CHALLENGER) == second.version
+    assert load_onnx_bytes(mlflow_server, "flights", second.version) == newer.onnx_bytes
+    # a late retry of the older registration returns its version but leaves the alias alone
+    assert register_challenger(trained, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS) == registered
+    assert get_alias_version(client, "flights", CHALLENGER) == second.version
+
+
+def test_unfinished_or_failed_runs_are_not_registered(trained: TrainResult, mlflow_server: str) -> None:
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    failed = client.create_run(trained.experiment_id, run_name="crashed training")
+    client.set_terminated(failed.info.run_id, "FAILED")
+    summary = {**trained.to_summary(), "run_id": failed.info.run_id}
+    with pytest.raises(RegistryError, match=r"is FAILED with parity None: only finished trainings"):
+        register_challenger(TrainResult.from_summary(summary), SPEC, tracking_uri=mlflow_server, tags={})
+    assert client.search_model_versions(f"run_id='{failed.info.run_id}'") == []
+
+
+def test_alias_lookup_normalises_and_tolerates_absence(registered: RegisteredVersion, mlflow_server: str) -> None:
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    assert get_alias_version(client, "flights", "no_such_alias") is None
+    assert get_alias_version(client, "no_such_model", CHALLENGER) is None
+    # over REST the version arrives as a string; we hand back an int
+    raw = client.get_registered_model("flights").aliases[CHALLENGER]
+    assert isinstance(raw, str)  # the REST proto declares the alias version a string
+    assert int(raw) == get_alias_version(client, "flights", CHALLENGER)
+
+
+def test_global_tracking_uri_restores_uri_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """MLflow's own helper drops MLFLOW_TRACKING_URI on exit; the hooks fall back on it."""
+    from include.registry.mlflow_registry import global_tracking_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    inner = f"sqlite:///{tmp_path / 'inner.db'}"
+    with global_tracking_uri(inner):
+        assert mlflow.get_tracking_uri() == inner
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
+    assert mlflow.get_tracking_uri() == "http://127.0.0.1:5999"
