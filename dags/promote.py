@@ -1,0 +1,72 @@
+"""
+### `<model>__promote`: gated promotion of the challenger
+
+Evaluates `@challenger` against `@champion` on **the same evaluation set**: the most recent
+`gate.evaluation_days` validated days with labels that come after the challenger's last
+training day (its holdout days, plus any newer labelled days). Both models are scored from
+their registered ONNX files with onnxruntime; metrics carry bootstrap confidence intervals
+and the challenger/champion AUC gain a *paired* bootstrap interval.
+
+The gate (`include.registry.gate.decide_promotion`) checks the absolute floor, no regression
+on the lower bound of the gain, the optional minimum gain, the worst slice drop, ONNX parity,
+latency and clean shadow days; with no champion yet only floors, parity and latency apply.
+
+* **Schedule**: the model's `challenger` asset; or by hand with the `mode` Param.
+* **Approval**: when the spec sets `gate.approval_required`, a human approves or rejects in
+  the Airflow UI (*Required actions*), with a comment; a reject is recorded with who and why.
+* **Promotion**: compare-and-set move of `@champion` (fails, moving nothing, if the champion
+  changed since evaluation); one promotion per model at a time (`max_active_runs=1`); tags on
+  both versions; model card; ledger entry; `<model>.champion` asset event with
+  `extra = {version, previous_version, decision_id}`.
+* **Rejected or dry run**: recorded in the ledger and on the version; `promote` is skipped and
+  no champion event is emitted.
+* **Links**: *Gate report* (every check), *Model card*.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Param
+
+from airloop.assets import model_asset
+from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.operators.promote import EvaluateChallengerOperator, PromoteModelOperator, PromotionApprovalOperator
+
+for spec in valid_specs():
+    with DAG(
+        dag_id=f"{spec.name}__promote",
+        description=f"Gate the {spec.name} challenger against the champion and promote it",
+        schedule=model_asset(spec.name, "challenger"),
+        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
+        catchup=False,
+        max_active_runs=1,
+        params={
+            "mode": Param(
+                spec.gate.mode,
+                type="string",
+                enum=["enabled", "dry_run", "disabled"],
+                values_display={
+                    "enabled": "enabled: promote when the gate passes",
+                    "dry_run": "dry run: decide and record, move nothing",
+                    "disabled": "disabled: never promote",
+                },
+                title="Run mode",
+                description="enabled: promote if the gate passes; dry_run: decide and record, move nothing; disabled: never promote.",
+            ),
+        },
+        **dag_kwargs(spec, step="promote", doc_md=__doc__),
+    ) as dag:
+        evaluate = EvaluateChallengerOperator(task_id="evaluate", model=spec.name, mode="{{ params.mode }}")
+        approve_id = None
+        if spec.gate.approval_required:
+            approve = PromotionApprovalOperator(task_id="approve", model=spec.name)
+            approve_id = approve.task_id
+        promote = PromoteModelOperator(
+            task_id="promote", model=spec.name, approve_task_id=approve_id, trigger_rule="none_failed"
+        )
+        if approve_id:
+            evaluate >> approve >> promote
+        else:
+            evaluate >> promote
+    globals()[dag.dag_id] = dag

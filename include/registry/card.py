@@ -1,0 +1,286 @@
+"""Model cards: what a model is for, how good it is, why the gate let it through, where it came from.
+
+One structure (:func:`card_sections`) rendered two ways: Markdown (MLflow model version
+description, pull requests) and a self-contained HTML page (inline CSS, no scripts, no external
+assets, so it opens offline from the lake or as an MLflow artifact). Inputs are the value objects
+of :mod:`include.registry.gate` or their ``to_dict()`` forms, plus a ``lineage`` mapping.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Required, TypedDict, Unpack
+
+from include.registry.gate import MIN_SLICE_ROWS, Comparison, Evaluation, GateDecision, fmt_number
+
+TREE_ESTIMATORS = {"hist_gradient_boosting", "random_forest"}
+LINEAGE_KEYS = ("run_id", "data_hash", "code_commit", "spec_hash", "dag_id", "dag_run_id")
+_METRICS = (
+    ("roc_auc", "ROC AUC"),
+    ("pr_auc", "PR AUC (average precision)"),
+    ("log_loss", "Log loss"),
+    ("brier", "Brier score"),
+    ("accuracy", "Accuracy"),
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+)
+
+Block = tuple[str, Any]  # ("p", text) | ("ul", [text]) | ("table", (headers, rows)) | ("h3", text)
+
+
+class CardInputs(TypedDict, total=False):
+    """Keyword arguments of :func:`card_sections`, :func:`model_card_markdown` and :func:`model_card_html`."""
+
+    model: Required[str]
+    version: Required[int | str | None]
+    description: Required[str]
+    training_window: Required[tuple[date | str, date | str]]
+    evaluation: Required[Evaluation | Mapping[str, Any]]
+    lineage: Required[Mapping[str, Any]]
+    decision: GateDecision | Mapping[str, Any] | None
+    champion: Evaluation | Mapping[str, Any] | None
+    comparison: Comparison | Mapping[str, Any] | None
+    holdout_window: tuple[date | str, date | str] | None
+    estimator: str | None
+    label_delay_days: int | None
+    owner: str | None
+    limitations: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, Evaluation | Comparison | GateDecision):
+        return value.to_dict()
+    return dict(value)
+
+
+def _num(value: Any) -> str:
+    return fmt_number(value)
+
+
+def card_sections(
+    *,
+    model: str,
+    version: int | str | None,
+    description: str,
+    training_window: tuple[date | str, date | str],
+    evaluation: Evaluation | Mapping[str, Any],
+    lineage: Mapping[str, Any],
+    decision: GateDecision | Mapping[str, Any] | None = None,
+    champion: Evaluation | Mapping[str, Any] | None = None,
+    comparison: Comparison | Mapping[str, Any] | None = None,
+    holdout_window: tuple[date | str, date | str] | None = None,
+    estimator: str | None = None,
+    label_delay_days: int | None = None,
+    owner: str | None = None,
+    limitations: Sequence[str] = (),
+) -> list[Section]:
+    """The card's content, renderer-neutral."""
+    ev = _as_dict(evaluation) or {}
+    champ = _as_dict(champion)
+    comp = _as_dict(comparison)
+    dec = _as_dict(decision)
+    start, end = (str(x) for x in training_window)
+
+    use = Section("Intended use")
+    use.blocks.append(("p", description.strip() or "No description in the spec."))
+    use.blocks.append(
+        (
+            "ul",
+            [
+                f"Model: {model}" + (f", version {version}" if version is not None else ""),
+                *([f"Owner: {owner}"] if owner else []),
+                f"Output: probability of the positive class; decisions at threshold {_num(ev.get('threshold'))}",
+                "Intended for batch scoring of the same population and features it was trained on.",
+            ],
+        )
+    )
+
+    data = Section("Training data")
+    items = [f"Training window: {start} to {end}"]
+    if holdout_window:
+        items.append(f"Holdout window: {holdout_window[0]} to {holdout_window[1]}")
+    items.append(f"Holdout rows: {_num(ev.get('n'))}, positives: {_num(ev.get('positives'))}")
+    data.blocks.append(("ul", items))
+
+    metrics = Section("Metrics")
+    headers = ["Metric", "This model"] + (["Champion"] if champ else [])
+    rows = []
+    for key, label in _METRICS:
+        row = [label, _num(ev.get(key))]
+        if champ:
+            row.append(_num(champ.get(key)))
+        rows.append(row)
+    metrics.blocks.append(("table", (headers, rows)))
+    metrics.blocks.append(
+        (
+            "p",
+            f"ROC AUC 95% bootstrap interval: [{_num(ev.get('roc_auc_lower'))}, {_num(ev.get('roc_auc_upper'))}] "
+            f"({_num(ev.get('bootstrap_samples'))} resamples of the holdout).",
+        )
+    )
+    if comp:
+        metrics.blocks.append(
+            (
+                "p",
+                f"Paired AUC gain over the champion: {_num(comp.get('gain'))} "
+                f"(95% interval [{_num(comp.get('gain_lower'))}, {_num(comp.get('gain_upper'))}]).",
+            )
+        )
+    metrics.blocks.append(("h3", "Metrics per slice"))
+    champ_slices = {s["name"]: s for s in (champ or {}).get("slices", [])}
+    slice_rows = []
+    for s in ev.get("slices", []):
+        row = [s["name"], _num(s["n"]), _num(s["positives"]), _num(s["roc_auc"])]
+        if champ:
+            before = champ_slices.get(s["name"])
+            row += [_num(before["roc_auc"]) if before else "n/a"]
+            row += [_num(before["roc_auc"] - s["roc_auc"]) if before else "n/a"]
+        slice_rows.append(row)
+    if slice_rows:
+        slice_headers = ["Slice", "Rows", "Positives", "ROC AUC"] + (["Champion ROC AUC", "Drop"] if champ else [])
+        metrics.blocks.append(("table", (slice_headers, slice_rows)))
+    else:
+        metrics.blocks.append(("p", "No slice was evaluated."))
+    if ev.get("slices_skipped"):
+        metrics.blocks.append(
+            ("p", f"{ev['slices_skipped']} slice values skipped (fewer than {MIN_SLICE_ROWS} rows or one class).")
+        )
+
+    gate = Section("Gate results")
+    if dec:
+        gate.blocks.append(("p", str(dec.get("summary", ""))))
+        gate.blocks.append(
+            (
+                "ul",
+                [
+                    f"Decision id: {dec.get('decision_id')}",
+                    f"Mode: {dec.get('mode')}; promote: {dec.get('promote')}; would promote: {dec.get('would_promote')}",
+                    f"First model: {dec.get('first_model')}; approval required: {dec.get('approval_required')}",
+                ],
+            )
+        )
+        check_rows = [
+            [c["name"], _num(c["threshold"]), _num(c["observed"]), "pass" if c["passed"] else "FAIL", c["detail"]]
+            for c in dec.get("checks", [])
+        ]
+        gate.blocks.append(("table", (["Check", "Threshold", "Observed", "Result", "Detail"], check_rows)))
+    else:
+        gate.blocks.append(("p", "This model has not been through the gate."))
+
+    limits = Section("Known limitations")
+    known = [
+        f"Trained on a time window ({start} to {end}) only: behaviour under other seasons, routes or "
+        "populations is unknown; drift monitoring watches the live inputs for it."
+    ]
+    if label_delay_days:
+        known.append(
+            f"Labels arrive {label_delay_days} day(s) after scoring: live performance is known only with that delay."
+        )
+    if estimator is None or estimator in TREE_ESTIMATORS:
+        figures = (dec or {}).get("figures", {})
+        measured = ""
+        if figures.get("mean_abs_diff") is not None:
+            measured = (
+                f" (measured: mean |difference| {_num(figures['mean_abs_diff'])}, "
+                f"label agreement {_num(figures.get('label_agreement'))})"
+            )
+        known.append(
+            "Served as float32 ONNX: tree models flip a few probabilities near split points, so single "
+            f"rows can differ from scikit-learn{measured}; parity is judged on the mean and on label agreement."
+        )
+    if ev.get("slices_skipped"):
+        known.append(f"{ev['slices_skipped']} slice values were too small to evaluate: quality there is unmeasured.")
+    known.append(f"Figures come from one time-based holdout of {_num(ev.get('n'))} rows.")
+    known.extend(limitations)
+    limits.blocks.append(("ul", known))
+
+    lin = Section("Lineage")
+    keys = list(LINEAGE_KEYS) + [k for k in lineage if k not in LINEAGE_KEYS]
+    lin.blocks.append(("table", (["Field", "Value"], [[k, str(lineage.get(k, "not recorded"))] for k in keys])))
+
+    return [use, data, metrics, gate, limits, lin]
+
+
+def _title(model: str, version: int | str | None) -> str:
+    return f"Model card: {model}" + (f" v{version}" if version is not None else "")
+
+
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def model_card_markdown(**kwargs: Unpack[CardInputs]) -> str:
+    """The card as Markdown; takes the keyword arguments of :func:`card_sections`."""
+    lines = [f"# {_title(kwargs['model'], kwargs.get('version'))}", ""]
+    for section in card_sections(**kwargs):
+        lines += [f"## {section.title}", ""]
+        for kind, content in section.blocks:
+            if kind == "p":
+                lines += [content, ""]
+            elif kind == "h3":
+                lines += [f"### {content}", ""]
+            elif kind == "ul":
+                lines += [f"- {item}" for item in content] + [""]
+            elif kind == "table":
+                headers, rows = content
+                lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
+                lines.append("|" + "|".join("---" for _ in headers) + "|")
+                lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+                lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;
+color:#1f2328;line-height:1.45;padding:0 1rem}
+h1{border-bottom:2px solid #d0d7de;padding-bottom:.3rem}h2{margin-top:2rem;border-bottom:1px solid #d0d7de}
+table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;
+text-align:left;vertical-align:top}th{background:#f6f8fa}td.pass{color:#1a7f37;font-weight:600}
+td.fail{color:#cf222e;font-weight:700}code{background:#f6f8fa;padding:0 .2rem}
+"""
+
+
+def model_card_html(**kwargs: Unpack[CardInputs]) -> str:
+    """The card as one self-contained HTML page (inline CSS, no scripts, no external assets)."""
+    esc = html.escape
+    title = esc(_title(kwargs["model"], kwargs.get("version")))
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{title}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{title}</h1>",
+    ]
+    for section in card_sections(**kwargs):
+        out.append(f"<section><h2>{esc(section.title)}</h2>")
+        for kind, content in section.blocks:
+            if kind == "p":
+                out.append(f"<p>{esc(content)}</p>")
+            elif kind == "h3":
+                out.append(f"<h3>{esc(content)}</h3>")
+            elif kind == "ul":
+                out.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in content) + "</ul>")
+            elif kind == "table":
+                headers, rows = content
+                out.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>")
+                out.append("<tbody>")
+                for row in rows:
+                    cells = []
+                    for cell in row:
+                        css = {"pass": ' class="pass"', "FAIL": ' class="fail"'}.get(str(cell), "")
+                        cells.append(f"<td{css}>{esc(str(cell))}</td>")
+                    out.append("<tr>" + "".join(cells) + "</tr>")
+                out.append("</tbody></table>")
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

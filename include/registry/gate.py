@@ -1,0 +1,580 @@
+"""The promotion gate: evaluate a challenger, compare it with the champion, decide.
+
+Three steps, each a plain function over arrays and small frozen value objects:
+
+- :func:`evaluate` scores one model on the holdout: ROC AUC with a bootstrap confidence interval,
+  PR AUC, log loss, Brier score, accuracy/precision/recall at the spec's threshold, and ROC AUC per
+  value of every slice column (slices with fewer than :data:`MIN_SLICE_ROWS` rows or a single class
+  are skipped and counted, not guessed).
+- :func:`compare` runs a *paired* bootstrap of the AUC difference: each replicate resamples the same
+  rows for both models, so the interval reflects the difference between the models and not the
+  noise of the sample (unpaired intervals of two correlated AUCs are several times wider).
+- :func:`decide_promotion` is a pure function of the policy and the figures: no I/O, no clock.
+  Its ``decision_id`` is a digest of every input, so a rerun of the same gate gets the same id
+  (the ledger uses it to stay idempotent).
+
+No regression is judged on the *lower* bound of the paired gain: a challenger is promoted only if
+we are confident it is not worse than the champion by more than ``max_regression``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from include.spec import GateSpec
+
+log = logging.getLogger(__name__)
+
+MIN_SLICE_ROWS = 50
+CONFIDENCE = 0.95
+GateMode = Literal["enabled", "dry_run", "disabled"]
+MODES: tuple[GateMode, ...] = ("enabled", "dry_run", "disabled")
+_MODE_BY_NAME: dict[str, GateMode] = {m: m for m in MODES}
+_EPS = 1e-15
+
+
+class GateInputError(ValueError):
+    """The gate was given inputs it cannot judge (one-class holdout, mismatched arrays, bad mode)."""
+
+
+# --------------------------------------------------------------------------- value objects
+@dataclass(frozen=True)
+class SliceMetric:
+    column: str
+    value: str
+    n: int
+    positives: int
+    roc_auc: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}={self.value}"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One model's figures on one holdout."""
+
+    roc_auc: float
+    roc_auc_lower: float
+    roc_auc_upper: float
+    pr_auc: float
+    log_loss: float
+    brier: float
+    accuracy: float
+    precision: float
+    recall: float
+    threshold: float
+    n: int
+    positives: int
+    bootstrap_samples: int
+    slices: tuple[SliceMetric, ...] = ()
+    slices_skipped: int = 0
+
+    def slice_auc(self) -> dict[str, float]:
+        return {s.name: s.roc_auc for s in self.slices}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (NaN as ``None``); :meth:`from_dict` reverses it (XCom, reports)."""
+        out = asdict(self)
+        out["slices"] = [{**asdict(s), "name": s.name} for s in self.slices]
+        return jsonable(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in ("roc_auc_lower", "roc_auc_upper"):
+            values[key] = math.nan if values.get(key) is None else values[key]
+        values["slices"] = tuple(
+            SliceMetric(s["column"], s["value"], s["n"], s["positives"], s["roc_auc"]) for s in data.get("slices", [])
+        )
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Challenger minus champion on the same rows (positive gain: the challenger is better)."""
+
+    gain: float
+    gain_lower: float
+    gain_upper: float
+    prob_worse: float  # share of bootstrap replicates where the challenger's AUC is lower
+    bootstrap_samples: int
+    worst_slice: str | None
+    worst_slice_drop: float | None  # champion slice AUC - challenger slice AUC; None: no common slice
+    slice_drops: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (NaN as ``None``); :meth:`from_dict` reverses it."""
+        return jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in ("gain_lower", "gain_upper", "prob_worse"):
+            values[key] = math.nan if values.get(key) is None else values[key]
+        values["slice_drops"] = dict(values.get("slice_drops") or {})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    threshold: float | int | str | None
+    observed: float | int | str | None
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The verdict. ``promote`` is what to do; ``would_promote`` is the verdict of the checks
+    (the same as ``promote`` when enabled, recorded for dry runs; False when disabled, since the
+    ``gate_mode`` check fails)."""
+
+    decision_id: str
+    promote: bool
+    would_promote: bool
+    mode: GateMode
+    first_model: bool
+    approval_required: bool
+    checks: list[Check]
+    summary: str
+    figures: dict[str, float | int | str | None]
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def check(self, name: str) -> Check:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check named {name!r}; checks: {[c.name for c in self.checks]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["checks"] = [c.to_dict() for c in self.checks]
+        return jsonable(out)
+
+
+# --------------------------------------------------------------------------- AUC machinery
+class _AucRanker:
+    """ROC AUC of one score vector under any row weighting, in O(n) per call after one sort.
+
+    A bootstrap replicate is a vector of row counts; AUC is then the weighted Mann-Whitney
+    statistic over the distinct score values (ties count one half), identical to
+    ``roc_auc_score`` on the resampled rows but without re-sorting per replicate.
+    """
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        self.groups_of_rows: np.ndarray
+        _, self.groups_of_rows = np.unique(scores, return_inverse=True)
+        self.n_groups = int(self.groups_of_rows.max()) + 1 if len(scores) else 0
+        self.pos = labels.astype(np.float64)
+        self.neg = 1.0 - self.pos
+
+    def auc(self, weights: np.ndarray | None = None) -> float:
+        pos_w = self.pos if weights is None else self.pos * weights
+        neg_w = self.neg if weights is None else self.neg * weights
+        p = np.bincount(self.groups_of_rows, weights=pos_w, minlength=self.n_groups)
+        q = np.bincount(self.groups_of_rows, weights=neg_w, minlength=self.n_groups)
+        total_p, total_q = p.sum(), q.sum()
+        if total_p <= 0 or total_q <= 0:
+            return math.nan
+        neg_below = np.cumsum(q) - q
+        # Elementwise sum, not np.dot: BLAS dot spins up threads and is 50x slower on a busy host.
+        return float(np.sum(p * (neg_below + 0.5 * q)) / (total_p * total_q))
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC (NaN when only one class is present)."""
+    scores, labels = _validated(scores, labels)
+    return _AucRanker(scores, labels).auc()
+
+
+def _bootstrap_weights(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Yield ``n_boot`` row-count vectors (resampling n rows with replacement)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+
+
+def _interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return math.nan, math.nan
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(finite, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+# --------------------------------------------------------------------------- evaluate / compare
+def evaluate(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    slices: Mapping[str, np.ndarray] | None,
+    threshold: float,
+    n_boot: int,
+    seed: int,
+) -> Evaluation:
+    """Figures of one model on a holdout; ``scores`` are positive-class probabilities."""
+    from sklearn.metrics import average_precision_score
+
+    scores, labels = _validated(scores, labels)
+    n, positives = len(labels), int(labels.sum())
+    if positives == 0 or positives == n:
+        raise GateInputError(f"the holdout has a single class ({positives} positives in {n} rows): AUC is undefined")
+    ranker = _AucRanker(scores, labels)
+    auc = ranker.auc()
+    boot = np.array([ranker.auc(w) for w in _bootstrap_weights(n, n_boot, seed)]) if n_boot > 0 else np.array([])
+    lower, upper = _interval(boot) if n_boot > 0 else (math.nan, math.nan)
+
+    clipped = np.clip(scores, _EPS, 1.0 - _EPS)
+    log_loss = float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1.0 - clipped)))
+    predicted = scores >= threshold
+    true_pos = int(np.sum(predicted & (labels == 1)))
+    slice_metrics, skipped = _slice_metrics(scores, labels, slices or {})
+    return Evaluation(
+        roc_auc=auc,
+        roc_auc_lower=lower,
+        roc_auc_upper=upper,
+        pr_auc=float(average_precision_score(labels, scores)),
+        log_loss=log_loss,
+        brier=float(np.mean((scores - labels) ** 2)),
+        accuracy=float(np.mean(predicted == (labels == 1))),
+        precision=true_pos / int(predicted.sum()) if predicted.any() else 0.0,
+        recall=true_pos / positives,
+        threshold=float(threshold),
+        n=n,
+        positives=positives,
+        bootstrap_samples=int(n_boot),
+        slices=slice_metrics,
+        slices_skipped=skipped,
+    )
+
+
+def _slice_metrics(
+    scores: np.ndarray, labels: np.ndarray, slices: Mapping[str, np.ndarray]
+) -> tuple[tuple[SliceMetric, ...], int]:
+    found: list[SliceMetric] = []
+    skipped = 0
+    for column in sorted(slices):
+        values = np.asarray(slices[column]).astype(str)
+        if len(values) != len(labels):
+            raise GateInputError(f"slice column {column!r} has {len(values)} values for {len(labels)} rows")
+        for value in np.unique(values):
+            mask = values == value
+            n, positives = int(mask.sum()), int(labels[mask].sum())
+            if n < MIN_SLICE_ROWS or positives in (0, n):
+                skipped += 1
+                continue
+            auc = _AucRanker(scores[mask], labels[mask]).auc()
+            found.append(SliceMetric(column=column, value=str(value), n=n, positives=positives, roc_auc=auc))
+    return tuple(found), skipped
+
+
+def compare(
+    challenger: Evaluation,
+    champion: Evaluation,
+    challenger_scores: np.ndarray,
+    champion_scores: np.ndarray,
+    labels: np.ndarray,
+    n_boot: int,
+    seed: int,
+) -> Comparison:
+    """Paired bootstrap of ``AUC(challenger) - AUC(champion)`` on the same holdout rows."""
+    challenger_scores, labels = _validated(challenger_scores, labels)
+    champion_scores, _ = _validated(champion_scores, labels)
+    if not (challenger.n == champion.n == len(labels)):
+        raise GateInputError(
+            f"evaluations and arrays disagree on the holdout size: challenger {challenger.n}, "
+            f"champion {champion.n}, labels {len(labels)} (score both models on the same rows)"
+        )
+    ours, theirs = _AucRanker(challenger_scores, labels), _AucRanker(champion_scores, labels)
+    gain = ours.auc() - theirs.auc()
+    gains = np.array([ours.auc(w) - theirs.auc(w) for w in _bootstrap_weights(len(labels), n_boot, seed)])
+    lower, upper = _interval(gains) if n_boot > 0 else (gain, gain)
+    finite = gains[np.isfinite(gains)]
+    prob_worse = float(np.mean(finite < 0)) if finite.size else math.nan
+
+    mine, before = challenger.slice_auc(), champion.slice_auc()
+    drops = {name: before[name] - mine[name] for name in sorted(set(mine) & set(before))}
+    worst = max(drops, key=lambda k: drops[k]) if drops else None
+    return Comparison(
+        gain=float(gain),
+        gain_lower=lower,
+        gain_upper=upper,
+        prob_worse=prob_worse,
+        bootstrap_samples=int(n_boot),
+        worst_slice=worst,
+        worst_slice_drop=drops[worst] if worst is not None else None,
+        slice_drops=drops,
+    )
+
+
+def _validated(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel()
+    if len(s) != len(y):
+        raise GateInputError(f"{len(s)} scores for {len(y)} labels")
+    if len(s) == 0:
+        raise GateInputError("no rows to evaluate")
+    if not np.all(np.isfinite(s)):
+        raise GateInputError(f"{int(np.sum(~np.isfinite(s)))} scores are NaN or infinite")
+    if not np.all((y == 0) | (y == 1)):
+        raise GateInputError("labels must be 0/1 (or booleans)")
+    return s, y.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- decide
+def fmt_number(value: Any, signed: bool = False) -> str:
+    """Four decimals, unless that would hide the figure (parity ~1e-4, label agreement 0.99995)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, float | int | np.floating | np.integer):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return f"{int(value):+,}" if signed else f"{int(value):,}"
+    value = float(value)
+    text = f"{value:+.4f}" if signed else f"{value:.4f}"
+    if value != round(value, 4) and abs(round(value, 4)) in (0.0, 1.0):
+        text = f"{value:+.6g}" if signed else f"{value:.6g}"
+    return text
+
+
+_fmt = fmt_number
+
+
+def _at_least(name: str, observed: float | None, threshold: float, what: str) -> Check:
+    ok = observed is not None and math.isfinite(observed) and observed >= threshold
+    sign = ">=" if ok else "<"
+    detail = f"{what} {_fmt(observed)} {sign} {_fmt(threshold)}" if observed is not None else f"{what} not measured"
+    return Check(name=name, threshold=threshold, observed=observed, passed=ok, detail=detail)
+
+
+def _at_most(name: str, observed: float | None, threshold: float, what: str) -> Check:
+    ok = observed is not None and math.isfinite(observed) and observed <= threshold
+    sign = "<=" if ok else ">"
+    detail = f"{what} {_fmt(observed)} {sign} {_fmt(threshold)}" if observed is not None else f"{what} not measured"
+    return Check(name=name, threshold=threshold, observed=observed, passed=ok, detail=detail)
+
+
+def _number(parity: Mapping[str, Any], key: str) -> float | None:
+    value = parity.get(key)
+    return None if value is None else float(value)
+
+
+def decide_promotion(
+    policy: GateSpec,
+    challenger: Evaluation,
+    champion: Evaluation | None,
+    comparison: Comparison | None,
+    parity: Mapping[str, Any],
+    shadow_clean_days: int | None,
+    mode_override: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> GateDecision:
+    """Judge a challenger against the policy; pure (same inputs, same decision and id).
+
+    ``parity`` holds ``mean_abs_diff``, ``label_agreement`` and ``onnx_ms_per_1k_rows`` (a missing
+    figure fails its check). ``context`` (model, versions, run ids) is recorded and hashed into
+    ``decision_id`` but judged by nothing. Every check is always listed, so a rejected challenger
+    shows every reason at once. A first model (no champion) is judged on the absolute floor,
+    parity and latency only.
+    """
+    mode = _MODE_BY_NAME.get(mode_override or policy.mode)
+    if mode is None:
+        raise GateInputError(f"unknown gate mode {mode_override!r}: expected one of {list(MODES)}")
+    first_model = champion is None
+    if not first_model and comparison is None:
+        raise GateInputError("a champion exists but no comparison was given: run compare() first")
+
+    checks = [_at_least("min_roc_auc", challenger.roc_auc, policy.min_roc_auc, "challenger ROC AUC")]
+    if comparison is not None and champion is not None:
+        checks.append(
+            Check(
+                name="no_regression",
+                threshold=-policy.max_regression,
+                observed=comparison.gain_lower,
+                passed=math.isfinite(comparison.gain_lower) and comparison.gain_lower >= -policy.max_regression,
+                detail=(
+                    f"AUC gain {_fmt(comparison.gain, True)} (challenger {_fmt(challenger.roc_auc)} vs champion "
+                    f"{_fmt(champion.roc_auc)}), {CONFIDENCE:.0%} lower bound {_fmt(comparison.gain_lower, True)} "
+                    f"{'>=' if comparison.gain_lower >= -policy.max_regression else '<'} "
+                    f"{_fmt(-policy.max_regression, True)}"
+                ),
+            )
+        )
+        if policy.min_gain > 0:
+            ok = comparison.gain >= policy.min_gain
+            checks.append(
+                Check(
+                    name="min_gain",
+                    threshold=policy.min_gain,
+                    observed=comparison.gain,
+                    passed=ok,
+                    detail=f"AUC gain {_fmt(comparison.gain, True)} {'>=' if ok else '<'} {_fmt(policy.min_gain, True)}",
+                )
+            )
+        if comparison.worst_slice_drop is None:
+            checks.append(
+                Check(
+                    name="slice_regression",
+                    threshold=policy.max_slice_drop,
+                    observed=None,
+                    passed=True,
+                    detail="no slice with enough rows and both classes in both models",
+                )
+            )
+        else:
+            ok = comparison.worst_slice_drop <= policy.max_slice_drop
+            checks.append(
+                Check(
+                    name="slice_regression",
+                    threshold=policy.max_slice_drop,
+                    observed=comparison.worst_slice_drop,
+                    passed=ok,
+                    detail=(
+                        f"worst slice {comparison.worst_slice}: AUC drop {_fmt(comparison.worst_slice_drop)} "
+                        f"{'<=' if ok else '>'} {_fmt(policy.max_slice_drop)}"
+                    ),
+                )
+            )
+    checks.append(
+        _at_most(
+            "parity_mean_abs_diff",
+            _number(parity, "mean_abs_diff"),
+            policy.parity_mean_abs_diff,
+            "ONNX vs sklearn mean |p diff|",
+        )
+    )
+    checks.append(
+        _at_least(
+            "parity_label_agreement",
+            _number(parity, "label_agreement"),
+            policy.parity_label_agreement,
+            "ONNX vs sklearn label agreement",
+        )
+    )
+    checks.append(
+        _at_most("latency", _number(parity, "onnx_ms_per_1k_rows"), policy.latency_ms_per_1k, "ONNX ms per 1k rows")
+    )
+    if policy.shadow_days > 0 and not first_model:
+        if shadow_clean_days is None:
+            checks.append(Check("shadow_days", policy.shadow_days, None, False, "no shadow record for this challenger"))
+        else:
+            ok = shadow_clean_days >= policy.shadow_days
+            checks.append(
+                Check(
+                    "shadow_days",
+                    policy.shadow_days,
+                    shadow_clean_days,
+                    ok,
+                    f"{shadow_clean_days} clean shadow days {'>=' if ok else '<'} {policy.shadow_days}",
+                )
+            )
+    if mode == "disabled":
+        checks.append(Check("gate_mode", "enabled", "disabled", False, "gate disabled: nothing is promoted"))
+
+    would_promote = all(c.passed for c in checks)
+    promote = would_promote and mode == "enabled"
+    figures: dict[str, float | int | str | None] = {
+        "challenger_roc_auc": challenger.roc_auc,
+        "challenger_roc_auc_lower": challenger.roc_auc_lower,
+        "challenger_roc_auc_upper": challenger.roc_auc_upper,
+        "champion_roc_auc": champion.roc_auc if champion else None,
+        "gain": comparison.gain if comparison else None,
+        "gain_lower": comparison.gain_lower if comparison else None,
+        "gain_upper": comparison.gain_upper if comparison else None,
+        "worst_slice": comparison.worst_slice if comparison else None,
+        "worst_slice_drop": comparison.worst_slice_drop if comparison else None,
+        "mean_abs_diff": _number(parity, "mean_abs_diff"),
+        "label_agreement": _number(parity, "label_agreement"),
+        "onnx_ms_per_1k_rows": _number(parity, "onnx_ms_per_1k_rows"),
+        "shadow_clean_days": shadow_clean_days,
+        "holdout_rows": challenger.n,
+    }
+    inputs = {
+        "policy": policy.model_dump(mode="json"),
+        "challenger": challenger.to_dict(),
+        "champion": champion.to_dict() if champion else None,
+        "comparison": comparison.to_dict() if comparison else None,
+        "parity": dict(parity),
+        "shadow_clean_days": shadow_clean_days,
+        "mode_override": mode_override,
+        "context": dict(context or {}),
+    }
+    digest = hashlib.sha256(json.dumps(jsonable(inputs), sort_keys=True).encode()).hexdigest()[:16]
+    decision = GateDecision(
+        decision_id=digest,
+        promote=promote,
+        would_promote=would_promote,
+        mode=mode,
+        first_model=first_model,
+        approval_required=policy.approval_required,
+        checks=checks,
+        summary=_summary(mode, promote, would_promote, first_model, checks, challenger, champion, comparison),
+        figures=figures,
+        context=dict(context or {}),
+    )
+    log.info("gate decision %s: %s", decision.decision_id, decision.summary)
+    return decision
+
+
+def _summary(
+    mode: str,
+    promote: bool,
+    would_promote: bool,
+    first_model: bool,
+    checks: list[Check],
+    challenger: Evaluation,
+    champion: Evaluation | None,
+    comparison: Comparison | None,
+) -> str:
+    if mode == "disabled":
+        verdict = "DISABLED (gate off, nothing promoted)"
+    elif mode == "dry_run":
+        verdict = f"DRY RUN (would {'promote' if would_promote else 'reject'})"
+    else:
+        verdict = "PROMOTE" if promote else "REJECT"
+    if first_model or champion is None or comparison is None:
+        figures = f"first model (no champion): ROC AUC {_fmt(challenger.roc_auc)}"
+    else:
+        figures = (
+            f"ROC AUC {_fmt(challenger.roc_auc)} vs champion {_fmt(champion.roc_auc)}, gain "
+            f"{_fmt(comparison.gain, True)} [{_fmt(comparison.gain_lower, True)}, {_fmt(comparison.gain_upper, True)}]"
+        )
+    failed = [c for c in checks if not c.passed and c.name != "gate_mode"]
+    passed = sum(c.passed for c in checks if c.name != "gate_mode")
+    total = sum(1 for c in checks if c.name != "gate_mode")
+    tail = f"{passed}/{total} checks passed"
+    if failed:
+        tail += "; failed: " + "; ".join(f"{c.name} ({c.detail})" for c in failed)
+    return f"{verdict}: {figures}; {tail}"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types (numpy scalars to Python, NaN/inf to None so the JSON stays standard)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,375 @@
+"""Gated promotion: evaluate challenger and champion on the same fresh data, decide, move.
+
+The evaluation set is the most recent ``gate.evaluation_days`` validated days, with labels in
+the lake, that come after the challenger's last *training* day (its ``airloop.train_end``
+tag): the challenger's holdout days plus any newer labelled days. Neither model trained on
+them (the champion is older, so its training ended earlier still). Both models are scored
+with onnxruntime from their registered ONNX files, so the gate judges what will serve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from include.lake import Lake, Zone
+from include.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class PromotionError(RuntimeError):
+    """Promotion cannot proceed (no challenger, no evaluation data); the message says why."""
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    frame: pd.DataFrame
+    days: list[date]
+
+
+def evaluation_set(spec: ModelSpec, lake: Lake, after: date | None) -> EvaluationSet:
+    """Validated rows with labels of the last ``evaluation_days`` labelled days after ``after``."""
+    import pandas as pd
+
+    labelled = set(lake.list_partitions(Zone.LABELS, spec.name))
+    days = [
+        d for d in lake.list_partitions(Zone.VALIDATED, spec.name) if d in labelled and (after is None or d > after)
+    ]
+    days = days[-spec.gate.evaluation_days :]
+    if not days:
+        raise PromotionError(
+            f"{spec.name}: no validated day with labels after {after}: nothing to evaluate the challenger on yet"
+        )
+    keys = spec.dataset.key_columns
+    frames = []
+    for day in days:
+        features = lake.read_table(Zone.VALIDATED, spec.name, day).to_pandas()
+        labels = lake.read_table(Zone.LABELS, spec.name, day).to_pandas().drop_duplicates(keys)
+        frames.append(features.merge(labels, on=keys, how="inner", validate="one_to_one"))
+    return EvaluationSet(frame=pd.concat(frames, ignore_index=True), days=days)
+
+
+def onnx_scores(onnx_bytes: bytes, frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """Positive-class probabilities from an onnxruntime session (one input per feature)."""
+    import onnxruntime as ort
+
+    from include.training.onnx_export import onnx_inputs
+
+    features = spec.dataset.features
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    outputs = session.run(["probabilities"], onnx_inputs(frame, features.numeric, features.categorical))
+    return outputs[0][:, 1].astype("float64")
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+
+def _tags(client: MlflowClient, name: str, version: int) -> dict[str, str]:
+    return dict(client.get_model_version(name, str(version)).tags)
+
+
+def _parity(tags: dict[str, str]) -> dict[str, float]:
+    return {k.removeprefix("parity."): float(v) for k, v in tags.items() if k.startswith("parity.")}
+
+
+def run_gate(
+    spec: ModelSpec,
+    lake: Lake,
+    tracking_uri: str,
+    *,
+    mode_override: str | None = None,
+    challenger_version: int | None = None,
+    shadow_clean_days: int | None = None,
+    report_key: str,
+) -> dict[str, Any]:
+    """Evaluate challenger vs champion, decide with the spec's gate policy, write the gate report.
+
+    Returns a JSON-able dict (for XCom): decision, versions, evaluation days, report URIs.
+    """
+    from include.registry.aliases import current_alias
+    from include.registry.gate import compare, decide_promotion, evaluate, jsonable
+    from include.registry.mlflow_registry import load_onnx_bytes
+
+    client = _client(tracking_uri)
+    challenger = challenger_version or current_alias(client, spec.name, CHALLENGER)
+    if challenger is None:
+        raise PromotionError(f"{spec.name}: no version has alias {CHALLENGER!r}: train one first")
+    champion = current_alias(client, spec.name, CHAMPION)
+    if champion == challenger:
+        raise PromotionError(f"{spec.name}: version {challenger} is already the champion")
+    tags = _tags(client, spec.name, challenger)
+    train_end = date.fromisoformat(tags["airloop.train_end"]) if tags.get("airloop.train_end") else None
+    evalset = evaluation_set(spec, lake, train_end)
+    labels = evalset.frame[spec.dataset.target.name].to_numpy()
+    slices = {c: evalset.frame[c].astype(str).to_numpy() for c in spec.dataset.slice_columns}
+    gate = spec.gate
+    seed = spec.training.seed
+    threshold = spec.training.threshold
+    challenger_scores = onnx_scores(load_onnx_bytes(tracking_uri, spec.name, challenger), evalset.frame, spec)
+    challenger_eval = evaluate(challenger_scores, labels, slices, threshold, gate.bootstrap_samples, seed)
+    champion_eval = comparison = None
+    if champion is not None:
+        champion_scores = onnx_scores(load_onnx_bytes(tracking_uri, spec.name, champion), evalset.frame, spec)
+        champion_eval = evaluate(champion_scores, labels, slices, threshold, gate.bootstrap_samples, seed)
+        comparison = compare(
+            challenger_eval, champion_eval, challenger_scores, champion_scores, labels, gate.bootstrap_samples, seed
+        )
+    decision = decide_promotion(
+        gate,
+        challenger_eval,
+        champion_eval,
+        comparison,
+        _parity(tags),
+        shadow_clean_days,
+        mode_override=mode_override,
+        context={
+            "model": spec.name,
+            "challenger": challenger,
+            "champion": champion,
+            "days": [str(d) for d in evalset.days],
+        },
+    )
+    log.info("%s gate: %s", spec.name, decision.summary)
+    report = {
+        "model": spec.name,
+        "challenger_version": challenger,
+        "champion_version": champion,
+        "evaluation_days": [d.isoformat() for d in evalset.days],
+        "evaluation_rows": len(evalset.frame),
+        "decision": decision.to_dict(),
+        "challenger": challenger_eval.to_dict(),
+        "champion": champion_eval.to_dict() if champion_eval else None,
+        "comparison": comparison.to_dict() if comparison else None,
+        "challenger_tags": tags,
+    }
+    report = jsonable(report)
+    json_path = lake.report_path(spec.name, "gate", f"{decision.decision_id}.json")
+    html_path = lake.report_path(spec.name, "gate", f"{decision.decision_id}.html")
+    report["report_json_uri"] = lake.write_bytes(json_path, json.dumps(report, indent=2).encode())
+    report["report_html_uri"] = lake.write_bytes(html_path, gate_report_html(report).encode())
+    return dict(report)
+
+
+def gate_report_html(report: dict[str, Any]) -> str:
+    """A self-contained HTML page of the gate decision: every check, threshold and observed value."""
+    from html import escape
+
+    decision = report["decision"]
+    rows = "".join(
+        f"<tr class={'pass' if c['passed'] else 'fail'}><td>{escape(str(c['name']))}</td>"
+        f"<td>{escape(str(c['threshold']))}</td><td>{escape(str(c['observed']))}</td>"
+        f"<td>{'PASS' if c['passed'] else 'FAIL'}</td><td>{escape(str(c.get('detail', '')))}</td></tr>"
+        for c in decision["checks"]
+    )
+    verdict = (
+        "PROMOTE" if decision["promote"] else ("WOULD PROMOTE (dry run)" if decision.get("would_promote") else "REJECT")
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Gate {escape(report["model"])} v{report["challenger_version"]}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:4px 8px}}table{{border-collapse:collapse}}
+.pass td:nth-child(4){{color:#1a7f37}}.fail td:nth-child(4){{color:#cf222e;font-weight:bold}}</style></head><body>
+<h1>{escape(report["model"])}: challenger v{report["challenger_version"]} vs champion {("v" + str(report["champion_version"])) if report["champion_version"] else "(none: first model)"}</h1>
+<p><b>{verdict}</b> &mdash; {escape(decision["summary"])}</p>
+<p>Evaluated on {report["evaluation_rows"]} labelled rows of {", ".join(report["evaluation_days"])} (days neither model trained on).</p>
+<table><tr><th>check</th><th>threshold</th><th>observed</th><th>status</th><th>detail</th></tr>{rows}</table>
+<p>decision id <code>{escape(decision["decision_id"])}</code></p></body></html>"""
+
+
+def apply_decision(
+    spec: ModelSpec,
+    lake: Lake,
+    tracking_uri: str,
+    gate_report: dict[str, Any],
+    *,
+    approval: dict[str, Any] | None,
+    now: datetime,
+    dag_id: str,
+    run_id: str,
+) -> dict[str, Any]:
+    """Act on a gate report: CAS-move ``@champion``, tag both versions, write the model card and
+    the ledger entry; or record why nothing moved. Returns what happened (JSON-able)."""
+    from include.registry.aliases import move_alias_cas, tag_version
+    from include.registry.ledger import LedgerEntry, append_entry
+
+    client = _client(tracking_uri)
+    decision = gate_report["decision"]
+    challenger, champion = gate_report["challenger_version"], gate_report["champion_version"]
+    approver = reason = None
+    approved = True
+    if approval is not None:
+        approved = "Approve" in (approval.get("chosen_options") or [])
+        approver = _user(approval.get("responded_by_user"))
+        reason = str((approval.get("params_input") or {}).get("comment") or "")
+    base = {
+        "time": now,
+        "model": spec.name,
+        "version": challenger,
+        "previous_version": champion,
+        "decision_id": decision["decision_id"],
+        "summary": decision["summary"],
+        "figures": {"challenger": gate_report["challenger"], "comparison": gate_report["comparison"]},
+        "approver": approver,
+        "reason": reason,
+        "dag_id": dag_id,
+        "run_id": run_id,
+    }
+    if not decision["promote"]:
+        action: Literal["dry_run", "reject"] = "dry_run" if decision.get("mode") == "dry_run" else "reject"
+        append_entry(lake, LedgerEntry(action=action, **base))
+        tag_version(
+            client, spec.name, challenger, {"airloop.gate": action, "airloop.gate_decision_id": decision["decision_id"]}
+        )
+        return {"promoted": False, "action": action, "version": challenger, "champion": champion}
+    if not approved:
+        append_entry(lake, LedgerEntry(action="approval_rejected", **base))
+        tag_version(
+            client,
+            spec.name,
+            challenger,
+            {
+                "airloop.gate": "approval_rejected",
+                "airloop.rejected_by": approver or "",
+                "airloop.reject_reason": reason or "",
+            },
+        )
+        return {"promoted": False, "action": "approval_rejected", "version": challenger, "champion": champion}
+
+    move_alias_cas(client, spec.name, CHAMPION, challenger, expected_current=champion)
+    when = now.isoformat()
+    tag_version(
+        client,
+        spec.name,
+        challenger,
+        {
+            "airloop.gate": "promoted",
+            "airloop.gate_decision_id": decision["decision_id"],
+            "airloop.promoted_at": when,
+            "airloop.promoted_by_dag_run": f"{dag_id}/{run_id}",
+            "airloop.previous_champion": str(champion or ""),
+            "airloop.approved_by": approver or ("not required" if approval is None else ""),
+            "airloop.gate_report": gate_report.get("report_json_uri", ""),
+            "airloop.evaluation_days": ",".join(gate_report["evaluation_days"]),
+            "airloop.gain_vs_champion": str((gate_report.get("comparison") or {}).get("gain", "")),
+        },
+    )
+    if champion is not None:
+        tag_version(client, spec.name, champion, {"airloop.demoted_at": when, "airloop.replaced_by": str(challenger)})
+    card_uri = write_model_card(spec, lake, client, gate_report, approver=approver)
+    append_entry(lake, LedgerEntry(action="promote", **base))
+    return {"promoted": True, "action": "promote", "version": challenger, "champion": champion, "model_card": card_uri}
+
+
+def _user(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return str(value.get("name") or value.get("id") or "") or None
+    return None if value is None else str(value)
+
+
+def write_model_card(
+    spec: ModelSpec, lake: Lake, client: MlflowClient, gate_report: dict[str, Any], approver: str | None
+) -> str:
+    """Model card as Markdown and HTML under ``reports/<model>/cards/`` and on the version's run."""
+    import tempfile
+    from pathlib import Path
+
+    from include.registry.card import model_card_html, model_card_markdown
+
+    tags = gate_report["challenger_tags"]
+    window = tuple(tags.get("airloop.data_window", "?..?").split(".."))
+    version = gate_report["challenger_version"]
+    inputs: dict[str, Any] = {
+        "model": spec.name,
+        "version": version,
+        "description": spec.description,
+        "training_window": (window[0], window[-1]),
+        "evaluation": gate_report["challenger"],
+        "decision": gate_report["decision"],
+        "champion": gate_report["champion"],
+        "comparison": gate_report["comparison"],
+        "estimator": tags.get("airloop.estimator"),
+        "label_delay_days": spec.dataset.label_delay_days,
+        "owner": spec.owner,
+        "lineage": {
+            "training run": tags.get("airloop.training_run_id"),
+            "data hash": tags.get("airloop.data_hash"),
+            "code commit": tags.get("airloop.code_commit"),
+            "dag run": f"{tags.get('airloop.dag_id')}/{tags.get('airloop.dag_run_id')}",
+            "approved by": approver or "no approval required",
+            "evaluated on": ", ".join(gate_report["evaluation_days"]),
+        },
+    }
+    markdown = model_card_markdown(**inputs)
+    html = model_card_html(**inputs)
+    lake.write_bytes(lake.report_path(spec.name, "cards", f"v{version}.md"), markdown.encode())
+    uri = lake.write_bytes(lake.report_path(spec.name, "cards", f"v{version}.html"), html.encode())
+    run_id = tags.get("airloop.training_run_id")
+    if run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in (("model_card.md", markdown), ("model_card.html", html)):
+                (Path(tmp) / name).write_text(text)
+                client.log_artifact(run_id, str(Path(tmp) / name), artifact_path="model_card")
+    return uri
+
+
+def rollback(
+    spec: ModelSpec,
+    lake: Lake,
+    tracking_uri: str,
+    *,
+    target_version: int | None,
+    reason: str,
+    now: datetime,
+    dag_id: str,
+    run_id: str,
+) -> dict[str, Any]:
+    """Move ``@champion`` back (default: to the champion the current one replaced), CAS-safe."""
+    from include.registry.aliases import current_alias, move_alias_cas, tag_version
+    from include.registry.ledger import LedgerEntry, append_entry, read_ledger
+
+    if not reason.strip():
+        raise PromotionError(f"{spec.name}: a rollback needs a reason")
+    client = _client(tracking_uri)
+    current = current_alias(client, spec.name, CHAMPION)
+    if current is None:
+        raise PromotionError(f"{spec.name}: there is no champion to roll back")
+    if target_version is None:
+        promotions = [e for e in read_ledger(lake, spec.name) if e["action"] == "promote" and e["version"] == current]
+        previous = promotions[-1]["previous_version"] if promotions else None
+        if previous is None:
+            raise PromotionError(f"{spec.name}: v{current} replaced no earlier champion; name a target version")
+        target_version = int(previous)
+    if target_version == current:
+        raise PromotionError(f"{spec.name}: v{target_version} is already the champion")
+    client.get_model_version(spec.name, str(target_version))  # fails clearly if it does not exist
+    move_alias_cas(client, spec.name, CHAMPION, target_version, expected_current=current)
+    when = now.isoformat()
+    tag_version(client, spec.name, target_version, {"airloop.restored_at": when, "airloop.restore_reason": reason})
+    tag_version(client, spec.name, current, {"airloop.rolled_back_at": when, "airloop.rollback_reason": reason})
+    append_entry(
+        lake,
+        LedgerEntry(
+            time=now,
+            action="rollback",
+            model=spec.name,
+            version=target_version,
+            previous_version=current,
+            summary=f"rollback from v{current} to v{target_version}: {reason}",
+            reason=reason,
+            dag_id=dag_id,
+            run_id=run_id,
+        ),
+    )
+    return {"version": target_version, "previous_version": current, "reason": reason}

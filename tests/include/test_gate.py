@@ -1,0 +1,478 @@
+"""The promotion gate: metrics against known values, the paired bootstrap, the decision table, the card."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from include.registry.card import card_sections, model_card_html, model_card_markdown
+from include.registry.gate import (
+    Comparison,
+    Evaluation,
+    GateInputError,
+    SliceMetric,
+    _AucRanker,
+    compare,
+    decide_promotion,
+    evaluate,
+    roc_auc,
+)
+from include.spec import GateSpec
+
+
+def _binormal(n: int, separation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores whose true ROC AUC is Phi(separation / sqrt(2)), squashed into (0, 1)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    latent = rng.normal(0.0, 1.0, n) + separation * labels
+    return 1.0 / (1.0 + np.exp(-latent)), labels
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+# --------------------------------------------------------------------------- evaluate
+def test_perfect_model_has_auc_one_everywhere() -> None:
+    labels = np.array([0, 1] * 100)
+    scores = np.where(labels == 1, 0.9, 0.1) + np.linspace(0, 0.05, 200)
+    ev = evaluate(scores, labels, None, threshold=0.5, n_boot=50, seed=0)
+    assert ev.roc_auc == 1.0
+    assert (ev.roc_auc_lower, ev.roc_auc_upper) == (1.0, 1.0)
+    assert ev.pr_auc == pytest.approx(1.0)
+    assert ev.accuracy == ev.recall == ev.precision == 1.0
+    assert (ev.n, ev.positives) == (200, 100)
+
+
+def test_random_model_is_near_one_half_with_an_interval_around_it() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 20_000)
+    ev = evaluate(rng.random(20_000), labels, None, threshold=0.5, n_boot=200, seed=1)
+    assert abs(ev.roc_auc - 0.5) < 0.015
+    assert ev.roc_auc_lower < ev.roc_auc < ev.roc_auc_upper
+    assert ev.roc_auc_lower < 0.5 + 0.015 and ev.roc_auc_upper > 0.5 - 0.015
+    assert 0.01 < ev.roc_auc_upper - ev.roc_auc_lower < 0.03  # ~ 4 x 0.0041 standard error at n=20k
+
+
+def test_binormal_scores_recover_the_theoretical_auc() -> None:
+    scores, labels = _binormal(40_000, separation=1.0, seed=5)
+    ev = evaluate(scores, labels, None, threshold=0.5, n_boot=100, seed=2)
+    assert ev.roc_auc == pytest.approx(_phi(1.0 / math.sqrt(2.0)), abs=0.01)  # 0.7602
+    assert ev.roc_auc_lower < _phi(1.0 / math.sqrt(2.0)) + 0.01
+
+
+def test_metrics_match_scikit_learn_with_ties() -> None:
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 2, 3000)
+    scores = np.round(np.clip(rng.random(3000) * 0.7 + 0.3 * labels, 0, 1), 2)  # many ties
+    ev = evaluate(scores, labels, None, threshold=0.4, n_boot=10, seed=0)
+    predicted = scores >= 0.4
+    assert ev.roc_auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert ev.pr_auc == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    assert ev.log_loss == pytest.approx(log_loss(labels, np.clip(scores, 1e-15, 1 - 1e-15)), rel=1e-9)
+    assert ev.brier == pytest.approx(brier_score_loss(labels, scores), abs=1e-12)
+    assert ev.accuracy == pytest.approx(np.mean(predicted == labels))
+    assert ev.recall == pytest.approx(predicted[labels == 1].mean())
+    assert ev.precision == pytest.approx(labels[predicted].mean())
+
+
+def test_weighted_auc_equals_auc_of_the_resampled_rows() -> None:
+    """The O(n) bootstrap replicate is exactly roc_auc_score on the resampled rows."""
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 2, 500)
+    scores = np.round(rng.random(500) + 0.2 * labels, 1)
+    ranker = _AucRanker(scores, labels)
+    for _ in range(5):
+        rows = rng.integers(0, 500, 500)
+        counts = np.bincount(rows, minlength=500).astype(float)
+        assert ranker.auc(counts) == pytest.approx(roc_auc_score(labels[rows], scores[rows]), abs=1e-12)
+    assert math.isnan(roc_auc(scores[labels == 1], labels[labels == 1]))
+
+
+def test_slices_are_scored_and_small_or_single_class_slices_are_skipped_and_counted() -> None:
+    scores, labels = _binormal(1000, separation=2.0, seed=1)
+    origin = np.array(["JFK"] * 500 + ["LGA"] * 470 + ["EWR"] * 30)  # EWR: 30 rows, skipped
+    carrier = np.array(["AA"] * 900 + ["UA"] * 100)
+    labels = labels.copy()
+    labels[900:] = 0  # UA: one class, skipped
+    ev = evaluate(scores, labels, {"origin": origin, "carrier": carrier}, threshold=0.5, n_boot=10, seed=0)
+    by_name = {s.name: s for s in ev.slices}
+    assert sorted(by_name) == ["carrier=AA", "origin=JFK", "origin=LGA"]
+    assert ev.slices_skipped == 2
+    jfk = by_name["origin=JFK"]
+    assert jfk.n == 500 and jfk.positives == int(labels[:500].sum())
+    assert jfk.roc_auc == pytest.approx(roc_auc_score(labels[:500], scores[:500]))
+
+
+def test_evaluate_refuses_what_it_cannot_judge() -> None:
+    with pytest.raises(GateInputError, match="single class"):
+        evaluate(np.array([0.1, 0.2, 0.3]), np.array([1, 1, 1]), None, 0.5, 10, 0)
+    with pytest.raises(GateInputError, match="3 scores for 2 labels"):
+        evaluate(np.array([0.1, 0.2, 0.3]), np.array([0, 1]), None, 0.5, 10, 0)
+    with pytest.raises(GateInputError, match="NaN"):
+        evaluate(np.array([0.1, np.nan]), np.array([0, 1]), None, 0.5, 10, 0)
+    with pytest.raises(GateInputError, match="slice column 'origin' has 1 values"):
+        evaluate(np.array([0.1, 0.9]), np.array([0, 1]), {"origin": np.array(["x"])}, 0.5, 10, 0)
+
+
+# --------------------------------------------------------------------------- compare
+def test_paired_bootstrap_brackets_the_gain_and_is_narrower_than_unpaired() -> None:
+    rng = np.random.default_rng(21)
+    labels = rng.integers(0, 2, 5000)
+    latent = rng.normal(0, 1, 5000) + 1.0 * labels
+    champion_scores = 1 / (1 + np.exp(-(latent + rng.normal(0, 0.6, 5000))))  # the same signal, noisier
+    challenger_scores = 1 / (1 + np.exp(-latent))
+    challenger = evaluate(challenger_scores, labels, None, 0.5, 200, 1)
+    champion = evaluate(champion_scores, labels, None, 0.5, 200, 1)
+    comp = compare(challenger, champion, challenger_scores, champion_scores, labels, 200, 1)
+
+    assert comp.gain == pytest.approx(challenger.roc_auc - champion.roc_auc)
+    assert comp.gain_lower < comp.gain < comp.gain_upper
+    assert comp.gain_lower > 0 and comp.prob_worse == 0.0
+    paired_width = comp.gain_upper - comp.gain_lower
+    unpaired_width = math.hypot(
+        challenger.roc_auc_upper - challenger.roc_auc_lower, champion.roc_auc_upper - champion.roc_auc_lower
+    )
+    assert paired_width < 0.6 * unpaired_width
+
+
+def test_identical_models_have_a_zero_gain_and_no_slice_drop() -> None:
+    scores, labels = _binormal(2000, 1.0, 4)
+    group = np.where(np.arange(2000) % 2 == 0, "a", "b")
+    ev = evaluate(scores, labels, {"g": group}, 0.5, 50, 0)
+    comp = compare(ev, ev, scores, scores, labels, 50, 0)
+    assert (comp.gain, comp.gain_lower, comp.gain_upper, comp.prob_worse) == (0.0, 0.0, 0.0, 0.0)
+    assert comp.worst_slice_drop == 0.0 and comp.worst_slice in ("g=a", "g=b")
+
+
+def test_worst_slice_names_the_slice_where_the_challenger_got_worse() -> None:
+    scores, labels = _binormal(4000, 2.0, 8)
+    group = np.array(["a", "b", "c", "d"] * 1000)
+    challenger_scores = scores.copy()
+    in_b = group == "b"
+    challenger_scores[in_b] = np.random.default_rng(0).random(int(in_b.sum()))  # random in slice b
+    slices = {"g": group}
+    challenger = evaluate(challenger_scores, labels, slices, 0.5, 20, 0)
+    champion = evaluate(scores, labels, slices, 0.5, 20, 0)
+    comp = compare(challenger, champion, challenger_scores, scores, labels, 20, 0)
+    assert comp.worst_slice == "g=b"
+    assert comp.worst_slice_drop == pytest.approx(champion.slice_auc()["g=b"] - challenger.slice_auc()["g=b"])
+    assert comp.worst_slice_drop is not None and comp.worst_slice_drop > 0.3
+    assert comp.slice_drops["g=a"] == pytest.approx(0.0)
+
+
+def test_compare_refuses_evaluations_of_other_rows() -> None:
+    scores, labels = _binormal(200, 1.0, 0)
+    ev = evaluate(scores, labels, None, 0.5, 10, 0)
+    with pytest.raises(GateInputError, match="holdout size"):
+        compare(ev, replace(ev, n=199), scores, scores, labels, 10, 0)
+
+
+# --------------------------------------------------------------------------- decide_promotion
+def _evaluation(auc: float, slices: tuple[SliceMetric, ...] = ()) -> Evaluation:
+    return Evaluation(
+        roc_auc=auc,
+        roc_auc_lower=auc - 0.01,
+        roc_auc_upper=auc + 0.01,
+        pr_auc=0.6,
+        log_loss=0.5,
+        brier=0.18,
+        accuracy=0.8,
+        precision=0.6,
+        recall=0.4,
+        threshold=0.5,
+        n=7000,
+        positives=1500,
+        bootstrap_samples=200,
+        slices=slices,
+    )
+
+
+def _comparison(**overrides: Any) -> Comparison:
+    base: dict[str, Any] = {
+        "gain": 0.01,
+        "gain_lower": -0.004,
+        "gain_upper": 0.024,
+        "prob_worse": 0.08,
+        "bootstrap_samples": 200,
+        "worst_slice": "origin=JFK",
+        "worst_slice_drop": 0.02,
+        "slice_drops": {"origin=JFK": 0.02, "origin=LGA": -0.01},
+    }
+    return Comparison(**{**base, **overrides})
+
+
+GOOD_PARITY = {"mean_abs_diff": 2e-4, "label_agreement": 0.99995, "onnx_ms_per_1k_rows": 4.0}
+POLICY = GateSpec(
+    min_roc_auc=0.6,
+    max_regression=0.01,
+    max_slice_drop=0.05,
+    parity_mean_abs_diff=1e-3,
+    parity_label_agreement=0.999,
+    latency_ms_per_1k=50.0,
+)
+ALL_CHECKS = [
+    "min_roc_auc",
+    "no_regression",
+    "slice_regression",
+    "parity_mean_abs_diff",
+    "parity_label_agreement",
+    "latency",
+]
+
+
+def _decide(**changes: Any) -> Any:
+    args: dict[str, Any] = {
+        "policy": POLICY,
+        "challenger": _evaluation(0.75),
+        "champion": _evaluation(0.74),
+        "comparison": _comparison(),
+        "parity": GOOD_PARITY,
+        "shadow_clean_days": None,
+    }
+    args.update(changes)
+    return decide_promotion(**args)
+
+
+def test_baseline_passes_every_check_and_promotes() -> None:
+    decision = _decide()
+    assert [c.name for c in decision.checks] == ALL_CHECKS
+    assert all(c.passed for c in decision.checks)
+    assert decision.promote and decision.would_promote
+    assert decision.mode == "enabled" and not decision.first_model
+    assert decision.summary.startswith("PROMOTE: ROC AUC 0.7500 vs champion 0.7400, gain +0.0100")
+    assert "6/6 checks passed" in decision.summary
+
+
+@pytest.mark.parametrize(
+    ("changes", "failing", "observed"),
+    [
+        pytest.param({"challenger": _evaluation(0.55)}, "min_roc_auc", 0.55, id="absolute-floor"),
+        pytest.param({"comparison": _comparison(gain_lower=-0.0101)}, "no_regression", -0.0101, id="regression"),
+        pytest.param({"comparison": _comparison(worst_slice_drop=0.051)}, "slice_regression", 0.051, id="slice"),
+        pytest.param({"parity": {**GOOD_PARITY, "mean_abs_diff": 2e-3}}, "parity_mean_abs_diff", 2e-3, id="parity"),
+        pytest.param(
+            {"parity": {**GOOD_PARITY, "label_agreement": 0.998}}, "parity_label_agreement", 0.998, id="labels"
+        ),
+        pytest.param({"parity": {**GOOD_PARITY, "onnx_ms_per_1k_rows": 51.0}}, "latency", 51.0, id="latency"),
+        pytest.param({"parity": {"mean_abs_diff": 2e-4, "label_agreement": 1.0}}, "latency", None, id="no-latency"),
+    ],
+)
+def test_each_failing_check_alone_flips_that_check_and_the_verdict(
+    changes: dict[str, Any], failing: str, observed: float | None
+) -> None:
+    decision = _decide(**changes)
+    assert [c.name for c in decision.failed] == [failing]
+    assert decision.check(failing).observed == observed
+    assert not decision.promote and not decision.would_promote
+    assert decision.summary.startswith("REJECT")
+    assert f"failed: {failing}" in decision.summary
+
+
+def test_no_regression_is_judged_on_the_lower_bound_not_the_point_estimate() -> None:
+    # A positive point gain with a wide interval reaching below -max_regression is a rejection.
+    decision = _decide(comparison=_comparison(gain=0.004, gain_lower=-0.02, gain_upper=0.03))
+    assert not decision.check("no_regression").passed
+    assert decision.check("no_regression").threshold == -0.01
+    # A negative point gain whose lower bound stays within the tolerance is not.
+    decision = _decide(comparison=_comparison(gain=-0.002, gain_lower=-0.009))
+    assert decision.check("no_regression").passed and decision.promote
+
+
+def test_slice_check_reports_the_worst_slice() -> None:
+    check = _decide(comparison=_comparison(worst_slice="carrier=EV", worst_slice_drop=0.09)).check("slice_regression")
+    assert not check.passed and "carrier=EV" in check.detail and check.observed == 0.09
+
+
+def test_slice_check_passes_when_no_slice_is_comparable() -> None:
+    check = _decide(comparison=_comparison(worst_slice=None, worst_slice_drop=None, slice_drops={})).check(
+        "slice_regression"
+    )
+    assert check.passed and check.observed is None and "no slice" in check.detail
+
+
+def test_min_gain_is_checked_only_when_positive() -> None:
+    assert "min_gain" not in [c.name for c in _decide().checks]
+    strict = POLICY.model_copy(update={"min_gain": 0.02})
+    decision = _decide(policy=strict)
+    assert [c.name for c in decision.failed] == ["min_gain"]
+    assert decision.check("min_gain").observed == 0.01 and not decision.promote
+    assert _decide(policy=strict, comparison=_comparison(gain=0.021)).promote
+
+
+@pytest.mark.parametrize(
+    ("clean_days", "passed", "detail"),
+    [
+        pytest.param(None, False, "no shadow record", id="absent"),
+        pytest.param(2, False, "2 clean shadow days < 3", id="too-few"),
+        pytest.param(3, True, "3 clean shadow days >= 3", id="enough"),
+    ],
+)
+def test_shadow_days_are_required_when_the_policy_asks(clean_days: int | None, passed: bool, detail: str) -> None:
+    decision = _decide(policy=POLICY.model_copy(update={"shadow_days": 3}), shadow_clean_days=clean_days)
+    check = decision.check("shadow_days")
+    assert (check.passed, check.threshold, check.observed) == (passed, 3, clean_days)
+    assert check.detail.startswith(detail)
+    assert decision.promote is passed
+    assert "shadow_days" not in [c.name for c in _decide(shadow_clean_days=0).checks]
+
+
+def test_first_model_is_judged_on_floors_parity_and_latency_only() -> None:
+    policy = POLICY.model_copy(update={"shadow_days": 3, "min_gain": 0.05})
+    decision = _decide(policy=policy, champion=None, comparison=None)
+    assert decision.first_model and decision.promote
+    assert [c.name for c in decision.checks] == [
+        "min_roc_auc",
+        "parity_mean_abs_diff",
+        "parity_label_agreement",
+        "latency",
+    ]
+    assert "first model (no champion)" in decision.summary
+    assert decision.figures["champion_roc_auc"] is None and decision.figures["gain"] is None
+    weak = _decide(policy=policy, champion=None, comparison=None, challenger=_evaluation(0.58))
+    assert not weak.promote and [c.name for c in weak.failed] == ["min_roc_auc"]
+
+
+def test_dry_run_never_promotes_but_records_the_verdict() -> None:
+    dry = POLICY.model_copy(update={"mode": "dry_run"})
+    decision = _decide(policy=dry)
+    assert (decision.promote, decision.would_promote, decision.mode) == (False, True, "dry_run")
+    assert decision.summary.startswith("DRY RUN (would promote)")
+    failing = _decide(policy=dry, challenger=_evaluation(0.5))
+    assert (failing.promote, failing.would_promote) == (False, False)
+    assert failing.summary.startswith("DRY RUN (would reject)")
+    overridden = _decide(mode_override="dry_run")
+    assert overridden.mode == "dry_run" and not overridden.promote and overridden.would_promote
+
+
+def test_disabled_gate_promotes_nothing_and_says_so() -> None:
+    decision = _decide(policy=POLICY.model_copy(update={"mode": "disabled"}))
+    assert not decision.promote and decision.mode == "disabled"
+    assert [c.name for c in decision.failed] == ["gate_mode"]
+    assert decision.check("gate_mode").detail == "gate disabled: nothing is promoted"
+    assert decision.summary.startswith("DISABLED")
+    assert _decide(mode_override="enabled", policy=POLICY.model_copy(update={"mode": "disabled"})).promote
+
+
+def test_decision_id_is_a_deterministic_digest_of_the_inputs() -> None:
+    first, again = _decide(), _decide()
+    assert first.decision_id == again.decision_id and len(first.decision_id) == 16
+    assert _decide(challenger=_evaluation(0.7501)).decision_id != first.decision_id
+    assert _decide(context={"model": "flights", "version": 4}).decision_id != first.decision_id
+    assert _decide(mode_override="dry_run").decision_id != first.decision_id
+
+
+def test_decision_to_dict_is_plain_json() -> None:
+    nan_eval = replace(_evaluation(0.75), roc_auc_lower=math.nan, roc_auc_upper=math.nan)
+    payload = _decide(challenger=nan_eval, context={"model": "flights"}).to_dict()
+    text = json.dumps(payload, allow_nan=False)
+    back = json.loads(text)
+    assert back["promote"] is True and back["context"] == {"model": "flights"}
+    assert back["checks"][0] == {
+        "name": "min_roc_auc",
+        "threshold": 0.6,
+        "observed": 0.75,
+        "passed": True,
+        "detail": "challenger ROC AUC 0.7500 >= 0.6000",
+    }
+    assert back["figures"]["challenger_roc_auc_lower"] is None
+
+
+def test_evaluation_and_comparison_survive_a_json_round_trip() -> None:
+    scores, labels = _binormal(600, 1.0, 2)
+    group = np.where(np.arange(600) % 3 == 0, "x", "y")
+    ev = evaluate(scores, labels, {"g": group}, 0.5, 0, 0)  # no bootstrap: NaN interval
+    comp = compare(ev, ev, scores, scores, labels, 0, 0)
+    ev_back = Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False)))
+    comp_back = Comparison.from_dict(json.loads(json.dumps(comp.to_dict(), allow_nan=False)))
+    assert ev_back.slices == ev.slices and ev_back.roc_auc == ev.roc_auc and math.isnan(ev_back.roc_auc_lower)
+    assert comp_back == comp
+    assert _decide(challenger=ev_back, champion=ev_back, comparison=comp_back).decision_id == (
+        _decide(challenger=ev, champion=ev, comparison=comp).decision_id
+    )
+
+
+def test_decide_refuses_inconsistent_inputs() -> None:
+    with pytest.raises(GateInputError, match="no comparison"):
+        _decide(comparison=None)
+    with pytest.raises(GateInputError, match="unknown gate mode 'yolo'"):
+        _decide(mode_override="yolo")
+
+
+# --------------------------------------------------------------------------- model card
+def _card_inputs() -> dict[str, Any]:
+    slices = (SliceMetric("origin", "JFK", 2400, 500, 0.7311), SliceMetric("origin", "EWR", 2600, 560, 0.7012))
+    champion = _evaluation(0.74, (SliceMetric("origin", "JFK", 2400, 500, 0.7250),))
+    decision = _decide(challenger=_evaluation(0.7532, slices), champion=champion)
+    return {
+        "model": "flights",
+        "version": 7,
+        "description": "Arrival delay over 15 minutes for flights departing New York in 2013.",
+        "training_window": ("2013-01-01", "2013-01-28"),
+        "holdout_window": ("2013-01-22", "2013-01-28"),
+        "evaluation": _evaluation(0.7532, slices),
+        "champion": champion,
+        "comparison": _comparison(),
+        "decision": decision,
+        "estimator": "hist_gradient_boosting",
+        "label_delay_days": 2,
+        "owner": "airloop",
+        "limitations": ["Weather features come from the origin airport only."],
+        "lineage": {
+            "run_id": "abc123",
+            "data_hash": "d41d8cd9",
+            "code_commit": "0f1e2d3",
+            "dag_id": "train_flights",
+            "dag_run_id": "scheduled__2013-01-29",
+        },
+    }
+
+
+SECTIONS = ["Intended use", "Training data", "Metrics", "Gate results", "Known limitations", "Lineage"]
+
+
+def test_model_card_markdown_has_every_section_and_the_figures() -> None:
+    text = model_card_markdown(**_card_inputs())
+    assert text.startswith("# Model card: flights v7\n")
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == SECTIONS
+    assert "### Metrics per slice" in text
+    assert "| ROC AUC | 0.7532 | 0.7400 |" in text
+    assert "| origin=JFK | 2,400 | 500 | 0.7311 | 0.7250 | -0.0061 |" in text
+    assert "| no_regression | -0.0100 | -0.0040 | pass |" in text
+    assert "Training window: 2013-01-01 to 2013-01-28" in text
+    assert "Labels arrive 2 day(s) after scoring" in text
+    assert "float32 ONNX" in text and "mean |difference| 0.0002" in text
+    assert "Weather features come from the origin airport only." in text
+    assert "| run_id | abc123 |" in text and "| spec_hash | not recorded |" in text
+    assert "| dag_run_id | scheduled__2013-01-29 |" in text
+
+
+def test_model_card_html_is_self_contained_and_escaped() -> None:
+    inputs = _card_inputs()
+    inputs["description"] = "Delays <b>& more</b>"
+    page = model_card_html(**inputs)
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page
+    assert "<td>0.7532</td>" in page and '<td class="pass">pass</td>' in page
+    assert "Delays &lt;b&gt;&amp; more&lt;/b&gt;" in page
+    lowered = page.lower()
+    assert "<script" not in lowered and "http://" not in lowered and "https://" not in lowered
+    assert "<link" not in lowered and "src=" not in lowered
+
+
+def test_model_card_accepts_plain_dicts_and_no_decision() -> None:
+    inputs = _card_inputs()
+    inputs["evaluation"] = inputs["evaluation"].to_dict()
+    inputs.pop("decision")
+    inputs.pop("champion")
+    inputs.pop("comparison")
+    sections = {s.title: s for s in card_sections(**inputs)}
+    assert ("p", "This model has not been through the gate.") in sections["Gate results"].blocks
+    assert "| ROC AUC | 0.7532 |" in model_card_markdown(**inputs)
