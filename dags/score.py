@@ -1,0 +1,52 @@
+"""
+### `<model>__score`: daily batch scoring with the pinned champion
+
+1. `pin_champion` waits (deferrable) for `validated/<model>/ds=<date>/`, resolves
+   `@champion` to a version **once**, and splits the day into shards of at most
+   `scoring.shard_rows` rows.
+2. `score` is mapped, one task per shard: onnxruntime in record batches (memory bounded by
+   `scoring.batch_size`), rows breaking the serving contract (missing or non-finite values in
+   features the model cannot take) go to a rejects file with their reason. A failed shard is
+   retried alone; on CeleryExecutor shards spread across workers.
+3. `publish` commits all shards as one `predictions/<model>/ds=<date>/data.parquet` (atomic)
+   plus `_rejects.parquet` and `_manifest.json` (row counts, checksums, version, run id), and
+   emits `<model>.predictions` with `extra = {partition, rows, rejects, version}`.
+4. `shadow` (when `scoring.shadow` is on) scores `@challenger` into `shadow/` and records its
+   agreement with the champion (label agreement, mean |score diff|, PSI of the scores).
+
+Every row carries model name, version, run id and date. Daily and backfillable: a backfill
+produces exactly what scheduled runs produce; a rerun replaces the day atomically.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.operators.score import (
+    BatchScoreOperator,
+    PinChampionOperator,
+    PublishPredictionsOperator,
+    ShadowScoreOperator,
+)
+
+for spec in valid_specs():
+    with DAG(
+        dag_id=f"{spec.name}__score",
+        description=f"Score each validated day of {spec.name} with the champion (ONNX)",
+        schedule="@daily",
+        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
+        end_date=datetime.combine(spec.dataset.end, datetime.min.time()),
+        catchup=False,
+        max_active_runs=4,
+        **dag_kwargs(spec, step="score", doc_md=__doc__),
+    ) as dag:
+        plan = PinChampionOperator(task_id="pin_champion", model=spec.name, poke_interval=10.0)
+        shards = BatchScoreOperator.partial(task_id="score", model=spec.name).expand(shard=plan.output)
+        publish = PublishPredictionsOperator(task_id="publish", model=spec.name)
+        shards >> publish
+        if spec.scoring.shadow:
+            publish >> ShadowScoreOperator(task_id="shadow", model=spec.name)
+    globals()[dag.dag_id] = dag

@@ -1,0 +1,372 @@
+"""Sharded scoring of one big partition: plan row ranges, score each (in parallel tasks),
+publish them as one ``data.parquet``.
+
+Layout under ``<zone>/<model>/ds=D/``::
+
+    _shards/<run_key>/shard-<i>.parquet            one shard's predictions (atomic)
+    _shards/<run_key>/shard-<i>.rejects.parquet    its rejected rows (atomic, maybe empty)
+    _rejects.parquet                               all rejects, published before data.parquet
+    data.parquet                                   the day, published only complete
+    _manifest.json                                 written after data.parquet
+
+Everything a shard writes sits under ``_shards/``, which readers of the zone never see
+(``_`` prefix, and ``Lake.list_partitions`` looks only for ``data.parquet``): until
+:func:`publish_shards` runs, the day does not exist for them. Publishing streams the shards'
+row groups, in shard order, into the lake's atomic partition writer, so the published file
+holds the same rows in the same order as an unsharded run; the manifest (shard row counts,
+sha256 of every shard file and of the published file, model version, run id) follows it,
+then the shard folder is deleted. Publishing again is a no-op that returns the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from include.lake import Lake, LakeError, Zone, safe_key
+from include.scoring.score import (
+    MANIFEST_FILE,
+    ScoreReport,
+    read_output_metadata,
+    rejects_file,
+    rejects_path_for,
+    score_partition,
+)
+from include.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+SHARDS_DIR = "_shards"
+MANIFEST_VERSION = 1
+
+
+class MissingShardsError(LakeError):
+    """Some shards of a run were never written; the message lists them."""
+
+
+class ShardMismatchError(LakeError):
+    """Shards of one run disagree (schema, model version, run id, row ranges)."""
+
+
+class ManifestMismatchError(LakeError):
+    """A published file does not match its manifest (checksum or row count)."""
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_shards(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    """Contiguous ``[start, end)`` row ranges covering ``num_rows`` rows, at most ``shard_rows``
+    each, as even as possible (sizes differ by at most one row). An empty partition is one
+    empty shard, so that publishing still produces an (empty) day."""
+    if num_rows < 0 or shard_rows < 1:
+        raise ValueError(f"need num_rows >= 0 and shard_rows >= 1, got {num_rows} and {shard_rows}")
+    if num_rows == 0:
+        return [(0, 0)]
+    count = math.ceil(num_rows / shard_rows)
+    base, extra = divmod(num_rows, count)
+    ranges = []
+    start = 0
+    for i in range(count):
+        end = start + base + (1 if i < extra else 0)
+        ranges.append((start, end))
+        start = end
+    return ranges
+
+
+def count_rows(lake: Lake, spec: ModelSpec, ds: date, zone: Zone = Zone.VALIDATED) -> int:
+    """Rows of a partition, from its Parquet footer (no data read)."""
+    import pyarrow.parquet as pq
+
+    path = lake.partition_file(zone, spec.name, ds)
+    try:
+        with lake.fs.open_input_file(path) as handle:
+            return int(pq.read_metadata(handle).num_rows)
+    except FileNotFoundError:
+        raise LakeError(f"no such partition: {lake.to_uri(path)}") from None
+
+
+def _run_segment(run_key: str) -> str:
+    return safe_key(run_key).replace("..", "_")
+
+
+def shard_dir(lake: Lake, spec: ModelSpec, ds: date, run_key: str, zone: Zone = Zone.PREDICTIONS) -> str:
+    return f"{lake.partition_dir(zone, spec.name, ds)}/{SHARDS_DIR}/{_run_segment(run_key)}"
+
+
+def shard_path(lake: Lake, spec: ModelSpec, ds: date, run_key: str, index: int, zone: Zone = Zone.PREDICTIONS) -> str:
+    return f"{shard_dir(lake, spec, ds, run_key, zone)}/shard-{index}.parquet"
+
+
+def manifest_path(lake: Lake, spec: ModelSpec, ds: date, zone: Zone = Zone.PREDICTIONS) -> str:
+    return f"{lake.partition_dir(zone, spec.name, ds)}/{MANIFEST_FILE}"
+
+
+def score_shard(
+    spec: ModelSpec,
+    lake: Lake,
+    ds: date,
+    onnx_bytes: bytes,
+    *,
+    index: int,
+    row_range: tuple[int, int],
+    run_key: str,
+    model_name: str,
+    model_version: int,
+    run_id: str,
+    zone: Zone = Zone.PREDICTIONS,
+    source_zone: Zone = Zone.VALIDATED,
+    batch_size: int | None = None,
+    threads: int | None = None,
+) -> ScoreReport:
+    """Score rows ``row_range`` of the partition into shard ``index`` of ``run_key`` (atomic;
+    a retried shard simply overwrites itself)."""
+    return score_partition(
+        spec,
+        lake,
+        ds,
+        onnx_bytes,
+        model_name=model_name,
+        model_version=model_version,
+        run_id=run_id,
+        zone=zone,
+        source_zone=source_zone,
+        batch_size=batch_size,
+        threads=threads,
+        row_range=row_range,
+        output_path=shard_path(lake, spec, ds, run_key, index, zone),
+    )
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def sha256_of(lake: Lake, path: str) -> str:
+    digest = hashlib.sha256()
+    with lake.fs.open_input_stream(path) as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(lake: Lake, spec: ModelSpec, ds: date, zone: Zone = Zone.PREDICTIONS) -> dict[str, Any] | None:
+    path = manifest_path(lake, spec, ds, zone)
+    if not lake.exists(path):
+        return None
+    manifest: dict[str, Any] = json.loads(lake.read_bytes(path))
+    return manifest
+
+
+def _open(lake: Lake, path: str) -> tuple[Any, pq.ParquetFile]:
+    import pyarrow.parquet as pq
+
+    handle = lake.fs.open_input_file(path)
+    return handle, pq.ParquetFile(handle, pre_buffer=False, buffer_size=1 << 20)
+
+
+def _concatenate(lake: Lake, sources: list[str], writer: pq.ParquetWriter) -> int:
+    """Append every row group of ``sources``, in order; one row group in memory at a time."""
+    rows = 0
+    for path in sources:
+        handle, parquet = _open(lake, path)
+        with handle:
+            for group in range(parquet.metadata.num_row_groups):
+                table = parquet.read_row_group(group, use_threads=False)
+                writer.write_table(table)
+                rows += table.num_rows
+    return rows
+
+
+def _schema_of(lake: Lake, path: str) -> Any:
+    handle, parquet = _open(lake, path)
+    with handle:
+        return parquet.schema_arrow.remove_metadata()
+
+
+def publish_shards(
+    lake: Lake, spec: ModelSpec, ds: date, run_key: str, n_shards: int, zone: Zone = Zone.PREDICTIONS
+) -> dict[str, Any]:
+    """Publish shards ``0..n_shards-1`` of ``run_key`` as the day's ``data.parquet`` (and
+    ``_rejects.parquet``), then write ``_manifest.json`` and delete the shard folder.
+
+    Idempotent: when the shard folder is gone and the manifest records this ``run_key``, the
+    day is already published and the manifest is returned unchanged. Raises
+    :class:`MissingShardsError` naming every missing shard, :class:`ShardMismatchError` if
+    the shards do not belong together. Returns the manifest.
+    """
+    import pyarrow.parquet as pq
+
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
+    model = spec.name
+    folder = shard_dir(lake, spec, ds, run_key, zone)
+    data_paths = [shard_path(lake, spec, ds, run_key, i, zone) for i in range(n_shards)]
+    reject_paths = [rejects_path_for(p) for p in data_paths]
+    present = [lake.exists(p) for p in data_paths]
+
+    if not any(present):
+        existing = read_manifest(lake, spec, ds, zone)
+        if (
+            existing is not None
+            and existing.get("run_key") == run_key
+            and existing.get("n_shards") == n_shards
+            and lake.has_partition(zone, model, ds)
+        ):
+            log.info("%s %s: shards of %s already published, nothing to do", model, ds, run_key)
+            return existing
+    missing = [f"shard-{i}" for i, ok in enumerate(present) if not ok]
+    missing += [f"shard-{i} rejects" for i, p in enumerate(reject_paths) if present[i] and not lake.exists(p)]
+    if missing:
+        raise MissingShardsError(
+            f"{model} {ds}: cannot publish run {run_key!r}: {len(missing)} of {n_shards} shard files missing "
+            f"under {lake.to_uri(folder)}: {', '.join(missing)} (score them, then publish again)"
+        )
+
+    # Check the shards belong together before anything becomes visible.
+    shards: list[dict[str, Any]] = []
+    schema = _schema_of(lake, data_paths[0])
+    for i, path in enumerate(data_paths):
+        meta = read_output_metadata(lake, path)
+        if not _schema_of(lake, path).equals(schema):
+            raise ShardMismatchError(f"{model} {ds}: shard-{i} has a different schema than shard-0")
+        with lake.fs.open_input_file(path) as handle:
+            rows = int(pq.read_metadata(handle).num_rows)
+        shards.append(
+            {
+                "index": i,
+                "file": path.rsplit("/", 1)[-1],
+                "rows": rows,
+                "rows_in": int(meta.get("rows_in", rows)),
+                "rows_rejected": int(meta.get("rows_rejected", 0)),
+                "reject_reasons": json.loads(meta.get("reject_reasons", "{}")),
+                "row_range": json.loads(meta.get("row_range", "null")),
+                "model_name": meta.get("model_name"),
+                "model_version": int(meta["model_version"]) if "model_version" in meta else None,
+                "run_id": meta.get("run_id"),
+                "sha256": sha256_of(lake, path),
+                "bytes": lake.fs.get_file_info(path).size,
+                "rejects_sha256": sha256_of(lake, reject_paths[i]),
+            }
+        )
+    identity = {(s["model_name"], s["model_version"], s["run_id"]) for s in shards}
+    if len(identity) != 1:
+        raise ShardMismatchError(
+            f"{model} {ds}: shards come from different models or runs: {sorted(map(str, identity))}"
+        )
+    position = 0
+    for s in shards:
+        if s["row_range"] is not None:
+            if s["row_range"][0] != position:
+                raise ShardMismatchError(
+                    f"{model} {ds}: shard-{s['index']} covers rows {s['row_range']}, expected a range starting at {position}"
+                )
+            position = s["row_range"][1]
+    model_name, model_version, run_id = identity.pop()
+
+    reasons: dict[str, int] = {}
+    for s in shards:
+        for reason, count in s["reject_reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    totals = {
+        "rows_in": sum(s["rows_in"] for s in shards),
+        "rows_scored": sum(s["rows"] for s in shards),
+        "rows_rejected": sum(s["rows_rejected"] for s in shards),
+    }
+
+    # Rejects first, then the data file (the commit point), then the manifest.
+    rejects_path = rejects_file(lake, zone, model, ds)
+    with lake.atomic_output(rejects_path) as stream:
+        writer = pq.ParquetWriter(stream, _schema_of(lake, reject_paths[0]), compression="zstd")
+        try:
+            _concatenate(lake, reject_paths, writer)
+        finally:
+            writer.close()
+    with lake.partition_writer(zone, model, ds, schema) as writer:
+        total = _concatenate(lake, data_paths, writer)
+        writer.add_key_value_metadata(
+            {
+                "airloop.model": model,
+                "airloop.ds": ds.isoformat(),
+                "airloop.model_name": str(model_name),
+                "airloop.model_version": str(model_version),
+                "airloop.run_id": str(run_id),
+                "airloop.rows_in": str(totals["rows_in"]),
+                "airloop.rows_scored": str(totals["rows_scored"]),
+                "airloop.rows_rejected": str(totals["rows_rejected"]),
+                "airloop.reject_reasons": json.dumps(dict(sorted(reasons.items()))),
+                "airloop.run_key": run_key,
+                "airloop.n_shards": str(n_shards),
+            }
+        )
+    data_path = lake.partition_file(zone, model, ds)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "model": model,
+        "ds": ds.isoformat(),
+        "zone": Zone(zone).value,
+        "run_key": run_key,
+        "n_shards": n_shards,
+        "model_name": model_name,
+        "model_version": model_version,
+        "run_id": run_id,
+        "total_rows": total,
+        **totals,
+        "reject_reasons": dict(sorted(reasons.items())),
+        "data_file": lake.relative(data_path),
+        "data_sha256": sha256_of(lake, data_path),
+        "rejects_file": lake.relative(rejects_path),
+        "rejects_sha256": sha256_of(lake, rejects_path),
+        "shards": [{k: v for k, v in s.items() if k not in ("model_name", "model_version", "run_id")} for s in shards],
+        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    lake.write_bytes(manifest_path(lake, spec, ds, zone), json.dumps(manifest, indent=2).encode())
+    try:
+        lake.fs.delete_dir(folder)
+    except FileNotFoundError:  # a duplicate delivery of this publish got there first: same outcome
+        log.info("%s %s: shard folder of %s already deleted by a concurrent publish", model, ds, run_key)
+    log.info(
+        "%s %s: published %s shards of %s as %s (%s rows, %s rejected)",
+        model,
+        ds,
+        n_shards,
+        run_key,
+        lake.to_uri(data_path),
+        total,
+        totals["rows_rejected"],
+    )
+    return manifest
+
+
+def verify_partition(lake: Lake, spec: ModelSpec, ds: date, zone: Zone = Zone.PREDICTIONS) -> dict[str, Any]:
+    """Check the published ``data.parquet`` against its manifest (sha256 and row count);
+    raises :class:`ManifestMismatchError`, returns the manifest."""
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(lake, spec, ds, zone)
+    data_path = lake.partition_file(zone, spec.name, ds)
+    if manifest is None:
+        raise ManifestMismatchError(f"{spec.name} {ds}: no {MANIFEST_FILE} next to {lake.to_uri(data_path)}")
+    digest = sha256_of(lake, data_path)
+    problems = []
+    if digest != manifest["data_sha256"]:
+        problems.append(f"sha256 {digest} != manifest {manifest['data_sha256']}")
+    try:
+        with lake.fs.open_input_file(data_path) as handle:
+            rows = int(pq.read_metadata(handle).num_rows)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        problems.append(f"not readable as Parquet ({exc})")
+    else:
+        if rows != manifest["total_rows"]:
+            problems.append(f"{rows} rows != manifest {manifest['total_rows']}")
+    if problems:
+        raise ManifestMismatchError(
+            f"{spec.name} {ds}: {lake.to_uri(data_path)} does not match its manifest: " + "; ".join(problems)
+        )
+    return manifest
