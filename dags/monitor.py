@@ -1,0 +1,44 @@
+"""
+### `<model>__monitor`: drift, realized performance, and the retrain decision
+
+Daily and backfillable (like `__score`, whose predictions it waits for with a deferrable
+trigger). Daily was chosen over the `predictions` asset because each run then owns exactly
+one day, backfills replay history in order, and the decision engine's M-of-N windows see one
+record per day.
+
+* `monitor`: PSI over the reference's 10 equal-frequency bins and KS for numeric features,
+  PSI over categories (unseen ones in their own bin) for categoricals, null-rate change,
+  prediction drift (scores vs the holdout's), realized performance of the day whose labels
+  arrived today with a bootstrap interval against the champion's holdout AUC. The reference
+  is the profile of the version that scored the day. Writes `reports/<model>/drift/ds=<date>.json`
+  (the history) and an Evidently page (*Drift report* link). Alerts on warn, retrain and an
+  open circuit breaker.
+* `signal_retrain`: emits `<model>.drift` with `extra = {partition, decision_id, score,
+  top_features, report_uri}` **only** on a `retrain` verdict (otherwise skipped). The verdict
+  applies M-of-N windows (the latest must violate), a cooldown, a cap per period and a circuit
+  breaker after consecutive rejected challengers, so the loop cannot storm.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.operators.monitor import MonitorDriftOperator, SignalRetrainOperator
+
+for spec in valid_specs():
+    with DAG(
+        dag_id=f"{spec.name}__monitor",
+        description=f"Monitor {spec.name} drift and decide when to retrain",
+        schedule="@daily",
+        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
+        end_date=datetime.combine(spec.dataset.end, datetime.min.time()),
+        catchup=False,
+        max_active_runs=1,
+        **dag_kwargs(spec, step="monitor", doc_md=__doc__),
+    ) as dag:
+        monitor = MonitorDriftOperator(task_id="monitor", model=spec.name, poke_interval=10.0)
+        monitor >> SignalRetrainOperator(task_id="signal_retrain", model=spec.name)
+    globals()[dag.dag_id] = dag

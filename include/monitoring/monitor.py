@@ -1,0 +1,204 @@
+"""One day of monitoring: drift of the scored day against the champion's reference, realized
+performance of the day whose labels arrived today, and the retrain decision.
+
+The reference is the profile logged with the version that scored the day (so it switches
+together with the champion). Every day writes ``reports/<model>/drift/ds=<date>.json`` (all
+figures and the verdict: the history the decision engine and the UI read) and an Evidently
+HTML page for people, computed on a bounded sample.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from include.lake import Lake, LakeError, Zone
+from include.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+DRIFT_KIND = "drift"
+REJECTED_ACTIONS = ("reject", "approval_rejected")
+
+
+def record_name(ds: date) -> str:
+    return f"ds={ds.isoformat()}.json"
+
+
+def read_history(lake: Lake, model: str, before: date) -> list[dict[str, Any]]:
+    """The drift records of the days before ``before``, oldest first."""
+    records = []
+    prefix = lake.path(Zone.REPORTS.value, model, DRIFT_KIND)
+    for path in lake.list_files(prefix):
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith("ds=") and name.endswith(".json") and date.fromisoformat(name[3:13]) < before:
+            records.append(json.loads(lake.read_bytes(path)))
+    return sorted(records, key=lambda r: r["partition"])
+
+
+def loop_state(lake: Lake, model: str, history: list[dict[str, Any]]) -> Any:
+    """Retrains decided so far (from the drift history) and consecutive gate rejections (ledger)."""
+    from include.monitoring.decision import LoopState
+    from include.registry.ledger import read_ledger
+
+    retrains = tuple(date.fromisoformat(r["partition"]) for r in history if r["verdict"]["state"] == "retrain")
+    rejections = 0
+    for entry in read_ledger(lake, model):
+        if entry["action"] in REJECTED_ACTIONS:
+            rejections += 1
+        elif entry["action"] in ("promote", "rollback"):
+            rejections = 0
+    return LoopState(retrain_dates=retrains, consecutive_rejections=rejections)
+
+
+def _predictions(lake: Lake, spec: ModelSpec, ds: date) -> pd.DataFrame:
+    return lake.read_table(Zone.PREDICTIONS, spec.name, ds).to_pandas()
+
+
+def _reference(tracking_uri: str, model: str, version: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The reference profile logged by the version's training run, and the version's tags."""
+    from mlflow import MlflowClient
+
+    from include.training.train import PROFILE_ARTIFACT
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    tags = dict(client.get_model_version(model, str(version)).tags)
+    run_id = tags["airloop.training_run_id"]
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
+        return json.loads(Path(local).read_text()), tags
+
+
+def realized_performance(lake: Lake, spec: ModelSpec, ds: date, reference_auc: float | None) -> dict[str, Any] | None:
+    """Performance of the day whose labels arrived with ``ds`` (``ds - label_delay_days``)."""
+    from include.monitoring.drift import performance, performance_drop
+
+    label_day = ds - timedelta(days=spec.dataset.label_delay_days)
+    if not (
+        lake.has_partition(Zone.LABELS, spec.name, label_day)
+        and lake.has_partition(Zone.PREDICTIONS, spec.name, label_day)
+    ):
+        return None
+    keys = spec.dataset.key_columns
+    scored = lake.read_table(
+        Zone.PREDICTIONS, spec.name, label_day, columns=[*keys, "score", "model_version"]
+    ).to_pandas()
+    labels = lake.read_table(Zone.LABELS, spec.name, label_day).to_pandas()
+    joined = scored.merge(labels, on=keys, how="inner")
+    if joined.empty or joined[spec.dataset.target.name].nunique() < 2:
+        return {"label_day": label_day.isoformat(), "rows": len(joined), "note": "too few labelled rows or one class"}
+    y = joined[spec.dataset.target.name].to_numpy()
+    result: dict[str, Any] = {
+        "label_day": label_day.isoformat(),
+        "rows": len(joined),
+        "model_version": int(joined["model_version"].iloc[0]),
+        **performance(joined["score"].to_numpy(), y, spec.training.threshold).to_dict(),
+    }
+    if reference_auc is not None:
+        drop = performance_drop(reference_auc, joined["score"].to_numpy(), y, seed=spec.training.seed)
+        result["drop"] = drop.to_dict()
+    return result
+
+
+def _reference_frame(lake: Lake, spec: ModelSpec, tags: dict[str, str]) -> pd.DataFrame | None:
+    """Raw rows of the version's holdout days (for the Evidently page people read)."""
+    import pandas as pd
+
+    holdout = tags.get("airloop.holdout_days", "")
+    if ".." not in holdout:
+        return None
+    start, end = (date.fromisoformat(x) for x in holdout.split(".."))
+    days = lake.list_partitions(Zone.VALIDATED, spec.name, start, end)
+    if not days:
+        return None
+    return pd.concat([lake.read_table(Zone.VALIDATED, spec.name, d).to_pandas() for d in days], ignore_index=True)
+
+
+def monitor_day(
+    spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, *, html_report: bool = True
+) -> dict[str, Any]:
+    """Measure, decide and record one day; returns the day's record (JSON-able).
+
+    ``html_report=False`` skips the Evidently page (seconds per day; ``airloop replay`` runs a
+    year of days and reads only the record). The numbers and the decision are the same."""
+    from include.monitoring.decision import decide
+    from include.monitoring.drift import compute_drift
+    from include.monitoring.report import evidently_report_html
+
+    features = spec.dataset.features
+    keys = spec.dataset.key_columns
+    try:
+        predictions = _predictions(lake, spec, ds)
+    except LakeError as exc:
+        raise LakeError(f"{spec.name} {ds}: no predictions to monitor ({exc})") from None
+    versions = sorted(predictions["model_version"].unique().tolist())
+    version = int(versions[-1])
+    profile, tags = _reference(tracking_uri, spec.name, version)
+    reference_auc = float(tags["metric.roc_auc"]) if "metric.roc_auc" in tags else None
+    current = lake.read_table(Zone.VALIDATED, spec.name, ds).to_pandas()
+    frame = current.merge(predictions[[*keys, "score"]], on=keys, how="left")
+    report = compute_drift(
+        profile,
+        frame,
+        features.numeric,
+        features.categorical,
+        scores=predictions["score"].to_numpy(),
+        spec_drift=spec.drift,
+        threshold=spec.training.threshold,
+        seed=spec.training.seed,
+    )
+    today = report.day(spec.name, ds.isoformat(), reference=f"v{version}")
+    # Every other day's record: the window reads the earlier ones, the guards also the later ones
+    # (this day may be decided late); the record of this very day (a rerun) is left out.
+    history_records = [r for r in read_history(lake, spec.name, date.max) if r["partition"] != ds.isoformat()]
+    from include.monitoring.decision import DayDrift
+
+    history = [DayDrift.from_dict(r["day"]) for r in history_records]
+    state = loop_state(lake, spec.name, history_records)
+    verdict = decide(history, today, state, spec.drift)
+    html_path = lake.report_path(spec.name, DRIFT_KIND, f"ds={ds.isoformat()}.html")
+    reference_frame = _reference_frame(lake, spec, tags) if html_report else None
+    if reference_frame is not None:
+        html = evidently_report_html(
+            reference_frame,
+            current,
+            features.numeric,
+            features.categorical,
+            logical_date=ds,
+            title=f"{spec.name} drift {ds}",
+        )
+        report_uri: str | None = lake.write_bytes(html_path, html.encode())
+    else:
+        report_uri = None
+    record = {
+        "model": spec.name,
+        "partition": ds.isoformat(),
+        "model_version": version,
+        "day": today.to_dict(),
+        "verdict": verdict.to_dict(),
+        "drift": report.to_dict(),
+        "performance": realized_performance(lake, spec, ds, reference_auc),
+        "reference_auc": reference_auc,
+        "report_uri": report_uri,
+        "rows_scored": int(len(predictions)),
+    }
+    record["record_uri"] = lake.write_bytes(
+        lake.report_path(spec.name, DRIFT_KIND, record_name(ds)), json.dumps(record, default=str).encode()
+    )
+    log.info(
+        "%s %s: drift %s (score %s); verdict %s: %s",
+        spec.name,
+        ds,
+        report.status,
+        today.score,
+        verdict.state,
+        "; ".join(verdict.reasons),
+    )
+    return record
