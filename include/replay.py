@@ -1,0 +1,541 @@
+"""``airloop replay``: the loop day by day without the scheduler, to choose a retraining policy.
+
+For every day of ``start..end`` the replay does what the DAGs do, by calling the same
+functions their operators call: land (:func:`~include.datasets.ingest.land_day`), validate
+(:func:`~include.quality.validate.validate_partition`, then publish), score with the
+champion of that day (:func:`~include.scoring.shards.score_shard` +
+:func:`~include.scoring.shards.publish_shards`), monitor
+(:func:`~include.monitoring.monitor.monitor_day`), and when the policy says so train
+(:func:`~include.training.job.train_challenger`) and gate + promote
+(:func:`~include.registry.promotion.run_gate`, :func:`~include.registry.promotion.apply_decision`).
+
+Policies, each in its own lake and MLflow store under ``out_dir/<policy>/``:
+
+* ``frozen``: the first model (trained on the first ``window_days`` of data) forever;
+* ``calendar``: retrain every ``calendar_days`` days (default 7, a weekly schedule);
+* ``drift``: retrain when the monitor decides ``retrain`` (hysteresis, cooldown, cap and
+  circuit breaker exactly as in production).
+
+The first window is landed and validated once; no day is scored before a first champion
+exists (that is the same for every policy). Each day's ROC AUC is measured once its labels
+have arrived, on the predictions the loop really made that day. The report (``report.html``
+plus PNG charts and ``replay.json``) puts the policies side by side with their compute time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from include.lake import Lake, Zone
+from include.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("drift", "calendar", "frozen")
+DAG_ID = "airloop_replay"
+
+
+class ReplayError(ValueError):
+    """The replay cannot run as asked (range, policy, or not enough data for a first model)."""
+
+
+@dataclass
+class DayResult:
+    day: str
+    champion: int | None
+    rows_scored: int = 0
+    rows_rejected: int = 0
+    drift_state: str | None = None
+    drift_score: float | None = None
+    trained: int | None = None  # version trained this day
+    promoted: bool = False
+    gate: str | None = None  # gate summary of this day's challenger
+    roc_auc: float | None = None
+    labelled: int = 0
+    positives: int = 0
+
+
+@dataclass
+class PolicyResult:
+    policy: str
+    days: list[DayResult] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # compute time per step
+
+    @property
+    def retrains(self) -> int:
+        """Trainings after the first model."""
+        return max(0, sum(d.trained is not None for d in self.days) - 1)
+
+    @property
+    def promotions(self) -> int:
+        return max(0, sum(d.promoted for d in self.days) - 1)
+
+    def add_time(self, step: str, seconds: float) -> None:
+        self.seconds[step] = round(self.seconds.get(step, 0.0) + seconds, 3)
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    start: date
+    end: date
+    policies: tuple[str, ...] = POLICIES
+    calendar_days: int = 7
+    window_days: int | None = None
+    search_budget: int | None = 2
+    estimator: str | None = None
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+class _Timer:
+    def __init__(self, result: PolicyResult, step: str) -> None:
+        self.result, self.step = result, step
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.result.add_time(self.step, time.perf_counter() - self.t0)
+
+
+def prepare_days(spec: ModelSpec, lake: Lake, start: date, end: date) -> dict[str, Any]:
+    """Land and validate ``start..end`` (plus the label delay, so the last days get labels).
+
+    Idempotent: days already validated are skipped. Returns counts, the days that failed their
+    contract (they are never published, as in production) and the seconds spent."""
+    from include.datasets.ingest import land_day
+    from include.quality.validate import validate_partition
+
+    t0 = time.perf_counter()
+    last = min(end + timedelta(days=spec.dataset.label_delay_days), spec.dataset.end)
+    failed: dict[str, str] = {}
+    landed = 0
+    done = set(lake.list_partitions(Zone.VALIDATED, spec.name))
+    for i, ds in enumerate(_days(start, last), 1):
+        if ds in done:
+            continue
+        land_day(spec, lake, ds)
+        landed += 1
+        landing = lake.partition_file(Zone.LANDING, spec.name, ds)
+        result = validate_partition(spec, landing, ds, lake=lake, report_prefix="validation", report_key="replay")
+        if result.passed:
+            lake.publish_copy(landing, Zone.VALIDATED, spec.name, ds)
+        else:
+            failed[ds.isoformat()] = result.summary
+        if i % 30 == 0:
+            log.info("prepared %s days (%.1f days/s)", i, i / (time.perf_counter() - t0))
+    return {"landed": landed, "failed": failed, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+class _Arrivals:
+    """Feeds a policy's lake day by day, as the ingest and validate DAGs would: on day ``d`` the
+    validated partition of ``d`` and the labels of ``d - label_delay`` arrive. Nothing from the
+    future is visible (the gate evaluates on "the most recent labelled days": in a lake holding
+    the whole year those would be December's)."""
+
+    def __init__(self, data_lake: Lake, lake: Lake, spec: ModelSpec) -> None:
+        self.data_lake, self.lake, self.spec = data_lake, lake, spec
+        self.delay = timedelta(days=spec.dataset.label_delay_days)
+        self.validated = set(data_lake.list_partitions(Zone.VALIDATED, spec.name))
+        self.labelled = set(data_lake.list_partitions(Zone.LABELS, spec.name))
+
+    def _copy(self, zone: Zone, day: date) -> None:
+        source = Path(self.data_lake.partition_dir(zone, self.spec.name, day))
+        target = Path(self.lake.partition_dir(zone, self.spec.name, day))
+        if not target.exists():
+            shutil.copytree(source, target)
+
+    def arrive(self, day: date) -> bool:
+        """Make day ``day``'s arrivals visible; True if its validated partition exists."""
+        if day - self.delay in self.labelled:
+            self._copy(Zone.LABELS, day - self.delay)
+        if day in self.validated:
+            self._copy(Zone.VALIDATED, day)
+            return True
+        return False
+
+    def all_labels(self, until: date) -> None:
+        """The labels that arrive after the replay's last day (to score its last days)."""
+        for day in sorted(d for d in self.labelled if d <= until):
+            self._copy(Zone.LABELS, day)
+
+
+def _policy_lake(folder: Path) -> Lake:
+    """A fresh, empty lake for one policy."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    return Lake(folder.as_uri())
+
+
+def _tracking_uri(folder: Path, spec: ModelSpec) -> str:
+    """An MLflow store in the policy's folder (SQLite + local artifacts), experiment ready."""
+    from mlflow import MlflowClient
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    name = f"airloop-{spec.name}"
+    if client.get_experiment_by_name(name) is None:
+        client.create_experiment(name, artifact_location=(folder / "artifacts").as_uri(), tags={"airloop.model": name})
+    return uri
+
+
+def _train_and_gate(
+    spec: ModelSpec,
+    lake: Lake,
+    uri: str,
+    day: date,
+    settings: ReplaySettings,
+    result: PolicyResult,
+    record: DayResult,
+    reason: str,
+    decisions: list[str] | None = None,
+) -> None:
+    from include.registry.promotion import apply_decision, run_gate
+    from include.training.job import train_challenger
+
+    with _Timer(result, "train"):
+        trained = train_challenger(
+            spec,
+            lake,
+            uri,
+            day,
+            reason=reason,
+            run_tags={"airloop.step": "train", "airloop.dag_id": DAG_ID, "airloop.logical_date": day.isoformat()},
+            decisions=decisions,
+            window_days=settings.window_days,
+            search_budget=settings.search_budget,
+            estimator=settings.estimator,
+        )
+    record.trained = trained.version
+    run_id = f"replay__{result.policy}__{day.isoformat()}__v{trained.version}"
+    with _Timer(result, "gate"):
+        report = run_gate(spec, lake, uri, report_key=run_id)
+        outcome = apply_decision(
+            spec,
+            lake,
+            uri,
+            report,
+            approval=None,
+            now=datetime.combine(day, datetime.min.time(), tzinfo=UTC),
+            dag_id=DAG_ID,
+            run_id=run_id,
+        )
+    record.promoted = bool(outcome["promoted"])
+    record.gate = report["decision"]["summary"]
+    log.info("%s %s: trained v%s (%s): %s", result.policy, day, trained.version, reason, record.gate)
+
+
+def _score(spec: ModelSpec, lake: Lake, uri: str, day: date, version: int, result: PolicyResult) -> dict[str, Any]:
+    from include.registry.mlflow_registry import load_onnx_bytes
+    from include.scoring.shards import count_rows, plan_shards, publish_shards, score_shard
+
+    run_key = f"replay__{result.policy}__{day.isoformat()}"
+    with _Timer(result, "score"):
+        onnx_bytes = load_onnx_bytes(uri, spec.name, version)
+        shards = plan_shards(count_rows(lake, spec, day), spec.scoring.shard_rows)
+        for index, row_range in enumerate(shards):
+            score_shard(
+                spec,
+                lake,
+                day,
+                onnx_bytes,
+                index=index,
+                row_range=row_range,
+                run_key=run_key,
+                model_name=spec.name,
+                model_version=version,
+                run_id=run_key,
+            )
+        return publish_shards(lake, spec, day, run_key, len(shards))
+
+
+def replay_policy(
+    spec: ModelSpec, data_lake: Lake, folder: Path, policy: str, settings: ReplaySettings
+) -> PolicyResult:
+    """Run one policy over ``settings.start..end`` in ``folder`` (wiped first)."""
+    from include.registry.mlflow_registry import global_tracking_uri
+
+    if policy not in POLICIES:
+        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
+    uri = _tracking_uri(folder / "mlflow", spec)
+    # An in-process SQLite registry resolves a new version's logged model through the global
+    # tracking URI (a server resolves it itself): point it at this policy's store meanwhile.
+    with global_tracking_uri(uri):
+        return _replay_policy(spec, data_lake, folder, policy, settings, uri)
+
+
+def _replay_policy(
+    spec: ModelSpec, data_lake: Lake, folder: Path, policy: str, settings: ReplaySettings, uri: str
+) -> PolicyResult:
+    from mlflow import MlflowClient
+
+    from include.monitoring.monitor import monitor_day
+    from include.registry.aliases import current_alias
+
+    lake = _policy_lake(folder / "lake")
+    arrivals = _Arrivals(data_lake, lake, spec)
+    client = MlflowClient(uri, registry_uri=uri)
+    result = PolicyResult(policy=policy)
+    window = settings.window_days or spec.training.window_days
+    first_day = settings.start + timedelta(days=window)
+    for day in _days(settings.start, first_day - timedelta(days=1)):
+        arrivals.arrive(day)
+    last_train: date | None = None
+    t0 = time.perf_counter()
+    for n, day in enumerate(_days(first_day, settings.end), 1):
+        champion = current_alias(client, spec.name, "champion")
+        record = DayResult(day=day.isoformat(), champion=champion)
+        result.days.append(record)
+        if champion is None:  # the first model, trained on the eve of its first day: same for every policy
+            _train_and_gate(spec, lake, uri, day - timedelta(days=1), settings, result, record, "replay: first model")
+            last_train = day
+            champion = record.champion = current_alias(client, spec.name, "champion")
+        arrived = arrivals.arrive(day)
+        if champion is None:
+            continue  # the gate refused the first model: try again tomorrow
+        if not arrived:
+            continue  # quarantined or missing: nothing to score, as in production
+        manifest = _score(spec, lake, uri, day, champion, result)
+        record.rows_scored, record.rows_rejected = manifest["rows_scored"], manifest["rows_rejected"]
+        if policy == "drift":
+            with _Timer(result, "monitor"):
+                monitored = monitor_day(spec, lake, uri, day, html_report=False)
+            verdict = monitored["verdict"]
+            record.drift_state, record.drift_score = verdict["state"], monitored["day"]["score"]
+            if verdict["state"] == "retrain":
+                _train_and_gate(
+                    spec, lake, uri, day, settings, result, record, f"drift:{verdict['decision_id']}",
+                    [verdict["decision_id"]],
+                )  # fmt: skip
+                last_train = day
+        elif policy == "calendar" and last_train and (day - last_train).days >= settings.calendar_days:
+            _train_and_gate(spec, lake, uri, day, settings, result, record, "schedule")
+            last_train = day
+        if n % 30 == 0:
+            log.info(
+                "%s: %s days, %.1f days/s, %s retrains", policy, n, n / (time.perf_counter() - t0), result.retrains
+            )
+    arrivals.all_labels(settings.end)
+    _score_outcomes(spec, lake, result)
+    result.add_time("total", time.perf_counter() - t0)
+    return result
+
+
+def _score_outcomes(spec: ModelSpec, lake: Lake, result: PolicyResult) -> None:
+    """Each scored day's realized ROC AUC, from its predictions and the labels that arrived."""
+    from include.monitoring.drift import performance
+
+    keys = spec.dataset.key_columns
+    label = spec.dataset.target.name
+    labelled = set(lake.list_partitions(Zone.LABELS, spec.name))
+    for record in result.days:
+        day = date.fromisoformat(record.day)
+        if not record.rows_scored or day not in labelled:
+            continue
+        predictions = lake.read_table(Zone.PREDICTIONS, spec.name, day, columns=[*keys, "score"]).to_pandas()
+        labels = lake.read_table(Zone.LABELS, spec.name, day).to_pandas()
+        joined = predictions.merge(labels[[*keys, label]], on=keys)
+        perf = performance(joined["score"].to_numpy(), joined[label].to_numpy(), spec.training.threshold)
+        record.roc_auc = None if perf.roc_auc != perf.roc_auc else round(perf.roc_auc, 6)
+        record.labelled, record.positives = perf.n, perf.positives
+
+
+def monthly_auc(spec: ModelSpec, folder: Path, days: Sequence[DayResult]) -> dict[str, float]:
+    """ROC AUC of each month's pooled labelled predictions (what a monthly review would see)."""
+    import pandas as pd
+
+    from include.monitoring.drift import performance
+
+    lake = Lake((folder / "lake").as_uri())
+    keys, label = spec.dataset.key_columns, spec.dataset.target.name
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for record in days:
+        if record.roc_auc is None and not record.labelled:
+            continue
+        day = date.fromisoformat(record.day)
+        predictions = lake.read_table(Zone.PREDICTIONS, spec.name, day, columns=[*keys, "score"]).to_pandas()
+        labels = lake.read_table(Zone.LABELS, spec.name, day).to_pandas()
+        frames.setdefault(record.day[:7], []).append(predictions.merge(labels[[*keys, label]], on=keys))
+    out = {}
+    for month, parts in sorted(frames.items()):
+        joined = pd.concat(parts, ignore_index=True)
+        perf = performance(joined["score"].to_numpy(), joined[label].to_numpy())
+        out[month] = round(perf.roc_auc, 6)
+    return out
+
+
+def summarise(result: PolicyResult) -> dict[str, Any]:
+    aucs = [d.roc_auc for d in result.days if d.roc_auc is not None]
+    weights = [d.labelled for d in result.days if d.roc_auc is not None]
+    return {
+        "policy": result.policy,
+        "days_scored": sum(bool(d.rows_scored) for d in result.days),
+        "rows_scored": sum(d.rows_scored for d in result.days),
+        "mean_daily_auc": round(sum(aucs) / len(aucs), 6) if aucs else None,
+        "weighted_daily_auc": round(sum(a * w for a, w in zip(aucs, weights, strict=True)) / sum(weights), 6)
+        if aucs
+        else None,
+        "retrains": result.retrains,
+        "promotions": result.promotions,
+        "seconds": result.seconds,
+    }
+
+
+def replay(spec: ModelSpec, out_dir: Path, settings: ReplaySettings, data_lake: Lake | None = None) -> dict[str, Any]:
+    """Prepare the data once, run every policy, write ``replay.json``, charts and ``report.html``."""
+    unknown = [p for p in settings.policies if p not in POLICIES]
+    if unknown:
+        raise ReplayError(f"unknown policy {unknown[0]!r}: expected one of {', '.join(POLICIES)}")
+    if settings.end < settings.start:
+        raise ReplayError(f"--to {settings.end} is before --from {settings.start}")
+    window = settings.window_days or spec.training.window_days
+    if (settings.end - settings.start).days < window + 1:
+        raise ReplayError(
+            f"{spec.name}: {settings.start}..{settings.end} is too short: the first model needs {window} days "
+            "and at least one day must be left to score"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_lake = data_lake or Lake((out_dir / "data").as_uri())
+    prepared = prepare_days(spec, data_lake, settings.start, settings.end)
+    log.info("data ready: %s", prepared)
+    results = {}
+    monthly = {}
+    for policy in settings.policies:
+        folder = out_dir / policy
+        results[policy] = replay_policy(spec, data_lake, folder, policy, settings)
+        monthly[policy] = monthly_auc(spec, folder, results[policy].days)
+        log.info("%s done: %s", policy, summarise(results[policy]))
+    payload = {
+        "model": spec.name,
+        "from": settings.start.isoformat(),
+        "to": settings.end.isoformat(),
+        "settings": {k: str(v) for k, v in asdict(settings).items()},
+        "prepared": prepared,
+        "summary": {p: summarise(r) for p, r in results.items()},
+        "monthly_auc": monthly,
+        "days": {p: [asdict(d) for d in r.days] for p, r in results.items()},
+    }
+    (out_dir / "replay.json").write_text(json.dumps(payload, indent=2))
+    charts = _charts(out_dir, results, monthly)
+    (out_dir / "report.html").write_text(_html(payload, charts))
+    payload["report"] = str(out_dir / "report.html")
+    return payload
+
+
+def _charts(out_dir: Path, results: dict[str, PolicyResult], monthly: dict[str, dict[str, float]]) -> list[str]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    colours = {"drift": "#c0392b", "calendar": "#2471a3", "frozen": "#7f8c8d"}
+    names = []
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for policy, result in results.items():
+        points = [(date.fromisoformat(d.day), d.roc_auc) for d in result.days if d.roc_auc is not None]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, lw=0.9, color=colours[policy], label=f"{policy} (daily)")
+        for d in result.days:
+            if d.promoted and d.trained and d.trained > 1:
+                ax.axvline(date.fromisoformat(d.day), color=colours[policy], lw=0.6, ls=":", alpha=0.8)  # type: ignore[arg-type]
+    ax.set_ylabel("ROC AUC of the day's champion")
+    ax.set_title("Daily ROC AUC (dotted lines: promotions)")
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.savefig(out_dir / "daily_auc.png", dpi=110, bbox_inches="tight")
+    names.append("daily_auc.png")
+
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    months = sorted({m for values in monthly.values() for m in values})
+    width = 0.8 / max(1, len(monthly))
+    for i, (policy, by_month) in enumerate(monthly.items()):
+        positions = [months.index(m) + i * width for m in by_month]
+        ax.bar(positions, list(by_month.values()), width=width, color=colours[policy], label=policy)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(months))], months, rotation=45)
+    lows = [v for by_month in monthly.values() for v in by_month.values()]
+    ax.set_ylim(max(0.0, min(lows, default=0.5) - 0.05), min(1.0, max(lows, default=1.0) + 0.03))
+    ax.set_ylabel("ROC AUC (pooled per month)")
+    ax.set_title("Monthly ROC AUC by policy")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(out_dir / "monthly_auc.png", dpi=110, bbox_inches="tight")
+    names.append("monthly_auc.png")
+
+    fig = Figure(figsize=(8, 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    steps = ["train", "gate", "score", "monitor"]
+    bottom = [0.0] * len(results)
+    for step in steps:
+        seconds = [r.seconds.get(step, 0.0) for r in results.values()]
+        ax.bar(list(results), seconds, bottom=bottom, label=step)
+        bottom = [b + v for b, v in zip(bottom, seconds, strict=True)]
+    ax.set_ylabel("compute seconds")
+    ax.set_title("Compute time per policy")
+    ax.legend()
+    fig.savefig(out_dir / "compute.png", dpi=110, bbox_inches="tight")
+    names.append("compute.png")
+    return names
+
+
+def _html(payload: dict[str, Any], charts: list[str]) -> str:
+    from html import escape
+
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{escape(str(v))}</td>"
+            for v in (
+                s["policy"],
+                s["days_scored"],
+                s["rows_scored"],
+                s["mean_daily_auc"],
+                s["weighted_daily_auc"],
+                s["retrains"],
+                s["promotions"],
+                s["seconds"].get("train", 0),
+                s["seconds"].get("total", 0),
+            )
+        )
+        + "</tr>"
+        for s in payload["summary"].values()
+    )
+    months = sorted({m for v in payload["monthly_auc"].values() for m in v})
+    monthly_rows = "".join(
+        f"<tr><td>{m}</td>"
+        + "".join(f"<td>{payload['monthly_auc'][p].get(m, '')}</td>" for p in payload["monthly_auc"])
+        + "</tr>"
+        for m in months
+    )
+    head = "".join(f"<th>{escape(p)}</th>" for p in payload["monthly_auc"])
+    images = "".join(f'<p><img src="{c}" alt="{c}" style="max-width:100%"></p>' for c in charts)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>airloop replay {escape(payload["model"])}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><body>
+<h1>Replay of {escape(payload["model"])}: {payload["from"]} to {payload["to"]}</h1>
+<p>The same step functions as the DAGs, day by day, under three retraining policies. ROC AUC is
+measured on each day's real predictions once its labels arrived.</p>
+<table><tr><th>policy</th><th>days scored</th><th>rows scored</th><th>mean daily AUC</th>
+<th>row-weighted AUC</th><th>retrains</th><th>promotions</th><th>train s</th><th>total s</th></tr>{rows}</table>
+{images}
+<h2>Monthly ROC AUC</h2><table><tr><th>month</th>{head}</tr>{monthly_rows}</table>
+<p>Days that failed their data contract: {escape(json.dumps(payload["prepared"]["failed"]))}</p>
+</body></html>"""
