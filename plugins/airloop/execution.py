@@ -1,0 +1,209 @@
+"""Where an operator's step runs: in the worker (``local``) or in the project image (``docker``).
+
+Every airloop operator derives from :class:`StepOperator`. Its ``execute()`` builds the step's
+``airloop <step> ...`` arguments and a local callable that runs the same ``include.steps``
+function in-process; :meth:`StepOperator.run_step` runs one or the other and returns the
+step's JSON result, from which the operator sets asset events, links and alerts exactly as
+in local mode.
+
+Docker mode runs the command through the Docker provider's ``DockerOperator`` (imported only
+when a docker step runs: parse time). What the container gets:
+
+* ``Cmd``: ``airloop <step> --spec <model> ...`` (no secret ever goes into the command line);
+* ``Env``: ``AIRLOOP_LAKE_URI``, ``MLFLOW_TRACKING_URI`` (steps that use MLflow) and, for an
+  ``s3://`` lake, the AWS connection's region/endpoint; its access key, secret key and session
+  token go through ``private_environment`` (not templated, not rendered in the UI);
+* ``mount_tmp_dir=False`` (remote and compose engines cannot bind-mount the worker's tmp),
+  ``auto_remove="success"``, ``network_mode``. Every output line of the container is written to
+  the task log (provider 4.6.1 removes the container in a ``finally``, even after a failure).
+
+Settings (operator argument, else environment variable, else default):
+``execution`` / ``AIRLOOP_EXECUTION`` / ``local``; ``image`` / ``AIRLOOP_IMAGE`` /
+``airloop:0.1.0``; ``network_mode`` / ``AIRLOOP_DOCKER_NETWORK`` / ``bridge``; ``docker_url`` /
+``AIRLOOP_DOCKER_URL`` or ``DOCKER_HOST`` / ``unix://var/run/docker.sock``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airloop.hooks.lake import LakeHook
+
+EXECUTION_MODES = ("local", "docker")
+DEFAULT_IMAGE = "airloop:0.1.0"  # what `docker build -t airloop:0.1.0 .` (Dockerfile) and compose tag
+DEFAULT_NETWORK = "bridge"
+# The image's own ENTRYPOINT (/entrypoint) turns every command into `airflow <command>` and waits
+# for the Airflow database first; a step needs neither. dumb-init still forwards `docker stop`.
+STEP_ENTRYPOINT = ["/usr/bin/dumb-init", "--"]
+
+
+class ExecutionConfigError(ValueError):
+    """An execution setting has a value airloop cannot use."""
+
+
+class StepResultError(RuntimeError):
+    """The step's container did not print a JSON result (its last JSON line on stdout)."""
+
+
+def resolve_execution(value: str | None) -> str:
+    """The explicit value, else ``AIRLOOP_EXECUTION``, else ``local``; refuses anything else."""
+    mode = (value or os.environ.get("AIRLOOP_EXECUTION") or "local").strip().lower()
+    if mode not in EXECUTION_MODES:
+        raise ExecutionConfigError(f"execution={mode!r}: use one of {', '.join(EXECUTION_MODES)}")
+    return mode
+
+
+def parse_step_result(lines: Sequence[str | bytes] | str | None) -> dict[str, Any]:
+    """The last line of the container output that is a JSON object.
+
+    The CLI prints its result as one JSON line on stdout and logs to stderr; the Docker provider
+    returns both streams interleaved (4.x reads the attach stream, 3.x re-read the logs), so a
+    log line may follow the result: search from the end.
+    """
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    for line in reversed(list(lines or [])):
+        text = (line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)).strip()
+        if not (text.startswith("{") and text.endswith("}")):
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise StepResultError("the step printed no JSON result (see the container output above)")
+
+
+class StepOperator(BaseOperator):
+    """Base of the airloop operators: ``execution`` chooses where the step runs.
+
+    :param execution: ``local`` (in the worker) or ``docker`` (``airloop <step>`` in ``image``);
+        default ``AIRLOOP_EXECUTION`` or ``local``. Resolved at run time, not at parse time.
+    :param image: image of docker mode (default ``AIRLOOP_IMAGE`` or ``airloop:0.1.0``).
+    :param docker_url: Docker engine (default ``AIRLOOP_DOCKER_URL``, ``DOCKER_HOST``, local socket).
+    :param network_mode: container network (default ``AIRLOOP_DOCKER_NETWORK`` or ``bridge``); the
+        compose stack's network so the container reaches MLflow and MinIO by name.
+    :param docker_conn_id: Airflow Docker connection (registry login) for pulling ``image``.
+    :param docker_kwargs: further ``DockerOperator`` arguments (``mounts``, ``mem_limit``, ``user``,
+        ``tls_*``...), e.g. a volume holding a ``file://`` lake at the same path.
+    """
+
+    template_fields: Sequence[str] = ()
+
+    def __init__(
+        self,
+        *,
+        execution: str | None = None,
+        image: str | None = None,
+        docker_url: str | None = None,
+        network_mode: str | None = None,
+        docker_conn_id: str | None = None,
+        docker_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if execution is not None:
+            resolve_execution(execution)  # a typo fails when the DAG is parsed, not at 3 am
+        self.execution = execution
+        self.image = image
+        self.docker_url = docker_url
+        self.network_mode = network_mode
+        self.docker_conn_id = docker_conn_id
+        self.docker_kwargs = dict(docker_kwargs or {})
+
+    # -- what the container needs -------------------------------------------------------------
+
+    def step_environment(self, lake_hook: LakeHook | None, tracking_uri: str | None) -> tuple[dict, dict]:
+        """(environment, private_environment) for the container: URIs, then the secrets."""
+        from include.lake import default_lake_uri
+
+        env: dict[str, str] = {}
+        private: dict[str, str] = {}
+        if lake_hook is not None:
+            lake_uri = lake_hook.lake_uri or default_lake_uri()
+            env["AIRLOOP_LAKE_URI"] = lake_uri
+            if lake_uri.startswith("s3://"):
+                s3 = lake_hook.s3_options()
+                env["AWS_DEFAULT_REGION"] = s3.region
+                if s3.endpoint_url:
+                    env["AWS_ENDPOINT_URL_S3"] = s3.endpoint_url
+                for name, value in (
+                    ("AWS_ACCESS_KEY_ID", s3.access_key),
+                    ("AWS_SECRET_ACCESS_KEY", s3.secret_key),
+                    ("AWS_SESSION_TOKEN", s3.session_token),
+                ):
+                    if value:
+                        private[name] = value
+        if tracking_uri:
+            env["MLFLOW_TRACKING_URI"] = tracking_uri
+        return env, private
+
+    def docker_operator(self, command: list[str], env: dict[str, str], private: dict[str, str]) -> BaseOperator:
+        """The DockerOperator that runs ``command`` (already rendered: it is not templated again)."""
+        from airflow.providers.docker.operators.docker import DockerOperator
+
+        options: dict[str, Any] = {
+            "entrypoint": list(STEP_ENTRYPOINT),
+            "mount_tmp_dir": False,
+            "auto_remove": "success",
+            "xcom_all": True,
+            "do_xcom_push": True,
+            **self.docker_kwargs,
+        }
+        return DockerOperator(
+            task_id=f"{self.task_id}__docker",
+            image=self.image or os.environ.get("AIRLOOP_IMAGE") or DEFAULT_IMAGE,
+            command=command,
+            environment=env,
+            private_environment=private,
+            docker_url=self.docker_url or os.environ.get("AIRLOOP_DOCKER_URL") or None,
+            network_mode=self.network_mode or os.environ.get("AIRLOOP_DOCKER_NETWORK") or DEFAULT_NETWORK,
+            docker_conn_id=self.docker_conn_id,
+            **options,
+        )
+
+    # -- running the step -------------------------------------------------------------------
+
+    def run_step(
+        self,
+        context: Context,
+        argv: list[str],
+        local: Callable[[], dict[str, Any]],
+        *,
+        lake_hook: LakeHook | None,
+        tracking_uri: str | None = None,
+    ) -> dict[str, Any]:
+        """Run the step here (``local()``) or as ``airloop <argv>`` in a container; its result."""
+        if resolve_execution(self.execution) == "local":
+            return local()
+        from airflow.providers.docker.exceptions import DockerContainerFailedException
+
+        env, private = self.step_environment(lake_hook, tracking_uri)
+        command = ["airloop", *argv]
+        docker = self.docker_operator(command, env, private)
+        self.log.info("running %s in the image %s", " ".join(command), docker.image)  # type: ignore[attr-defined]
+        self._docker = docker  # for on_kill
+        try:
+            lines = docker.execute(context)
+        except DockerContainerFailedException as exc:
+            # A step that printed a result before exiting non-zero (a broken contract) still
+            # reports it; anything else fails the task with the container's output.
+            try:
+                return parse_step_result(exc.logs)
+            except StepResultError:
+                raise exc from None
+        return parse_step_result(lines)
+
+    def on_kill(self) -> None:
+        docker = getattr(self, "_docker", None)
+        if docker is not None:
+            docker.on_kill()
