@@ -1,0 +1,170 @@
+"""include/runtime/preflight.py: good settings pass; each bad one fails naming its variable, never its value."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from include.cli import main as airloop_main
+from include.runtime.preflight import (
+    PASSWORD_VARIABLES,
+    SECRET_VARIABLES,
+    Finding,
+    PreflightError,
+    check_environment,
+    check_fernet_key,
+    ensure_secure,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def good_env() -> dict[str, str]:
+    env = {name: secrets.token_hex(24) for name in PASSWORD_VARIABLES}
+    env.update({name: secrets.token_urlsafe(48) for name in SECRET_VARIABLES})
+    env["AIRFLOW__CORE__FERNET_KEY"] = fernet_key()
+    env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+    return env
+
+
+def test_generated_settings_pass() -> None:
+    assert check_environment(good_env()) == []
+    ensure_secure(good_env())
+    celery = {**good_env(), "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": "redis://r"}
+    assert check_environment(celery) == []
+
+
+def test_fernet_key_list_for_rotation_passes() -> None:
+    assert check_fernet_key(f"{fernet_key()},{fernet_key()}") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        pytest.param("", "empty: connections and variables would be stored unencrypted", id="empty"),
+        pytest.param("   ", "empty: connections and variables would be stored unencrypted", id="blank"),
+        pytest.param("not-a-key!", "key 1 is not url-safe base64", id="not-base64"),
+        pytest.param(
+            base64.urlsafe_b64encode(b"short").decode(), "key 1 decodes to 5 bytes, a Fernet key is 32", id="short"
+        ),
+        pytest.param(f"{'A' * 43}=,oops!", "key 2 is not url-safe base64", id="second-key-bad"),
+    ],
+)
+def test_bad_fernet_key_is_named(value: str, problem: str) -> None:
+    findings = check_environment({**good_env(), "AIRFLOW__CORE__FERNET_KEY": value})
+    assert [f.variable for f in findings] == ["AIRFLOW__CORE__FERNET_KEY"]
+    assert findings[0].problem.startswith(problem)
+
+
+@pytest.mark.parametrize("variable", SECRET_VARIABLES)
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        pytest.param("", "empty", id="empty"),
+        pytest.param("secret", "a known default or placeholder", id="secret"),
+        pytest.param("temporary_key", "a known default or placeholder", id="temporary_key"),
+        pytest.param("<generate: token_urlsafe(48)>", "a known default or placeholder", id="placeholder"),
+        pytest.param("tooshort0123456789", "too short (18 characters, at least 32)", id="short"),
+    ],
+)
+def test_bad_signing_secret_is_named(variable: str, value: str, problem: str) -> None:
+    findings = check_environment({**good_env(), variable: value})
+    assert findings == [Finding(variable, problem)]
+
+
+@pytest.mark.parametrize("variable", PASSWORD_VARIABLES)
+@pytest.mark.parametrize("value", ["airflow", "minio123", "minioadmin", "postgres", "admin", "changeme", "ChangeMe"])
+def test_default_password_is_named(variable: str, value: str) -> None:
+    findings = check_environment({**good_env(), variable: value})
+    assert findings == [Finding(variable, "a known default or placeholder")]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        pytest.param("", "empty", id="empty"),
+        pytest.param("Xy7-short", "too short (9 characters, at least 12)", id="short"),
+        pytest.param("pa ss@word:12345", "use only letters, digits and . _ ~ -", id="not-url-safe"),
+        pytest.param('quote"in-json-1234', "use only letters, digits and . _ ~ -", id="json-quote"),
+    ],
+)
+def test_weak_password_is_named(value: str, problem: str) -> None:
+    findings = check_environment({**good_env(), "MINIO_ROOT_PASSWORD": value})
+    assert [f.variable for f in findings] == ["MINIO_ROOT_PASSWORD"]
+    assert findings[0].problem.startswith(problem)
+
+
+def test_reused_secret_is_named() -> None:
+    env = good_env()
+    env["REDIS_PASSWORD"] = env["POSTGRES_PASSWORD"]
+    assert check_environment(env) == [
+        Finding("REDIS_PASSWORD", "same value as POSTGRES_PASSWORD: use a separate secret for each")
+    ]
+
+
+def test_executor_must_be_local_or_celery_with_a_broker() -> None:
+    assert check_environment({**good_env(), "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor"}) == [
+        Finding("AIRFLOW__CORE__EXECUTOR", "'SequentialExecutor' is not one of ['CeleryExecutor', 'LocalExecutor']")
+    ]
+    findings = check_environment({**good_env(), "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})
+    assert [f.variable for f in findings] == ["AIRFLOW__CELERY__BROKER_URL"]
+
+
+def test_ensure_secure_names_every_variable_and_no_value() -> None:
+    env = {**good_env(), "POSTGRES_PASSWORD": "postgres", "AIRFLOW__API_AUTH__JWT_SECRET": ""}
+    env["AIRFLOW__CORE__FERNET_KEY"] = ""
+    with pytest.raises(PreflightError) as caught:
+        ensure_secure(env)
+    message = str(caught.value)
+    assert message.splitlines() == [
+        "insecure settings, refusing to start:",
+        "  AIRFLOW__CORE__FERNET_KEY: empty: connections and variables would be stored unencrypted",
+        "  AIRFLOW__API_AUTH__JWT_SECRET: empty",
+        "  POSTGRES_PASSWORD: a known default or placeholder",
+    ]
+    for name, value in env.items():
+        if len(value) > 8:
+            assert value not in message, name
+
+
+def _run_module(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "include.runtime.preflight"],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_module_exit_codes_as_airflow_init_runs_it() -> None:
+    ok = _run_module(good_env())
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "preflight: OK (10 secrets checked)"
+    bad_env = {**good_env(), "MINIO_ROOT_PASSWORD": "minio123"}
+    bad = _run_module(bad_env)
+    assert bad.returncode == 1
+    assert "MINIO_ROOT_PASSWORD: a known default or placeholder" in bad.stderr
+    assert "minio123" not in bad.stderr
+    assert bad.stdout == ""
+
+
+def test_airloop_preflight_subcommand(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in good_env().items():
+        monkeypatch.setenv(name, value)
+    assert airloop_main(["preflight"]) == 0
+    monkeypatch.setenv("AIRFLOW__API__SECRET_KEY", "changeme")
+    assert airloop_main(["preflight"]) == 1
+    assert "AIRFLOW__API__SECRET_KEY: a known default or placeholder" in capsys.readouterr().err
