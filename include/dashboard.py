@@ -1,0 +1,442 @@
+"""What the airloop view in the Airflow UI shows for one model, gathered from where it lives.
+
+* **Registry** (MLflow): ``@champion`` and ``@challenger`` with their runs' key metrics, and every
+  version with its gate outcome (version tags).
+* **Ledger** (``reports/<model>/ledger/``): the gate decisions, approvals and rollbacks, in order.
+* **Drift records** (``reports/<model>/drift/ds=<date>.json``, one per monitored day, written by
+  :func:`include.monitoring.monitor.monitor_day`): PSI per feature, the day's verdict (a
+  ``retrain`` verdict is a retrain event) and the realized performance of the day whose labels
+  arrived (delayed-label ROC AUC).
+* **Predictions** (``predictions/<model>/ds=<date>/data.parquet``): rows in, scored and rejected,
+  read from the file's ``airloop.*`` footer metadata (sharded and unsharded runs write the same
+  keys), so no data is read.
+
+Everything is plain data (frozen dataclasses) so the HTML is a pure function of it and tests can
+assert the exact numbers. Nothing here imports Airflow; heavy imports stay inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from include.lake import Lake, LakeError, Zone
+
+if TYPE_CHECKING:
+    from include.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+KEY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy")
+DRIFT_KIND = "drift"  # same folder as include.monitoring.monitor.DRIFT_KIND
+
+
+# --------------------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version: what it is, how the gate judged it, its key metrics."""
+
+    version: int
+    aliases: tuple[str, ...] = ()
+    created: datetime | None = None
+    estimator: str | None = None
+    data_window: str | None = None
+    reason: str | None = None
+    gate: str | None = None
+    run_id: str | None = None
+    experiment_id: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def roc_auc(self) -> float | None:
+        return self.metrics.get("roc_auc")
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One ledger entry as the timeline shows it."""
+
+    time: datetime
+    action: str
+    version: int | None
+    previous_version: int | None
+    summary: str
+    approver: str | None
+    reason: str | None
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class DriftDay:
+    """One monitored day: PSI per feature, the day's score (max judged PSI) and the verdict."""
+
+    day: date
+    model_version: int | None
+    psi: Mapping[str, float | None]
+    score: float | None
+    status: str
+    verdict: str
+    prediction_psi: float | None = None
+    top_features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VolumeDay:
+    """Rows of one scored day: ``rows_in = rows_scored + rows_rejected``."""
+
+    day: date
+    rows_in: int
+    rows_scored: int
+    rows_rejected: int
+    model_version: int | None
+    reject_reasons: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RealizedDay:
+    """Delayed-label performance of ``label_day`` (measured when its labels arrived, on ``day``)."""
+
+    day: date
+    label_day: date
+    roc_auc: float
+    rows: int
+    model_version: int | None
+    reference_auc: float | None = None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Everything the model page shows."""
+
+    model: str
+    champion: VersionInfo | None
+    challenger: VersionInfo | None
+    versions: tuple[VersionInfo, ...]
+    timeline: tuple[TimelineEvent, ...]
+    features: tuple[str, ...]
+    drift: tuple[DriftDay, ...]
+    volume: tuple[VolumeDay, ...]
+    realized: tuple[RealizedDay, ...]
+    retrain_days: tuple[date, ...]
+    warn: float
+    alert: float
+    ignored: tuple[str, ...] = ()  # reported but not judged (the spec's ``drift.ignore``)
+    registry_error: str | None = None
+
+    @property
+    def champion_changes(self) -> tuple[TimelineEvent, ...]:
+        """Promotions and rollbacks: the moments ``@champion`` moved."""
+        return tuple(e for e in self.timeline if e.action in ("promote", "rollback"))
+
+    @property
+    def total_rows_scored(self) -> int:
+        return sum(v.rows_scored for v in self.volume)
+
+    @property
+    def total_rows_rejected(self) -> int:
+        return sum(v.rows_rejected for v in self.volume)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _metric_tags(tags: Mapping[str, str]) -> dict[str, float]:
+    out = {}
+    for key, value in tags.items():
+        if key.startswith("metric."):
+            try:
+                out[key[len("metric.") :]] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def registry_versions(
+    tracking_uri: str, model: str
+) -> tuple[VersionInfo | None, VersionInfo | None, list[VersionInfo]]:
+    """``(champion, challenger, all versions newest first)`` from the MLflow registry.
+
+    Aliases come from ``get_registered_model`` (``search_model_versions`` leaves them empty,
+    TRAPS.md); champion and challenger carry their training runs' metrics, other versions the
+    ``metric.*`` tags registration copied onto them. A model that was never registered gives
+    ``(None, None, [])``.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    try:
+        registered = client.get_registered_model(model)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None, None, []
+        raise
+    by_version: dict[int, list[str]] = {}
+    for alias, version in (registered.aliases or {}).items():
+        by_version.setdefault(int(version), []).append(alias)
+    infos: dict[int, VersionInfo] = {}
+    for mv in client.search_model_versions(filter_string=f"name='{model}'"):
+        number = int(mv.version)
+        tags = dict(mv.tags or {})
+        metrics = _metric_tags(tags)
+        experiment_id = None
+        if number in by_version and mv.run_id:
+            try:
+                run = client.get_run(mv.run_id)
+            except MlflowException as exc:  # a deleted run must not take the page down
+                log.warning("%s v%s: cannot read run %s: %s", model, number, mv.run_id, exc)
+            else:
+                experiment_id = run.info.experiment_id
+                metrics.update({k: float(v) for k, v in run.data.metrics.items() if k in KEY_METRICS})
+        infos[number] = VersionInfo(
+            version=number,
+            aliases=tuple(sorted(by_version.get(number, ()))),
+            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC) if mv.creation_timestamp else None,
+            estimator=tags.get("airloop.estimator"),
+            data_window=tags.get("airloop.data_window"),
+            reason=tags.get("airloop.trigger_reason") or tags.get("airloop.reason"),
+            gate=tags.get("airloop.gate"),
+            run_id=mv.run_id or None,
+            experiment_id=experiment_id,
+            metrics={k: metrics[k] for k in sorted(metrics) if k in KEY_METRICS},
+        )
+    versions = sorted(infos.values(), key=lambda v: -v.version)
+
+    def aliased(name: str) -> VersionInfo | None:
+        number = registered.aliases.get(name) if registered.aliases else None
+        return infos.get(int(number)) if number is not None else None
+
+    return aliased(CHAMPION), aliased(CHALLENGER), versions
+
+
+# --------------------------------------------------------------------------- lake
+
+
+def timeline(lake: Lake, model: str) -> list[TimelineEvent]:
+    """The ledger as timeline events, oldest first."""
+    from include.registry.ledger import read_ledger
+
+    return [
+        TimelineEvent(
+            time=datetime.fromisoformat(entry["time"]),
+            action=str(entry["action"]),
+            version=entry.get("version"),
+            previous_version=entry.get("previous_version"),
+            summary=str(entry.get("summary") or ""),
+            approver=entry.get("approver"),
+            reason=entry.get("reason"),
+            run_id=entry.get("run_id"),
+        )
+        for entry in read_ledger(lake, model)
+    ]
+
+
+def drift_records(lake: Lake, model: str) -> list[dict[str, Any]]:
+    """Every drift record of ``model`` (``reports/<model>/drift/ds=*.json``), oldest first."""
+    records = []
+    for path in lake.list_files(lake.path(Zone.REPORTS.value, model, DRIFT_KIND)):
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith("ds=") and name.endswith(".json"):
+            records.append(json.loads(lake.read_bytes(path)))
+    return sorted(records, key=lambda r: str(r["partition"]))
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def drift_days(records: Sequence[Mapping[str, Any]]) -> list[DriftDay]:
+    """PSI per feature, score and verdict of each monitored day."""
+    days = []
+    for record in records:
+        drift = record.get("drift") or {}
+        features = drift.get("features") or {}
+        prediction = drift.get("prediction") or {}
+        verdict = record.get("verdict") or {}
+        days.append(
+            DriftDay(
+                day=date.fromisoformat(str(record["partition"])[:10]),
+                model_version=record.get("model_version"),
+                psi={name: _finite(item.get("psi")) for name, item in features.items()},
+                score=_finite(drift.get("score")),
+                status=str(drift.get("status", "")),
+                verdict=str(verdict.get("state", "")),
+                prediction_psi=_finite(prediction.get("psi")),
+                top_features=tuple(verdict.get("top_features") or ()),
+            )
+        )
+    return days
+
+
+def realized_days(records: Sequence[Mapping[str, Any]]) -> list[RealizedDay]:
+    """The delayed-label ROC AUC in the drift records (days whose labels had arrived)."""
+    points = []
+    for record in records:
+        perf = record.get("performance") or {}
+        auc = _finite(perf.get("roc_auc"))
+        if auc is None or not perf.get("label_day"):
+            continue
+        points.append(
+            RealizedDay(
+                day=date.fromisoformat(str(record["partition"])[:10]),
+                label_day=date.fromisoformat(str(perf["label_day"])[:10]),
+                roc_auc=auc,
+                rows=int(perf.get("rows", perf.get("n", 0))),
+                model_version=perf.get("model_version"),
+                reference_auc=_finite(record.get("reference_auc")),
+            )
+        )
+    return points
+
+
+def prediction_volume(lake: Lake, model: str) -> list[VolumeDay]:
+    """Rows in, scored and rejected per published predictions day (footer metadata only)."""
+    import pyarrow.parquet as pq
+
+    from include.scoring.score import read_output_metadata
+
+    days = []
+    for ds in lake.list_partitions(Zone.PREDICTIONS, model):
+        path = lake.partition_file(Zone.PREDICTIONS, model, ds)
+        try:
+            meta = read_output_metadata(lake, path)
+        except LakeError as exc:  # published a moment ago and replaced: skip, the next load shows it
+            log.warning("%s %s: cannot read predictions metadata: %s", model, ds, exc)
+            continue
+        if "rows_scored" in meta:
+            scored = int(meta["rows_scored"])
+        else:
+            with lake.fs.open_input_file(path) as handle:
+                scored = int(pq.read_metadata(handle).num_rows)
+        rejected = int(meta.get("rows_rejected", 0))
+        days.append(
+            VolumeDay(
+                day=ds,
+                rows_in=int(meta.get("rows_in", scored + rejected)),
+                rows_scored=scored,
+                rows_rejected=rejected,
+                model_version=int(meta["model_version"]) if meta.get("model_version") else None,
+                reject_reasons=json.loads(meta.get("reject_reasons") or "{}"),
+            )
+        )
+    return days
+
+
+# --------------------------------------------------------------------------- the whole page
+
+
+def gather_dashboard(
+    lake: Lake,
+    model: str,
+    tracking_uri: str | None,
+    spec: ModelSpec | None = None,
+) -> Dashboard:
+    """Everything the model page shows. ``tracking_uri`` None (or an unreachable registry)
+    still gives the lake's half, with ``registry_error`` saying why the registry part is empty."""
+    from include.spec import DriftSpec, get_spec
+
+    if spec is None:
+        try:
+            spec = get_spec(model)
+        except Exception as exc:  # noqa: BLE001 - a model without a (valid) spec still has history
+            log.warning("%s: no spec (%s); using default drift thresholds", model, exc)
+    policy = spec.drift if spec is not None else DriftSpec()
+
+    champion = challenger = None
+    versions: list[VersionInfo] = []
+    registry_error = None
+    if tracking_uri:
+        try:
+            champion, challenger, versions = registry_versions(tracking_uri, model)
+        except Exception as exc:  # noqa: BLE001 - MLflow down must not hide the lake's figures
+            registry_error = f"MLflow registry at {tracking_uri} not readable: {exc}"
+            log.warning("%s: %s", model, registry_error)
+    else:
+        registry_error = "no MLflow tracking URI configured"
+
+    records = drift_records(lake, model)
+    drift = drift_days(records)
+    if spec is not None:
+        features = [*spec.dataset.features.numeric, *spec.dataset.features.categorical]
+    else:
+        features = []
+    for day in drift:  # features of older records (a spec that changed) stay visible
+        features.extend(name for name in day.psi if name not in features)
+    return Dashboard(
+        model=model,
+        champion=champion,
+        challenger=challenger,
+        versions=tuple(versions),
+        timeline=tuple(timeline(lake, model)),
+        features=tuple(features),
+        drift=tuple(drift),
+        volume=tuple(prediction_volume(lake, model)),
+        realized=tuple(realized_days(records)),
+        retrain_days=tuple(d.day for d in drift if d.verdict == "retrain"),
+        warn=float(policy.warn),
+        alert=float(policy.alert),
+        ignored=tuple(policy.ignore),
+        registry_error=registry_error,
+    )
+
+
+def last_days(dash: Dashboard, days: int) -> Dashboard:
+    """The dashboard restricted to its last ``days`` days of drift, volume and realized
+    performance (counted back from the newest day any of them has); ``days <= 0`` keeps all.
+    The registry and the ledger stay whole: they are short."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    newest = [d.day for d in dash.drift] + [v.day for v in dash.volume] + [r.day for r in dash.realized]
+    if days <= 0 or not newest:
+        return dash
+    since = max(newest) - timedelta(days=days - 1)
+    return replace(
+        dash,
+        drift=tuple(d for d in dash.drift if d.day >= since),
+        volume=tuple(v for v in dash.volume if v.day >= since),
+        realized=tuple(r for r in dash.realized if r.day >= since),
+        retrain_days=tuple(d for d in dash.retrain_days if d >= since),
+    )
+
+
+def model_names(lake: Lake) -> list[str]:
+    """Models to list on the index: every valid spec, plus models with reports in the lake."""
+    import pyarrow.fs as pafs
+
+    from include.spec import load_specs
+
+    names = {spec.name for spec in load_specs()[0]}
+    infos = lake.fs.get_file_info(pafs.FileSelector(lake.path(Zone.REPORTS.value), allow_not_found=True))
+    names.update(info.base_name for info in infos if info.type == pafs.FileType.Directory)
+    return sorted(names)
+
+
+__all__ = [
+    "Dashboard",
+    "DriftDay",
+    "RealizedDay",
+    "TimelineEvent",
+    "VersionInfo",
+    "VolumeDay",
+    "drift_days",
+    "drift_records",
+    "gather_dashboard",
+    "last_days",
+    "model_names",
+    "prediction_volume",
+    "realized_days",
+    "registry_versions",
+    "timeline",
+]

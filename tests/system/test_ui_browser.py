@@ -1,0 +1,278 @@
+"""The Airflow UI in a real browser (Debian's Chromium driven by Playwright) on the real stack.
+
+Logs in like a user, opens the airloop view from the navigation, checks that its charts show the
+numbers of this run (read independently from MLflow, the ledger and the lake), follows a task's
+*MLflow run* extra link, and triggers a training run through the trigger form's Params.
+Screenshots go to ``test-artifacts/screenshots/`` (``AIRLOOP_DOCS_SCREENSHOTS=1`` also refreshes
+the ones in ``docs/images/``).
+
+Self-sufficient: if the loop test ran earlier in the session the model's state is reused; else a
+module fixture trains and promotes a small model and scores and monitors two days via the REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.datasets.ingest import land_day
+from include.lake import Lake, Zone
+from include.registry.ledger import read_ledger
+from include.spec import get_spec
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.system
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+DOCS_IMAGES = ROOT / "docs" / "images"
+MODEL = "flights"
+# Fresh-state path: the same days as the loop test (so a later loop test sees nothing odd).
+START, TRAIN_END = date(2013, 1, 18), date(2013, 2, 18)
+SCORED_DAYS = (date(2013, 2, 17), date(2013, 2, 19))  # the first gets its labels by the second's monitor run
+TIMEOUT_MS = 60_000
+
+
+@dataclass
+class LoopState:
+    champion: int
+    train_run_id: str  # a successful flights__train run (its task carries the extra links)
+
+
+def _land_validated(lake: Lake, days: list[date]) -> None:
+    spec = get_spec(MODEL)
+    for ds in days:
+        if not lake.has_partition(Zone.VALIDATED, MODEL, ds):
+            land_day(spec, lake, ds)
+            lake.publish_copy(lake.partition_file(Zone.LANDING, MODEL, ds), Zone.VALIDATED, MODEL, ds)
+
+
+def _wait_new_run(client: Any, dag_id: str, before: set[str], timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r for r in client.dag_runs(dag_id) if r["dag_run_id"] not in before]
+        if runs:
+            client.wait_dag_run(dag_id, runs[0]["dag_run_id"], timeout=max(10, deadline - time.monotonic()))
+            return dict(client.dag_run(dag_id, runs[0]["dag_run_id"]))
+        time.sleep(3)
+    raise AssertionError(f"no new run of {dag_id} within {timeout:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def loop_state(system_stack: Any) -> LoopState:
+    """A champion, a scored and monitored day: reused from the loop test, else made here."""
+    from mlflow import MlflowClient
+
+    from include.registry.mlflow_registry import get_alias_version
+
+    client, lake, stack = system_stack.client, system_stack.lake, system_stack.stack
+    mlflow = MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url)
+    for step in ("train", "promote", "score", "monitor"):
+        client.wait_for_dag(f"{MODEL}__{step}", timeout=180)
+        client.unpause(f"{MODEL}__{step}")
+    champion = get_alias_version(mlflow, MODEL, "champion")
+    if champion is None:
+        _land_validated(lake, [START + timedelta(days=i) for i in range((SCORED_DAYS[-1] - START).days + 3)])
+        promote_runs = {r["dag_run_id"] for r in client.dag_runs(f"{MODEL}__promote")}
+        conf = {
+            "end_date": TRAIN_END.isoformat(),
+            "window_days": 21,
+            "search_budget": 1,
+            "estimator": "logistic_regression",
+            "reason": "browser test setup",
+        }
+        run = client.trigger(f"{MODEL}__train", conf=conf, run_id="ui_train_1")
+        assert client.wait_dag_run(f"{MODEL}__train", run["dag_run_id"], timeout=600) == "success"
+        assert _wait_new_run(client, f"{MODEL}__promote", promote_runs, timeout=600)["state"] == "success"
+        champion = get_alias_version(mlflow, MODEL, "champion")
+        assert champion is not None
+        for ds in SCORED_DAYS:
+            run = client.trigger(f"{MODEL}__score", logical_date=f"{ds}T00:00:00+00:00", run_id=f"ui_score_{ds}")
+            assert client.wait_dag_run(f"{MODEL}__score", run["dag_run_id"], timeout=600) == "success"
+        ds = SCORED_DAYS[-1]
+        run = client.trigger(f"{MODEL}__monitor", logical_date=f"{ds}T00:00:00+00:00", run_id=f"ui_monitor_{ds}")
+        assert client.wait_dag_run(f"{MODEL}__monitor", run["dag_run_id"], timeout=600) == "success"
+    train_runs = [r for r in client.dag_runs(f"{MODEL}__train") if r["state"] == "success"]
+    assert train_runs, "no successful training run"
+    return LoopState(champion=champion, train_run_id=train_runs[0]["dag_run_id"])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install -y --no-install-recommends chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _shot(page: Any, name: str, *, full_page: bool = False) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def _expected(system_stack: Any, champion: int) -> dict[str, Any]:
+    """What the page must show, read independently from MLflow, the ledger and the lake."""
+    import pyarrow.parquet as pq
+    from mlflow import MlflowClient
+
+    stack, lake = system_stack.stack, system_stack.lake
+    mlflow = MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url)
+    version = mlflow.get_model_version(MODEL, str(champion))
+    volume = {}
+    for ds in lake.list_partitions(Zone.PREDICTIONS, MODEL):
+        scored = lake.read_table(Zone.PREDICTIONS, MODEL, ds).num_rows
+        rejects_path = f"{lake.partition_dir(Zone.PREDICTIONS, MODEL, ds)}/_rejects.parquet"
+        with lake.fs.open_input_file(rejects_path) as handle:
+            rejected = pq.read_metadata(handle).num_rows
+        volume[ds.isoformat()] = (scored, rejected)
+    records = [
+        json.loads(lake.read_bytes(p))
+        for p in lake.list_files(lake.path("reports", MODEL, "drift"))
+        if p.rsplit("/", 1)[-1].startswith("ds=") and p.endswith(".json")
+    ]
+    return {
+        "champion_auc": mlflow.get_run(version.run_id).data.metrics["roc_auc"],
+        "ledger": [(e["action"], str(e["version"])) for e in read_ledger(lake, MODEL)],
+        "volume": volume,
+        "records": records,
+    }
+
+
+def test_airloop_view_links_and_trigger_form_in_the_browser(
+    system_stack: Any, loop_state: LoopState, browser: Any
+) -> None:
+    started = time.monotonic()
+    stack, client = system_stack.stack, system_stack.client
+    expected = _expected(system_stack, loop_state.champion)
+    assert expected["records"], "the monitor wrote no drift record"
+
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+
+    # 1. log in (simple auth manager)
+    page.goto(stack.api_url)
+    page.locator("input[name=username]").fill(stack.username)
+    page.locator("input[name=password]").fill(stack.password)
+    page.locator("button[type=submit]").click()
+    page.get_by_role("link", name="airloop").wait_for()
+    _shot(page, "01-home")
+
+    # 2. the airloop view from the navigation: index, then the model's dashboard (in the UI's frame)
+    page.get_by_role("link", name="airloop").click()
+    page.wait_for_url("**/plugin/airloop**")
+    frame = page.frame_locator('iframe[title="airloop"]')
+    frame.get_by_role("link", name=MODEL).click()
+    frame.locator("#psi-heatmap").wait_for()
+    assert frame.locator("#champion .big").inner_text() == f"v{loop_state.champion}"
+    assert frame.locator("#champion .roc-auc").inner_text() == f"{expected['champion_auc']:.4f}"
+    _shot(page, "02-airloop-view-in-airflow")
+
+    # 2a. the charts carry this run's numbers
+    events = frame.locator("#timeline-chart .timeline-event")
+    assert [
+        (events.nth(i).get_attribute("data-action"), events.nth(i).get_attribute("data-version"))
+        for i in range(events.count())
+    ] == expected["ledger"]
+    for ds, (scored, rejected) in expected["volume"].items():
+        assert frame.locator(f'#volume-chart .bar-scored[data-day="{ds}"]').get_attribute("data-rows") == str(scored)
+        assert frame.locator(f'#volume-chart .bar-rejected[data-day="{ds}"]').get_attribute("data-rows") == str(
+            rejected
+        )
+    for record in expected["records"]:
+        day = record["partition"]
+        for name, feature in record["drift"]["features"].items():
+            cell = frame.locator(f'#psi-heatmap .psi-cell[data-feature="{name}"][data-day="{day}"]')
+            psi = feature["psi"]
+            assert cell.get_attribute("data-psi") == ("n/a" if psi is None else f"{psi:.3f}"), (day, name)
+        if record["verdict"]["state"] == "retrain":
+            assert frame.locator(f'#psi-heatmap .retrain-marker[data-day="{day}"]').count() == 1
+        performance = record.get("performance") or {}
+        if performance.get("roc_auc") is not None:
+            point = frame.locator(f'#realized-chart .auc-point[data-day="{performance["label_day"]}"]')
+            assert point.get_attribute("data-auc") == f"{performance['roc_auc']:.4f}"
+
+    # the whole dashboard, for people (same cookie, outside the frame)
+    dash = context.new_page()
+    dash.goto(f"{stack.api_url}/airloop/models/{MODEL}")
+    dash.locator("#volume-chart").wait_for()
+    _shot(dash, "03-airloop-dashboard", full_page=True)
+    dash.close()
+
+    # 3. a task's extra link to MLflow
+    page.goto(f"{stack.api_url}/dags/{MODEL}__train/runs/{loop_state.train_run_id}/tasks/train")
+    page.get_by_text("Details", exact=True).click()  # the task instance's Details tab lists Extra Links
+    link = page.get_by_role("link", name="MLflow run")
+    link.wait_for()
+    _shot(page, "04-train-task-extra-links")
+    href = link.get_attribute("href") or ""
+    assert href.startswith(f"{stack.mlflow_url}/#/experiments/") and "/runs/" in href
+    with context.expect_page() as opened:
+        link.click()
+    mlflow_page = opened.value
+    mlflow_page.wait_for_load_state()
+    assert mlflow_page.url.startswith(stack.mlflow_url)
+    run_id = href.rsplit("/runs/", 1)[1].split("/")[0]
+    mlflow_page.get_by_text(run_id).first.wait_for()
+    _shot(mlflow_page, "05-mlflow-run-from-extra-link")
+    mlflow_page.close()
+
+    # 4. trigger a training run through the trigger form (Params with titles and bounds)
+    before = {r["dag_run_id"] for r in client.dag_runs(f"{MODEL}__train")}
+    page.goto(f"{stack.api_url}/dags/{MODEL}__train")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Training window (days)").wait_for()
+    dialog.get_by_text("Hyperparameter search budget").wait_for()
+    # number fields are spinbuttons named by their +/- buttons' aria-controls
+    budget_id = dialog.locator('[id="number-input:element_search_budget:inc"]').get_attribute("aria-controls")
+    dialog.locator(f'[id="{budget_id}"]').fill("1")
+    dialog.get_by_role("combobox").click()  # estimator: an enum shown with its values_display
+    page.get_by_text("Logistic regression", exact=True).click()
+    dialog.locator("#element_reason").fill("browser test: trigger form")
+    dialog.get_by_text("Hyperparameter search budget").scroll_into_view_if_needed()
+    _shot(page, "06-train-trigger-form")
+    dialog.get_by_test_id("trigger-dag-submit").click()
+    deadline = time.monotonic() + 60
+    new_runs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not new_runs:
+        new_runs = [r for r in client.dag_runs(f"{MODEL}__train") if r["dag_run_id"] not in before]
+        time.sleep(1)
+    assert new_runs, "the trigger form did not create a run"
+    conf = new_runs[0]["conf"]
+    assert conf["reason"] == "browser test: trigger form" and conf["search_budget"] == 1
+    assert conf["estimator"] == "logistic_regression"
+    context.close()
+
+    if os.environ.get("AIRLOOP_DOCS_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        for name in (
+            "02-airloop-view-in-airflow",
+            "03-airloop-dashboard",
+            "04-train-task-extra-links",
+            "06-train-trigger-form",
+        ):
+            shutil.copyfile(SHOTS / f"{name}.png", DOCS_IMAGES / f"{name}.png")
+    print(f"browser test took {time.monotonic() - started:.1f}s")  # shown with -s
