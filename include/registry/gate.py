@@ -14,7 +14,8 @@ Three steps, each a plain function over arrays and small frozen value objects:
   (the ledger uses it to stay idempotent).
 
 No regression is judged on the *lower* bound of the paired gain: a challenger is promoted only if
-we are confident it is not worse than the champion by more than ``max_regression``.
+we are confident it is not worse than the champion by more than ``max_regression``. Slice drops
+are judged the same way, on the lower bound of each drop (:func:`_auc_standard_error`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ class Comparison:
     worst_slice: str | None
     worst_slice_drop: float | None  # champion slice AUC - challenger slice AUC; None: no common slice
     slice_drops: dict[str, float] = field(default_factory=dict)
+    # 95% lower bound of each drop (Hanley-McNeil standard errors): the gate judges this, so a
+    # 60-row slice whose AUC wobbles by 0.15 between two equally good models does not block
+    worst_slice_drop_lower: float | None = None
+    slice_drop_lowers: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (NaN as ``None``); :meth:`from_dict` reverses it."""
@@ -123,7 +128,13 @@ class Comparison:
         for key in ("gain_lower", "gain_upper", "prob_worse"):
             values[key] = math.nan if values.get(key) is None else values[key]
         values["slice_drops"] = dict(values.get("slice_drops") or {})
+        values["slice_drop_lowers"] = dict(values.get("slice_drop_lowers") or {})
         return cls(**values)
+
+    @property
+    def judged_slice_drop(self) -> float | None:
+        """What the gate compares with ``max_slice_drop``: the lower bound when known."""
+        return self.worst_slice_drop if self.worst_slice_drop_lower is None else self.worst_slice_drop_lower
 
 
 @dataclass(frozen=True)
@@ -311,9 +322,15 @@ def compare(
     finite = gains[np.isfinite(gains)]
     prob_worse = float(np.mean(finite < 0)) if finite.size else math.nan
 
-    mine, before = challenger.slice_auc(), champion.slice_auc()
-    drops = {name: before[name] - mine[name] for name in sorted(set(mine) & set(before))}
-    worst = max(drops, key=lambda k: drops[k]) if drops else None
+    mine = {s.name: s for s in challenger.slices}
+    before = {s.name: s for s in champion.slices}
+    common = sorted(set(mine) & set(before))
+    drops = {name: before[name].roc_auc - mine[name].roc_auc for name in common}
+    lowers = {
+        name: drops[name] - _Z95 * math.hypot(_auc_standard_error(before[name]), _auc_standard_error(mine[name]))
+        for name in common
+    }
+    worst = max(lowers, key=lambda k: (lowers[k], drops[k])) if lowers else None
     return Comparison(
         gain=float(gain),
         gain_lower=lower,
@@ -323,7 +340,24 @@ def compare(
         worst_slice=worst,
         worst_slice_drop=drops[worst] if worst is not None else None,
         slice_drops=drops,
+        worst_slice_drop_lower=lowers[worst] if worst is not None else None,
+        slice_drop_lowers=lowers,
     )
+
+
+_Z95 = 1.959964
+
+
+def _auc_standard_error(metric: SliceMetric) -> float:
+    """Hanley & McNeil (1982) standard error of one ROC AUC from its counts.
+
+    Treating the two models' slice AUCs as independent overstates the error of their
+    difference (they score the same rows), so the lower bound errs toward letting a model
+    through on noise, never toward blocking it on noise."""
+    auc, pos, neg = metric.roc_auc, metric.positives, metric.n - metric.positives
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (pos - 1) * (q1 - auc * auc) + (neg - 1) * (q2 - auc * auc)) / (pos * neg)
+    return math.sqrt(max(variance, 0.0))
 
 
 def _validated(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -441,16 +475,20 @@ def decide_promotion(
                 )
             )
         else:
-            ok = comparison.worst_slice_drop <= policy.max_slice_drop
+            judged = comparison.judged_slice_drop
+            assert judged is not None
+            ok = judged <= policy.max_slice_drop
+            bound = "" if comparison.worst_slice_drop_lower is None else ", 95% lower bound"
             checks.append(
                 Check(
                     name="slice_regression",
                     threshold=policy.max_slice_drop,
-                    observed=comparison.worst_slice_drop,
+                    observed=judged,
                     passed=ok,
                     detail=(
-                        f"worst slice {comparison.worst_slice}: AUC drop {_fmt(comparison.worst_slice_drop)} "
-                        f"{'<=' if ok else '>'} {_fmt(policy.max_slice_drop)}"
+                        f"worst slice {comparison.worst_slice}: AUC drop {_fmt(comparison.worst_slice_drop)}"
+                        + (f"{bound} {_fmt(judged)}" if bound else "")
+                        + f" {'<=' if ok else '>'} {_fmt(policy.max_slice_drop)}"
                     ),
                 )
             )

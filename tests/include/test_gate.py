@@ -167,6 +167,39 @@ def test_worst_slice_names_the_slice_where_the_challenger_got_worse() -> None:
     assert comp.slice_drops["g=a"] == pytest.approx(0.0)
 
 
+def test_slice_auc_standard_error_matches_the_bootstrap() -> None:
+    from include.registry.gate import _auc_standard_error
+
+    scores, labels = _binormal(400, 1.0, 11)
+    rng = np.random.default_rng(0)
+    replicates = []
+    for _ in range(600):
+        pick = rng.integers(0, 400, 400)
+        replicates.append(roc_auc_score(labels[pick], scores[pick]))
+    metric = SliceMetric("g", "a", 400, int(labels.sum()), float(roc_auc_score(labels, scores)))
+    assert _auc_standard_error(metric) == pytest.approx(float(np.std(replicates)), rel=0.15)
+
+
+def test_slice_drop_is_judged_on_its_lower_bound_not_on_noise() -> None:
+    scores, labels = _binormal(7000, 1.0, 5)
+    small = (SliceMetric("carrier", "FL", 60, 10, 0.75), SliceMetric("carrier", "UA", 5000, 1000, 0.72))
+    noisy = (SliceMetric("carrier", "FL", 60, 10, 0.60), SliceMetric("carrier", "UA", 5000, 1000, 0.71))
+    comp = compare(_evaluation(0.7, noisy), _evaluation(0.7, small), scores, scores, labels, 0, 0)
+    # a 0.15 drop on 60 rows is within noise; the 0.01 drop on 5,000 rows is the one to watch
+    assert comp.slice_drops["carrier=FL"] == pytest.approx(0.15)
+    assert comp.slice_drop_lowers["carrier=FL"] < 0 < comp.slice_drop_lowers["carrier=FL"] + 0.3
+    check = _decide(comparison=comp).check("slice_regression")
+    assert check.passed and check.observed == comp.worst_slice_drop_lower
+    assert "95% lower bound" in check.detail
+    # a confident drop on a big slice blocks
+    worse = (SliceMetric("carrier", "FL", 60, 10, 0.75), SliceMetric("carrier", "UA", 5000, 1000, 0.64))
+    comp = compare(_evaluation(0.7, worse), _evaluation(0.7, small), scores, scores, labels, 0, 0)
+    assert comp.worst_slice == "carrier=UA" and comp.worst_slice_drop == pytest.approx(0.08)
+    assert 0.05 < comp.judged_slice_drop < 0.08  # type: ignore[operator]
+    check = _decide(comparison=comp).check("slice_regression")
+    assert not check.passed and "carrier=UA" in check.detail
+
+
 def test_compare_refuses_evaluations_of_other_rows() -> None:
     scores, labels = _binormal(200, 1.0, 0)
     ev = evaluate(scores, labels, None, 0.5, 10, 0)
