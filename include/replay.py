@@ -69,6 +69,7 @@ class DayResult:
 @dataclass
 class PolicyResult:
     policy: str
+    tracking_uri: str = ""  # the policy's MLflow store (``mlflow ui --backend-store-uri`` it)
     days: list[DayResult] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # compute time per step
 
@@ -181,11 +182,19 @@ def _policy_lake(folder: Path) -> Lake:
 
 
 def _tracking_uri(folder: Path, spec: ModelSpec) -> str:
-    """An MLflow store in the policy's folder (SQLite + local artifacts), experiment ready."""
+    """A fresh MLflow store in the policy's folder (SQLite + local artifacts), experiment ready.
+
+    Wiped first, like the policy's lake: a champion left by an earlier replay in the same
+    folder would otherwise skip the first model and continue that run's history."""
     from mlflow import MlflowClient
 
-    folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    # a new file name per replay: MLflow caches one SQLAlchemy engine per URI in the process,
+    # and an engine still open on the deleted file would keep writing to it
+    database = folder / f"mlflow-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.db"
+    uri = f"sqlite:///{database}"
     client = MlflowClient(uri)
     name = f"airloop-{spec.name}"
     if client.get_experiment_by_name(name) is None:
@@ -289,7 +298,7 @@ def _replay_policy(
     lake = _policy_lake(folder / "lake")
     arrivals = _Arrivals(data_lake, lake, spec)
     client = MlflowClient(uri, registry_uri=uri)
-    result = PolicyResult(policy=policy)
+    result = PolicyResult(policy=policy, tracking_uri=uri)
     window = settings.window_days or spec.training.window_days
     first_day = settings.start + timedelta(days=window)
     for day in _days(settings.start, first_day - timedelta(days=1)):
@@ -392,6 +401,7 @@ def summarise(result: PolicyResult) -> dict[str, Any]:
         "retrains": result.retrains,
         "promotions": result.promotions,
         "seconds": result.seconds,
+        "tracking_uri": result.tracking_uri,
     }
 
 
@@ -430,10 +440,24 @@ def replay(spec: ModelSpec, out_dir: Path, settings: ReplaySettings, data_lake: 
         "days": {p: [asdict(d) for d in r.days] for p, r in results.items()},
     }
     (out_dir / "replay.json").write_text(json.dumps(payload, indent=2))
-    charts = _charts(out_dir, results, monthly)
-    (out_dir / "report.html").write_text(_html(payload, charts))
-    payload["report"] = str(out_dir / "report.html")
+    payload["report"] = render_report(out_dir)
     return payload
+
+
+def render_report(out_dir: Path) -> str:
+    """(Re)draw the charts and ``report.html`` from ``out_dir/replay.json``; return the report path."""
+    payload = json.loads((out_dir / "replay.json").read_text())
+    results = {
+        policy: PolicyResult(
+            policy=policy,
+            days=[DayResult(**d) for d in payload["days"][policy]],
+            seconds=payload["summary"][policy]["seconds"],
+        )
+        for policy in payload["days"]
+    }
+    charts = _charts(out_dir, results, payload["monthly_auc"])
+    (out_dir / "report.html").write_text(_html(payload, charts))
+    return str(out_dir / "report.html")
 
 
 def _charts(out_dir: Path, results: dict[str, PolicyResult], monthly: dict[str, dict[str, float]]) -> list[str]:
@@ -445,17 +469,25 @@ def _charts(out_dir: Path, results: dict[str, PolicyResult], monthly: dict[str, 
     fig = Figure(figsize=(11, 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    floor = 1.0
     for policy, result in results.items():
         points = [(date.fromisoformat(d.day), d.roc_auc) for d in result.days if d.roc_auc is not None]
         if points:
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, lw=0.9, color=colours[policy], label=f"{policy} (daily)")
+            floor = min(floor, *ys)
+            ax.plot(xs, ys, lw=0.6, alpha=0.3, color=colours[policy])
+            week = [sum(ys[max(0, i - 6) : i + 1]) / len(ys[max(0, i - 6) : i + 1]) for i in range(len(ys))]
+            ax.plot(xs, week, lw=1.8, color=colours[policy], label=f"{policy} (7-day mean; thin: daily)")
+    for row, (policy, result) in enumerate(results.items()):  # markers: a row per policy at the bottom
+        y = floor - 0.03 - 0.025 * row
         for d in result.days:
-            if d.promoted and d.trained and d.trained > 1:
-                ax.axvline(date.fromisoformat(d.day), color=colours[policy], lw=0.6, ls=":", alpha=0.8)  # type: ignore[arg-type]
+            if d.trained and d.trained > 1:
+                day = date.fromisoformat(d.day)
+                face = colours[policy] if d.promoted else "white"
+                ax.plot([day], [y], marker="^", ms=6, color=colours[policy], markerfacecolor=face)  # type: ignore[arg-type]
     ax.set_ylabel("ROC AUC of the day's champion")
-    ax.set_title("Daily ROC AUC (dotted lines: promotions)")
-    ax.legend(loc="lower left")
+    ax.set_title("Daily ROC AUC; triangles: retrains (filled: promoted, hollow: rejected by the gate)")
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.savefig(out_dir / "daily_auc.png", dpi=110, bbox_inches="tight")
@@ -526,6 +558,14 @@ def _html(payload: dict[str, Any], charts: list[str]) -> str:
         for m in months
     )
     head = "".join(f"<th>{escape(p)}</th>" for p in payload["monthly_auc"])
+    retrain_rows = "".join(
+        f"<tr><td>{escape(policy)}</td><td>{d['day']}</td><td>v{d['trained']}</td>"
+        f"<td>{'promoted' if d['promoted'] else 'rejected'}</td><td>{escape(str(d['drift_state'] or ''))}</td>"
+        f'<td style="text-align:left">{escape(str(d["gate"]))}</td></tr>'
+        for policy, days in payload["days"].items()
+        for d in days
+        if d["trained"]
+    )
     images = "".join(f'<p><img src="{c}" alt="{c}" style="max-width:100%"></p>' for c in charts)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>airloop replay {escape(payload["model"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
@@ -537,5 +577,8 @@ measured on each day's real predictions once its labels arrived.</p>
 <th>row-weighted AUC</th><th>retrains</th><th>promotions</th><th>train s</th><th>total s</th></tr>{rows}</table>
 {images}
 <h2>Monthly ROC AUC</h2><table><tr><th>month</th>{head}</tr>{monthly_rows}</table>
+<h2>Every training and the gate's decision</h2>
+<table><tr><th>policy</th><th>day</th><th>version</th><th>outcome</th><th>drift state</th><th>gate</th></tr>
+{retrain_rows}</table>
 <p>Days that failed their data contract: {escape(json.dumps(payload["prepared"]["failed"]))}</p>
 </body></html>"""

@@ -59,7 +59,8 @@ def test_every_policy_scores_every_day_after_the_first_window(replayed: tuple[Pa
             table = lake.read_table(Zone.PREDICTIONS, SPEC.name, date.fromisoformat(record["day"]))
             assert set(table.column("model_version").to_pylist()) == {record["champion"]}
         # the models live in the policy's own store, not in a ./mlruns of the working directory
-        uri = f"sqlite:///{out / policy / 'mlflow' / 'mlflow.db'}"
+        uri = summary["tracking_uri"]
+        assert uri.startswith(f"sqlite:///{out / policy / 'mlflow'}/mlflow-")
         store = MlflowClient(uri, registry_uri=uri)
         experiments = [e.experiment_id for e in store.search_experiments()]
         logged = store.search_logged_models(experiment_ids=experiments)
@@ -138,3 +139,15 @@ def test_bad_requests_are_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ReplayError, match="unknown policy 'weekly'"):
         replay(SPEC, tmp_path, ReplaySettings(start=START, end=date(2024, 1, 20), policies=("weekly",)))
     assert not (tmp_path / "weekly").exists()
+
+
+def test_a_second_replay_in_the_same_folder_starts_from_scratch(tmp_path: Path) -> None:
+    settings = ReplaySettings(start=START, end=FIRST_SCORED + timedelta(days=2), policies=("frozen",))
+    replay(SPEC, tmp_path, settings)
+    payload = replay(SPEC, tmp_path, settings)
+    days = payload["days"]["frozen"]
+    assert days[0]["trained"] == 1 and days[0]["promoted"]  # not the champion the first run left
+    uri = payload["summary"]["frozen"]["tracking_uri"]
+    assert len(list((tmp_path / "frozen" / "mlflow").glob("mlflow-*.db"))) == 1
+    versions = MlflowClient(uri, registry_uri=uri).search_model_versions(f"name='{SPEC.name}'")
+    assert [int(v.version) for v in versions] == [1]
