@@ -38,6 +38,34 @@ def _state_home() -> Path:
     return default_state_dir()
 
 
+def _metadata_db(choice: str) -> str | None:
+    """Airflow's metadata DB for ``--db``: ``sqlite`` (None), ``postgres`` (a database of this
+    state folder on the local server), a SQLAlchemy URL, or ``auto``: PostgreSQL when one answers on
+    127.0.0.1:5432, else SQLite. SQLite cannot take concurrent writers: a backfill created
+    while the scheduler runs can fail (HTTP 503) and has crashed the scheduler, so the demo
+    prefers PostgreSQL."""
+    import secrets
+
+    from include.runtime.stack import local_postgres_database
+
+    if choice == "sqlite":
+        return None
+    if "://" in choice:
+        return choice
+    # one database per state folder, named in it: deleting .airloop/ starts over here too
+    marker = _state_home() / "stack" / "postgres-database"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"airloop_{secrets.token_hex(4)}\n")
+    url = local_postgres_database(marker.read_text().strip())
+    if url is None and choice == "postgres":
+        raise SystemExit("--db postgres: no PostgreSQL answers on 127.0.0.1:5432 (user postgres)")
+    if url is None:
+        print("note: no PostgreSQL on 127.0.0.1:5432, Airflow runs on SQLite (fine to look around;", flush=True)
+        print("      long backfills need PostgreSQL: see docs/operations.md)", flush=True)
+    return url
+
+
 def _stack(args: argparse.Namespace) -> Any:
     from include.lake import default_lake_uri
     from include.runtime.stack import Stack
@@ -46,6 +74,7 @@ def _stack(args: argparse.Namespace) -> Any:
     home = _state_home()
     return Stack(
         home=home / "stack",
+        db_url=_metadata_db(args.db),
         api_port=args.port,
         mlflow_port=args.mlflow_port,
         extra_env={
@@ -427,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--port", type=int, default=int(os.environ.get("AIRLOOP_API_PORT", "8080")))
         p.add_argument("--mlflow-port", type=int, default=int(os.environ.get("AIRLOOP_MLFLOW_PORT", "5000")))
+        p.add_argument(
+            "--db",
+            default=os.environ.get("AIRLOOP_DB", "auto"),
+            help="Airflow metadata DB: auto (PostgreSQL on 127.0.0.1:5432 if it answers, else SQLite), "
+            "postgres, sqlite, or a SQLAlchemy URL (env AIRLOOP_DB)",
+        )
         p.set_defaults(func=func)
     demo = sub.choices["demo"]
     demo.add_argument("--spec", default="flights")

@@ -49,7 +49,8 @@ def _backfill(client: AirflowClient, dag_id: str, start: date, end: date, say: P
     client.wait_backfill(int(backfill["id"]), timeout=120 + 90 * ((end - start).days + 1))
     states: dict[str, int] = {}
     for run in client.dag_runs(dag_id, run_type=["backfill"]):
-        states[run["state"]] = states.get(run["state"], 0) + 1
+        if start.isoformat() <= str(run.get("logical_date"))[:10] <= end.isoformat():  # this backfill's days
+            states[run["state"]] = states.get(run["state"], 0) + 1
     say(f"    {dag_id} {start}..{end}: {states} in {time.monotonic() - t0:.0f} s")
 
 

@@ -654,6 +654,30 @@ def create_postgres_database(prefix: str = "airloop", **connect: Any) -> str:
     return f"postgresql+psycopg2://{params['user']}{password}@{params['host']}:{params['port']}/{name}"
 
 
+def local_postgres_database(name: str = "airloop", **connect: Any) -> str | None:
+    """The URL of database ``name`` on the local PostgreSQL (created when missing), or None when
+    no server answers within two seconds. Used by ``airloop up|demo --db auto``."""
+    import psycopg2
+
+    params = {**_PG_DEFAULTS, **connect}
+    try:
+        conn = psycopg2.connect(dbname="postgres", connect_timeout=2, **params)
+    except psycopg2.OperationalError as exc:
+        log.info("no PostgreSQL at %s:%s (%s)", params["host"], params["port"], str(exc).strip())
+        return None
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{name}"')
+                log.info("created PostgreSQL database %s", name)
+    finally:
+        conn.close()
+    password = f":{params['password']}" if params.get("password") else ""
+    return f"postgresql+psycopg2://{params['user']}{password}@{params['host']}:{params['port']}/{name}"
+
+
 def drop_postgres_database(url: str) -> None:
     """Terminate connections to the database of ``url`` and drop it (no error if missing)."""
     import psycopg2

@@ -1,0 +1,194 @@
+"""The demo, as README's first command runs it, over six weeks of 2013 on a stack of its own.
+
+Real scheduler, dag-processor, triggerer and API server on a fresh PostgreSQL database, a real
+MLflow server, and :func:`include.runtime.loop.run_demo_loop` driving it through the REST API:
+backfills of ingest and validate, a first training by hand, then a week at a time ingest,
+validate, score and monitor. Promotion and drift retraining happen only through asset events.
+Nothing is provoked here: the drift is the data's own (the replay of 2013 retrains in early
+February too)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.lake import Lake, Zone
+from include.runtime.api import AirflowClient
+from include.runtime.loop import LOOP_DAGS, LoopSummary, run_demo_loop
+from include.runtime.stack import Stack, create_postgres_database, drop_postgres_database
+from include.scoring.shards import read_manifest
+from include.spec import get_spec
+from tests.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.system
+
+SPEC = get_spec("flights")
+DAYS = 42  # six weeks: the first window (28 days) trains the first model, 14 are scored
+START = SPEC.dataset.start
+FIRST_SCORED = START + timedelta(days=SPEC.training.window_days)
+END = START + timedelta(days=DAYS - 1)
+
+
+@dataclass
+class Demo:
+    client: AirflowClient
+    lake: Lake
+    mlflow_url: str
+    summary: LoopSummary
+    printed: list[str]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    root = tmp_path_factory.mktemp("demo")
+    lake_uri = (root / "lake").as_uri()
+    db_url = create_postgres_database("airloop_demo_sys")
+    stack = Stack(
+        home=root / "stack",
+        db_url=db_url,
+        api_port=free_port(),
+        mlflow_port=free_port(),
+        extra_env={
+            "AIRLOOP_HOME": str(root / "airloop"),
+            "AIRLOOP_LAKE_URI": lake_uri,
+            "AIRLOOP_SPECS_DIR": str(ROOT / "include" / "specs"),
+        },
+    )
+    try:
+        stack.init()
+        stack.start()
+        stack.wait_healthy(timeout=300)
+        assert stack.mlflow_url is not None
+        client = AirflowClient.for_stack(stack)
+        printed: list[str] = []
+        summary = run_demo_loop(client, SPEC, stack.mlflow_url, days=DAYS, budget=1, say=printed.append)
+        yield Demo(client, Lake(lake_uri), stack.mlflow_url, summary, printed)
+    finally:
+        stack.stop()
+        if os.environ.get("AIRLOOP_KEEP_SYSTEM_DB") != "1":
+            drop_postgres_database(db_url)
+
+
+def _days(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def _ledger(lake: Lake) -> list[dict[str, Any]]:
+    entries = [json.loads(lake.read_bytes(p)) for p in lake.list_files(lake.path("reports", SPEC.name, "ledger"))]
+    return sorted(entries, key=lambda e: e["time"])
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_every_day_ran_every_step_and_no_task_failed(demo: Demo) -> None:
+    runs = {step: demo.client.dag_runs(f"{SPEC.name}__{step}") for step in LOOP_DAGS}
+    for step in ("ingest", "validate"):
+        assert sorted(str(r["logical_date"])[:10] for r in runs[step]) == _days(START, END)
+    for step in ("score", "monitor"):
+        assert sorted(str(r["logical_date"])[:10] for r in runs[step]) == _days(FIRST_SCORED, END)
+    for step, step_runs in runs.items():
+        assert {r["state"] for r in step_runs} == {"success"}, (step, demo.summary.states)
+        states = {t["state"] for t in demo.client.task_instances(f"{SPEC.name}__{step}", "~")}
+        assert states <= {"success", "skipped"}, (step, states)
+    # what the demo printed tells a newcomer where the loop is
+    assert any("train the first model by hand" in line for line in demo.printed)
+    assert sum("flights__monitor" in line for line in demo.printed) == 2  # two weeks scored
+
+
+def test_asset_events_carry_the_loop(demo: Demo) -> None:
+    events = {
+        step: demo.client.asset_events(source_dag_id=f"{SPEC.name}__{step}")
+        for step in ("ingest", "validate", "train", "score", "monitor")
+    }
+    assert len(events["ingest"]) == len(events["validate"]) == DAYS
+    assert sorted(e["extra"]["partition"] for e in events["validate"]) == _days(START, END)
+    assert sorted(e["extra"]["partition"] for e in events["score"]) == _days(FIRST_SCORED, END)
+    trains = demo.client.dag_runs(f"{SPEC.name}__train")
+    assert len(events["train"]) == len(trains)  # one challenger event per training
+    # every promotion was started by a challenger event, every retrain by a drift event
+    promotes = demo.client.dag_runs(f"{SPEC.name}__promote")
+    assert promotes and {r["run_type"] for r in promotes} == {"asset_triggered"}
+    assert 1 <= len(promotes) <= len(trains)  # events queued together start one run
+    manual = [r for r in trains if r["run_type"] == "manual"]
+    assert len(manual) == 1
+    retrains = [r for r in trains if r["run_type"] == "asset_triggered"]
+    assert len(retrains) == len(trains) - 1
+    assert 1 <= len(retrains) <= len(events["monitor"])  # the drift events started them
+
+
+def test_a_champion_with_a_complete_audit_trail(demo: Demo) -> None:
+    from mlflow import MlflowClient
+
+    mlflow = MlflowClient(demo.mlflow_url, registry_uri=demo.mlflow_url)
+    model = mlflow.get_registered_model(SPEC.name)
+    champion = int(model.aliases["champion"])
+    assert demo.summary.champion == str(champion)
+    versions = mlflow.search_model_versions(f"name='{SPEC.name}'")
+    ledger = _ledger(demo.lake)
+    # one gate decision per version, each with its reasons, its report and the decision's id
+    assert sorted(e["version"] for e in ledger) == sorted(int(v.version) for v in versions)
+    for entry in ledger:
+        assert entry["action"] in ("promote", "reject") and entry["summary"] and entry["decision_id"]
+        report = json.loads(
+            demo.lake.read_bytes(demo.lake.report_path(SPEC.name, "gate", f"{entry['decision_id']}.json"))
+        )
+        assert report["decision"]["promote"] is (entry["action"] == "promote")
+    promoted = [e for e in ledger if e["action"] == "promote"]
+    assert promoted[-1]["version"] == champion
+    tags = mlflow.get_model_version(SPEC.name, str(champion)).tags
+    assert tags["airloop.gate"] == "promoted" and tags["airloop.gate_report"]
+    assert demo.lake.exists(demo.lake.report_path(SPEC.name, "cards", f"v{champion}.html"))
+
+
+def test_a_drift_decision_retrained_and_the_gate_recorded_why(demo: Demo) -> None:
+    from mlflow import MlflowClient
+
+    mlflow = MlflowClient(demo.mlflow_url, registry_uri=demo.mlflow_url)
+    drift_events = demo.client.asset_events(source_dag_id=f"{SPEC.name}__monitor")
+    assert drift_events, "six weeks of 2013 drifted enough to retrain at least once"
+    decisions = {e["extra"]["decision_id"] for e in drift_events}
+    retrained = [
+        v
+        for v in mlflow.search_model_versions(f"name='{SPEC.name}'")
+        if v.tags["airloop.trigger_reason"].startswith("drift:")
+    ]
+    assert retrained and {v.tags["airloop.drift_decision_ids"] for v in retrained} <= decisions
+    by_version = {e["version"]: e for e in _ledger(demo.lake)}
+    for version in retrained:
+        assert by_version[int(version.version)]["summary"]  # promoted or rejected, with the reason
+    for event in drift_events:  # the monitor record behind each event says retrain
+        day = event["extra"]["partition"]
+        record = json.loads(demo.lake.read_bytes(demo.lake.report_path(SPEC.name, "drift", f"ds={day}.json")))
+        assert record["verdict"]["state"] == "retrain"
+        assert record["verdict"]["decision_id"] == event["extra"]["decision_id"]
+
+
+def test_predictions_carry_the_champion_of_their_day(demo: Demo) -> None:
+    promotions = [(_when(e["time"]), e["version"]) for e in _ledger(demo.lake) if e["action"] == "promote"]
+    for run in demo.client.dag_runs(f"{SPEC.name}__score"):
+        day = date.fromisoformat(str(run["logical_date"])[:10])
+        table = demo.lake.read_table(Zone.PREDICTIONS, SPEC.name, day)
+        versions = set(table.column("model_version").to_pylist())
+        started = _when(run["start_date"])
+        champion_then = [v for when, v in promotions if when <= started][-1]
+        assert versions == {champion_then}, (day, versions, champion_then)
+        manifest = read_manifest(demo.lake, SPEC, day)
+        assert manifest is not None and manifest["rows_scored"] == table.num_rows > 0
+
+
+def test_no_partial_or_orphan_outputs(demo: Demo) -> None:
+    root = Path(demo.lake.root)
+    leftovers = [p for p in root.rglob("*") if p.is_file() and ("_tmp" in p.parts or "_shards" in p.parts)]
+    assert leftovers == []
+    for zone, days in ((Zone.VALIDATED, _days(START, END)), (Zone.PREDICTIONS, _days(FIRST_SCORED, END))):
+        assert sorted(d.isoformat() for d in demo.lake.list_partitions(zone, SPEC.name)) == days
+    assert demo.lake.list_partitions(Zone.QUARANTINE, SPEC.name) == []
