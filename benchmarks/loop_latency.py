@@ -37,9 +37,8 @@ def main() -> int:
     from include.lake import Lake, Zone
     from include.runtime.api import AirflowClient
     from include.runtime.loop import drift_to_champion
-    from include.runtime.stack import Stack, create_postgres_database, drop_postgres_database
+    from include.runtime.stack import throwaway_stack
     from include.spec import get_spec
-    from tests.conftest import free_port
 
     spec = get_spec("flights")
     root = Path(tempfile.mkdtemp(prefix="airloop-latency-"))
@@ -48,24 +47,9 @@ def main() -> int:
     for ds in days:
         land_day(spec, lake, ds)
         lake.publish_copy(lake.partition_file(Zone.LANDING, spec.name, ds), Zone.VALIDATED, spec.name, ds)
-    db_url = create_postgres_database("airloop_bench")
-    stack = Stack(
-        home=root / "stack",
-        db_url=db_url,
-        api_port=free_port(),
-        mlflow_port=free_port(),
-        extra_env={
-            "AIRLOOP_HOME": str(root / "state"),
-            "AIRLOOP_LAKE_URI": lake.uri,
-            "AIRLOOP_SPECS_DIR": str(ROOT / "include" / "specs"),
-        },
-    )
     results = []
-    try:
-        t0 = time.monotonic()
-        stack.init()
-        stack.start()
-        stack.wait_healthy(timeout=300)
+    t0 = time.monotonic()
+    with throwaway_stack(root, lake.uri, db_prefix="airloop_bench") as stack:
         print(f"stack healthy in {time.monotonic() - t0:.0f} s", flush=True)
         client = AirflowClient.for_stack(stack)
         assert stack.mlflow_url
@@ -91,9 +75,6 @@ def main() -> int:
             result = drift_to_champion(client, spec, stack.mlflow_url, partition)
             results.append(result)
             print(json.dumps(result, indent=2), flush=True)
-    finally:
-        stack.stop()
-        drop_postgres_database(db_url)
     moved = [r["champion_moved"] for r in results if r["champion_moved"] is not None]
     done = [r["promote_finished"] for r in results if r["promote_finished"] is not None]
     print(

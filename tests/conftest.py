@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from include.runtime.stack import free_port
 from tests.mlflow_server import flights_lake, mlflow_server  # noqa: F401 (session fixtures for every test)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,12 +23,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,13 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from include.runtime.stack import free_port
+
 STARTUP_TIMEOUT_S = 240.0  # ~20 s idle; 80+ s measured on a busy 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _healthy(uri: str) -> bool:
@@ -44,7 +39,7 @@ def _healthy(uri: str) -> bool:
 def running_mlflow_server(folder: Path, timeout_s: float = STARTUP_TIMEOUT_S) -> Iterator[str]:
     """Start ``mlflow server`` on SQLite under ``folder``; yield its URI; stop it on exit."""
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     env = {

@@ -30,7 +30,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -676,6 +677,43 @@ def local_postgres_database(name: str = "airloop", **connect: Any) -> str | None
         conn.close()
     password = f":{params['password']}" if params.get("password") else ""
     return f"postgresql+psycopg2://{params['user']}{password}@{params['host']}:{params['port']}/{name}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def throwaway_stack(
+    root: Path, lake_uri: str, *, db_prefix: str = "airloop_tmp", timeout: float = 300.0
+) -> Iterator[Stack]:
+    """A whole healthy stack for a test or benchmark: a fresh PostgreSQL database, free ports,
+    state under ``root``, the project's specs and dags; stopped and dropped on exit (the
+    database is kept when ``AIRLOOP_KEEP_SYSTEM_DB=1``, to look at it afterwards)."""
+    db_url = create_postgres_database(db_prefix)
+    stack = Stack(
+        home=root / "stack",
+        db_url=db_url,
+        api_port=free_port(),
+        mlflow_port=free_port(),
+        extra_env={
+            "AIRLOOP_HOME": str(root / "airloop"),
+            "AIRLOOP_LAKE_URI": lake_uri,
+            "AIRLOOP_SPECS_DIR": str(PROJECT_ROOT / "include" / "specs"),
+        },
+    )
+    try:
+        stack.init()
+        stack.start()
+        stack.wait_healthy(timeout=timeout)
+        yield stack
+    finally:
+        stack.stop()
+        if os.environ.get("AIRLOOP_KEEP_SYSTEM_DB") != "1":
+            drop_postgres_database(db_url)
 
 
 def drop_postgres_database(url: str) -> None:

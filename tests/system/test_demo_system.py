@@ -10,7 +10,6 @@ February too)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,10 +21,9 @@ import pytest
 from include.lake import Lake, Zone
 from include.runtime.api import AirflowClient
 from include.runtime.loop import LOOP_DAGS, LoopSummary, run_demo_loop
-from include.runtime.stack import Stack, create_postgres_database, drop_postgres_database
+from include.runtime.stack import throwaway_stack
 from include.scoring.shards import read_manifest
 from include.spec import get_spec
-from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.system
 
@@ -49,31 +47,12 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp("demo")
     lake_uri = (root / "lake").as_uri()
-    db_url = create_postgres_database("airloop_demo_sys")
-    stack = Stack(
-        home=root / "stack",
-        db_url=db_url,
-        api_port=free_port(),
-        mlflow_port=free_port(),
-        extra_env={
-            "AIRLOOP_HOME": str(root / "airloop"),
-            "AIRLOOP_LAKE_URI": lake_uri,
-            "AIRLOOP_SPECS_DIR": str(ROOT / "include" / "specs"),
-        },
-    )
-    try:
-        stack.init()
-        stack.start()
-        stack.wait_healthy(timeout=300)
+    with throwaway_stack(root, lake_uri, db_prefix="airloop_demo_sys") as stack:
         assert stack.mlflow_url is not None
         client = AirflowClient.for_stack(stack)
         printed: list[str] = []
         summary = run_demo_loop(client, SPEC, stack.mlflow_url, days=DAYS, budget=1, say=printed.append)
         yield Demo(client, Lake(lake_uri), stack.mlflow_url, summary, printed)
-    finally:
-        stack.stop()
-        if os.environ.get("AIRLOOP_KEEP_SYSTEM_DB") != "1":
-            drop_postgres_database(db_url)
 
 
 def _days(first: date, last: date) -> list[str]:
