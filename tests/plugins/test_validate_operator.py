@@ -166,3 +166,30 @@ def test_timeout_event_fails_with_a_clear_message(lake: Lake) -> None:
         match=r"flights 2013-01-09: the landing partition .* did not arrive within 2:00:00; land it",
     ):
         op.execute_complete(_context(), {"status": "timeout", "uri": "file:///x"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("factory", "zone", "hint"),
+    [
+        ("score", "validated", "did flights__validate pass for that day"),
+        ("monitor", "predictions", "did flights__score run for that day"),
+    ],
+)
+def test_score_and_monitor_wait_for_their_partition_the_same_way(
+    lake: Lake, factory: str, zone: str, hint: str
+) -> None:
+    """One deferral helper for every waiting step: the zone each waits on, and the timeout's message."""
+    from airloop.operators.monitor import MonitorDriftOperator
+    from airloop.operators.score import PinChampionOperator
+
+    cls = PinChampionOperator if factory == "score" else MonitorDriftOperator
+    op = cls(task_id=factory, model="flights", ds=DS.isoformat(), lake_uri=lake.uri, wait_timeout=timedelta(hours=3))
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(_context())  # type: ignore[arg-type]
+    _, kwargs = deferred.value.trigger.serialize()
+    assert (kwargs["zone"], kwargs["ds"], kwargs["lake_uri"]) == (zone, "2013-01-09", lake.uri)
+    assert kwargs["deadline"] == pytest.approx(time.time() + 3 * 3600, abs=60)
+    with pytest.raises(
+        AirflowFailException, match=rf"the {zone} partition file:///y did not arrive within 3:00:00; {hint}"
+    ):
+        op.execute_complete(_context(), {"status": "timeout", "uri": "file:///y"})  # type: ignore[arg-type]

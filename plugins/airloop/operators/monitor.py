@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from airloop.assets import model_asset
 from airloop.execution import StepOperator
@@ -60,32 +59,18 @@ class MonitorDriftOperator(StepOperator):
         return LakeHook(lake_uri=self.lake_uri, aws_conn_id=self.lake_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from datetime import date
-
+        from airloop.triggers.lake import defer_until_partition
         from include.lake import Zone
 
-        if not self.lake_hook.lake.has_partition(Zone.PREDICTIONS, self.model, date.fromisoformat(self.ds)):
-            from airloop.triggers.lake import PartitionAvailableTrigger
-
-            self.defer(
-                trigger=PartitionAvailableTrigger(
-                    zone=Zone.PREDICTIONS.value,
-                    model=self.model,
-                    ds=self.ds,
-                    lake_uri=self.lake_uri,
-                    lake_conn_id=self.lake_conn_id,
-                    poke_interval=self.poke_interval,
-                    deadline=time.time() + self.wait_timeout.total_seconds(),
-                ),
-                method_name="execute_complete",
-            )
+        defer_until_partition(self, self.lake_hook.lake, Zone.PREDICTIONS)
         return self._monitor(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("status") != "available":
-            raise AirflowFailException(
-                f"{self.model} {self.ds}: no predictions at {event.get('uri')} after {self.wait_timeout}"
-            )
+        from airloop.triggers.lake import fail_unless_arrived
+
+        fail_unless_arrived(
+            self, event, "predictions", f"did {self.model}__score run for that day? Clear this task once it did"
+        )
         return self._monitor(context)
 
     def _monitor(self, context: Context) -> dict[str, Any]:

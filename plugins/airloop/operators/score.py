@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -67,34 +66,18 @@ class PinChampionOperator(_ScoringOperator):
         self.wait_timeout = wait_timeout
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from datetime import date
-
+        from airloop.triggers.lake import defer_until_partition
         from include.lake import Zone
 
-        lake = self.lake_hook.lake
-        if not lake.has_partition(Zone.VALIDATED, self.model, date.fromisoformat(self.ds)):
-            from airloop.triggers.lake import PartitionAvailableTrigger
-
-            self.defer(
-                trigger=PartitionAvailableTrigger(
-                    zone=Zone.VALIDATED.value,
-                    model=self.model,
-                    ds=self.ds,
-                    lake_uri=self.lake_uri,
-                    lake_conn_id=self.lake_conn_id,
-                    poke_interval=self.poke_interval,
-                    deadline=time.time() + self.wait_timeout.total_seconds(),
-                ),
-                method_name="execute_complete",
-            )
+        defer_until_partition(self, self.lake_hook.lake, Zone.VALIDATED)
         return self._plan(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
-        if event.get("status") != "available":
-            raise AirflowFailException(
-                f"{self.model} {self.ds}: no validated partition at {event.get('uri')} after {self.wait_timeout} "
-                f"(did {self.model}__validate pass for that day?)"
-            )
+        from airloop.triggers.lake import fail_unless_arrived
+
+        fail_unless_arrived(
+            self, event, "validated", f"did {self.model}__validate pass for that day? Clear this task once it did"
+        )
         return self._plan(context)
 
     def _plan(self, context: Context) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -89,29 +88,17 @@ class ValidateDataOperator(StepOperator):
                 f"{self.model} {self.ds}: no landing partition at "
                 f"{self.hook.lake.to_uri(self.hook.lake.partition_file(Zone.LANDING, self.model, ds))}"
             )
-        from airloop.triggers.lake import PartitionAvailableTrigger
+        from airloop.triggers.lake import defer_until_partition
 
-        self.log.info("landing partition %s of %s not there yet: deferring", self.ds, self.model)
-        self.defer(
-            trigger=PartitionAvailableTrigger(
-                zone=Zone.LANDING.value,
-                model=self.model,
-                ds=self.ds,
-                lake_uri=self.lake_uri,
-                lake_conn_id=self.lake_conn_id,
-                poke_interval=self.poke_interval,
-                deadline=time.time() + self.wait_timeout.total_seconds(),
-            ),
-            method_name="execute_complete",
-        )
+        defer_until_partition(self, self.hook.lake, Zone.LANDING)
         raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("status") != "available":
-            raise AirflowFailException(
-                f"{self.model} {self.ds}: the landing partition {event.get('uri')} did not arrive "
-                f"within {self.wait_timeout}; land it (e.g. rerun {self.model}__ingest for {self.ds}) and clear this task"
-            )
+        from airloop.triggers.lake import fail_unless_arrived
+
+        fail_unless_arrived(
+            self, event, "landing", f"land it (e.g. rerun {self.model}__ingest for {self.ds}) and clear this task"
+        )
         return self._validate(context)
 
     def _validate(self, context: Context) -> dict[str, Any]:

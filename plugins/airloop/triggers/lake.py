@@ -70,3 +70,38 @@ class PartitionAvailableTrigger(BaseTrigger):
                 return
             self.log.info("waiting for %s", uri)
             await asyncio.sleep(self.poke_interval)
+
+
+def defer_until_partition(operator: Any, lake: Any, zone: str) -> None:
+    """Return at once when ``zone/operator.model/operator.ds`` is in ``lake``; otherwise defer
+    ``operator`` (no worker slot held) until it arrives or ``operator.wait_timeout`` passes,
+    resuming in its ``execute_complete``, which calls :func:`fail_unless_arrived` first.
+
+    ``operator`` carries ``model``, ``ds``, ``lake_uri``, ``lake_conn_id``, ``poke_interval``
+    and ``wait_timeout`` (a timedelta)."""
+    if lake.has_partition(zone, operator.model, date.fromisoformat(operator.ds)):
+        return
+    operator.log.info("%s partition %s of %s not there yet: deferring", zone, operator.ds, operator.model)
+    operator.defer(
+        trigger=PartitionAvailableTrigger(
+            zone=zone,
+            model=operator.model,
+            ds=operator.ds,
+            lake_uri=operator.lake_uri,
+            lake_conn_id=operator.lake_conn_id,
+            poke_interval=operator.poke_interval,
+            deadline=time.time() + operator.wait_timeout.total_seconds(),
+        ),
+        method_name="execute_complete",
+    )
+
+
+def fail_unless_arrived(operator: Any, event: dict[str, Any], zone: str, hint: str) -> None:
+    """In ``execute_complete``: fail the task, naming the partition and what to do, on a timeout."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if event.get("status") != "available":
+        raise AirflowFailException(
+            f"{operator.model} {operator.ds}: the {zone} partition {event.get('uri')} did not arrive "
+            f"within {operator.wait_timeout}; {hint}"
+        )
