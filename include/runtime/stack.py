@@ -688,10 +688,16 @@ def free_port() -> int:
 
 @contextmanager
 def throwaway_stack(
-    root: Path, lake_uri: str, *, db_prefix: str = "airloop_tmp", timeout: float = 300.0
+    root: Path,
+    lake_uri: str,
+    *,
+    db_prefix: str = "airloop_tmp",
+    timeout: float = 300.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """A whole healthy stack for a test or benchmark: a fresh PostgreSQL database, free ports,
-    state under ``root``, the project's specs and dags; stopped and dropped on exit (the
+    state under ``root``, the project's specs and dags, ``env`` on top (Airflow settings for a
+    test); stopped and dropped on exit (the
     database is kept when ``AIRLOOP_KEEP_SYSTEM_DB=1``, to look at it afterwards)."""
     db_url = create_postgres_database(db_prefix)
     stack = Stack(
@@ -703,6 +709,7 @@ def throwaway_stack(
             "AIRLOOP_HOME": str(root / "airloop"),
             "AIRLOOP_LAKE_URI": lake_uri,
             "AIRLOOP_SPECS_DIR": str(PROJECT_ROOT / "include" / "specs"),
+            **(env or {}),
         },
     )
     try:
