@@ -407,6 +407,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         window_days=args.window_days,
         search_budget=args.budget,
     )
+    if args.publish_key:  # what the __replay DAG runs: the report goes to the lake's reports/
+        from include.steps import replay_step
+
+        return _print_step(replay_step(spec, _lake(args), settings, args.publish_key))
     out = Path(args.out or _state_home() / "replay" / spec.name)
     payload = replay(spec, out, settings)
     _print({"report": payload["report"], "summary": payload["summary"]})
@@ -447,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--window-days", type=int, help="training window (default: the spec's)")
     rep.add_argument("--budget", type=int, default=2, help="hyperparameter trials per training (default 2)")
     rep.add_argument("--out", help="output folder (default $AIRLOOP_HOME/replay/<model>)")
+    rep.add_argument("--publish-key", help="publish the report to the lake as reports/<model>/replay/<key>__*")
+    rep.add_argument("--lake", default=None, help="with --publish-key: lake URI (default AIRLOOP_LAKE_URI)")
     rep.set_defaults(func=cmd_replay)
 
     for name, func, text in (

@@ -275,3 +275,34 @@ def monitor_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> di
         "record_uri": record["record_uri"],
         "performance": record["performance"],
     }
+
+
+REPLAY_FILES = ("report.html", "daily_auc.png", "monthly_auc.png", "compute.png", "replay.json")
+
+
+def replay_step(spec: ModelSpec, lake: Lake, settings: Any, run_key: str) -> dict[str, Any]:
+    """Replay ``settings`` (a :class:`~include.replay.ReplaySettings`) in a scratch folder and
+    publish the report into the lake as ``reports/<model>/replay/<run_key>__<file>``, where the
+    airloop plugin serves it. The replay has its own lakes and MLflow stores: it never touches
+    the model's lake data or registry. Returns the summary and the report's URI."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from include.lake import safe_key
+    from include.replay import replay
+
+    key = safe_key(run_key)
+    scratch = Path(tempfile.mkdtemp(prefix=f"airloop-replay-{spec.name}-"))
+    try:
+        payload = replay(spec, scratch, settings)
+        published = {}
+        for name in REPLAY_FILES:
+            data = (scratch / name).read_bytes()
+            if name == "report.html":  # the charts sit beside the page under prefixed names
+                for chart in REPLAY_FILES[1:4]:
+                    data = data.replace(f'src="{chart}"'.encode(), f'src="{key}__{chart}"'.encode())
+            published[name] = lake.write_bytes(lake.report_path(spec.name, "replay", f"{key}__{name}"), data)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"report_uri": published["report.html"], "json_uri": published["replay.json"], "summary": payload["summary"]}

@@ -61,3 +61,8 @@ class ModelCardLink(_ReportLink):
 class DriftReportLink(_ReportLink):
     name = "Drift report (Evidently)"
     key = "drift_report"
+
+
+class ReplayReportLink(_ReportLink):
+    name = "Replay report"
+    key = "replay_report"

@@ -17,6 +17,7 @@ from airloop.links import (
     MlflowRunLink,
     ModelCardLink,
     ModelVersionLink,
+    ReplayReportLink,
     ValidationJsonLink,
 )
 from airloop.web import create_app
@@ -42,4 +43,5 @@ class AirloopPlugin(AirflowPlugin):
         GateReportLink(),
         ModelCardLink(),
         DriftReportLink(),
+        ReplayReportLink(),
     ]
