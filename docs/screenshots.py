@@ -1,0 +1,61 @@
+"""Screenshots of the demo for the docs, from Debian's Chromium (run after ``make demo``).
+
+    .venv/bin/python docs/screenshots.py            # writes docs/images/07..09-*.png
+
+Logs in to the embedded stack with the password in ``.airloop/stack/secrets.json`` and
+captures: the asset graph around ``flights.drift`` (monitor -> drift -> train -> challenger ->
+promote -> champion, with the event that started a retrain), the Dags list after the demo, and
+MLflow's registered model with its aliases. The airloop view's own screenshots come from
+``tests/system/test_ui_browser.py`` (``AIRLOOP_DOCS_SCREENSHOTS=1``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "docs" / "images"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]  # fmt: skip
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    from include.runtime.api import AirflowClient
+    from include.runtime.stack import Stack
+
+    stack = Stack(home=ROOT / ".airloop" / "stack")
+    drift = next(
+        a
+        for a in AirflowClient.for_stack(stack).request("GET", "/api/v2/assets")["assets"]
+        if a["name"] == "flights.drift"
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+        page.goto(stack.api_url)
+        page.locator("input[name=username]").fill(stack.username)
+        page.locator("input[name=password]").fill(stack.password)
+        page.locator("button[type=submit]").click()
+        page.get_by_role("link", name="airloop").wait_for()
+        shots = {
+            "07-asset-graph-drift": f"{stack.api_url}/assets/{drift['id']}",
+            "08-dags-after-demo": f"{stack.api_url}/dags?tags=flights",
+            "09-mlflow-model-aliases": "http://127.0.0.1:5000/#/models/flights",
+        }
+        for name, url in shots.items():
+            page.goto(url)
+            page.wait_for_load_state("load")
+            time.sleep(6)  # the UI fetches, then graphs and charts animate in
+            if "5000" in url:  # MLflow 3.17 opens an assistant panel over the page: close it
+                close = page.get_by_role("button", name="Close")
+                if close.count():
+                    close.first.click()
+                    time.sleep(1)
+            page.screenshot(path=str(IMAGES / f"{name}.png"))
+            print("wrote", IMAGES / f"{name}.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
