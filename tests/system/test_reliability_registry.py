@@ -529,3 +529,33 @@ def test_truncated_onnx_in_the_registry_fails_before_any_row_is_written(
         score_partition(pin_world.spec, lake, DAY, onnx, model_name="rel_trunc", model_version=version, run_id="r")
     assert lake.list_files(lake.path("predictions")) == []
     assert pc.sum(pc.is_valid(lake.read_table(Zone.VALIDATED, PIN, DAY).column("flight_id"))).as_py() > 0
+
+
+def test_gate_counts_clean_shadow_days_when_the_spec_asks_for_them(
+    mlflow_server: str, models: Models, flights_lake: Path, tmp_path: Path
+) -> None:
+    """gate.shadow_days = 2: no shadow record -> rejected, naming the count; two clean days of
+    the challenger (a day of another version and a day with unmatched rows do not count) -> promoted."""
+    from include.registry.promotion import run_gate
+
+    spec = spec_named("rel_shadow", gate={"min_roc_auc": 0.0, "bootstrap_samples": 20, "shadow_days": 2})
+    lake = Lake((tmp_path / "lake").as_uri())
+    copy_as(flights_lake, lake, "rel_shadow", [date(2013, 1, d) for d in range(9, 17)], (Zone.VALIDATED, Zone.LABELS))
+    v1, v2 = (register(mlflow_server, spec, models.hgb) for _ in range(2))
+    client(mlflow_server).set_registered_model_alias("rel_shadow", "champion", str(v1))
+
+    report = run_gate(spec, lake, mlflow_server, challenger_version=v2, report_key="none")
+    shadow = next(c for c in report["decision"]["checks"] if c["name"] == "shadow_days")
+    assert not report["decision"]["promote"] and shadow["observed"] == 0 and not shadow["passed"]
+
+    for day, version, unmatched in (("2013-01-17", v2, 0), ("2013-01-18", v2, 5), ("2013-01-19", v1, 0)):
+        record = {"challenger_version": version, "rows": 900, "unmatched_rows": unmatched}
+        lake.write_bytes(lake.report_path("rel_shadow", "shadow", f"ds={day}.json"), json.dumps(record).encode())
+    report = run_gate(spec, lake, mlflow_server, challenger_version=v2, report_key="one")
+    assert next(c for c in report["decision"]["checks"] if c["name"] == "shadow_days")["observed"] == 1
+
+    record = {"challenger_version": v2, "rows": 910, "unmatched_rows": 0}
+    lake.write_bytes(lake.report_path("rel_shadow", "shadow", "ds=2013-01-20.json"), json.dumps(record).encode())
+    report = run_gate(spec, lake, mlflow_server, challenger_version=v2, report_key="two")
+    shadow = next(c for c in report["decision"]["checks"] if c["name"] == "shadow_days")
+    assert shadow["observed"] == 2 and shadow["passed"] and report["decision"]["promote"]
