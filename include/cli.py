@@ -178,11 +178,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    from include.registry.promotion import apply_decision
     from include.spec import get_spec
-    from include.steps import promote_step, read_gate_report
+    from include.steps import read_gate_report
 
     lake = _lake(args)
-    result = promote_step(
+    result = apply_decision(
         get_spec(args.spec),
         lake,
         _tracking_uri(args),

@@ -9,6 +9,9 @@ is derived from the returned dict only.
 A result that means "nothing to do" carries ``"skipped": <reason>``, one that no retry can fix
 ``"failed": <reason>``; a broken data contract is ``"passed": False`` (the data was quarantined).
 These are results, not exceptions, so they cross the container boundary intact.
+
+The promote step is :func:`include.registry.promotion.apply_decision` itself (its signature
+is already the step's); every other step adapts a library function here.
 """
 
 from __future__ import annotations
@@ -121,25 +124,6 @@ def read_gate_report(lake: Lake, report_json_uri: str) -> dict[str, Any]:
     report.setdefault("report_json_uri", report_json_uri)
     report.setdefault("report_html_uri", report_json_uri.removesuffix(".json") + ".html")
     return report
-
-
-def promote_step(
-    spec: ModelSpec,
-    lake: Lake,
-    tracking_uri: str,
-    gate_report: dict[str, Any],
-    *,
-    approval: dict[str, Any] | None,
-    now: datetime,
-    dag_id: str,
-    run_id: str,
-) -> dict[str, Any]:
-    """Act on a gate report (and approval): CAS-move ``@champion`` or record why not."""
-    from include.registry.promotion import apply_decision
-
-    return apply_decision(
-        spec, lake, tracking_uri, gate_report, approval=approval, now=now, dag_id=dag_id, run_id=run_id
-    )
 
 
 def rollback_step(

@@ -172,10 +172,10 @@ class PromoteModelOperator(_RegistryOperator):
         now, run_id = context["dag_run"].run_after, str(context["run_id"])
 
         def local() -> dict[str, Any]:
+            from include.registry.promotion import apply_decision
             from include.spec import get_spec
-            from include.steps import promote_step
 
-            return promote_step(
+            return apply_decision(
                 get_spec(self.model),
                 self.lake_hook.lake,
                 tracking_uri,
