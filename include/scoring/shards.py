@@ -197,12 +197,11 @@ def publish_shards(
     ``_rejects.parquet``), then write ``_manifest.json`` and delete the shard folder.
 
     Idempotent: when the shard folder is gone and the manifest records this ``run_key``, the
-    day is already published and the manifest is returned unchanged. Raises
+    day is already published and the manifest is returned unchanged; the same holds when a
+    duplicate delivery publishes the shards while this call reads them. Raises
     :class:`MissingShardsError` naming every missing shard, :class:`ShardMismatchError` if
     the shards do not belong together. Returns the manifest.
     """
-    import pyarrow.parquet as pq
-
     if n_shards < 1:
         raise ValueError(f"n_shards must be >= 1, got {n_shards}")
     model = spec.name
@@ -211,16 +210,9 @@ def publish_shards(
     reject_paths = [rejects_path_for(p) for p in data_paths]
     present = [lake.exists(p) for p in data_paths]
 
-    if not any(present):
-        existing = read_manifest(lake, spec, ds, zone)
-        if (
-            existing is not None
-            and existing.get("run_key") == run_key
-            and existing.get("n_shards") == n_shards
-            and lake.has_partition(zone, model, ds)
-        ):
-            log.info("%s %s: shards of %s already published, nothing to do", model, ds, run_key)
-            return existing
+    if not any(present) and (existing := _published(lake, spec, ds, run_key, n_shards, zone)) is not None:
+        log.info("%s %s: shards of %s already published, nothing to do", model, ds, run_key)
+        return existing
     missing = [f"shard-{i}" for i, ok in enumerate(present) if not ok]
     missing += [f"shard-{i} rejects" for i, p in enumerate(reject_paths) if present[i] and not lake.exists(p)]
     if missing:
@@ -228,7 +220,39 @@ def publish_shards(
             f"{model} {ds}: cannot publish run {run_key!r}: {len(missing)} of {n_shards} shard files missing "
             f"under {lake.to_uri(folder)}: {', '.join(missing)} (score them, then publish again)"
         )
+    try:
+        return _publish(lake, spec, ds, run_key, data_paths, zone)
+    except FileNotFoundError:
+        # A duplicate delivery of this publish finished first and deleted the shards under us:
+        # the day it published is this one (same shards), so its manifest is the outcome.
+        existing = _published(lake, spec, ds, run_key, n_shards, zone)
+        if existing is None:
+            raise
+        log.info("%s %s: shards of %s published by a concurrent publish, nothing to do", model, ds, run_key)
+        return existing
 
+
+def _published(lake: Lake, spec: ModelSpec, ds: date, run_key: str, n_shards: int, zone: Zone) -> dict[str, Any] | None:
+    """The manifest of the day when its published partition came from ``run_key``'s ``n_shards`` shards."""
+    existing = read_manifest(lake, spec, ds, zone)
+    if (
+        existing is not None
+        and existing.get("run_key") == run_key
+        and existing.get("n_shards") == n_shards
+        and lake.has_partition(zone, spec.name, ds)
+    ):
+        return existing
+    return None
+
+
+def _publish(lake: Lake, spec: ModelSpec, ds: date, run_key: str, data_paths: list[str], zone: Zone) -> dict[str, Any]:
+    """Check the present shards belong together, publish them, write the manifest, delete them."""
+    import pyarrow.parquet as pq
+
+    model = spec.name
+    n_shards = len(data_paths)
+    folder = shard_dir(lake, spec, ds, run_key, zone)
+    reject_paths = [rejects_path_for(p) for p in data_paths]
     # Check the shards belong together before anything becomes visible.
     shards: list[dict[str, Any]] = []
     schema = _schema_of(lake, data_paths[0])

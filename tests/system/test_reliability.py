@@ -651,6 +651,49 @@ def test_shards_published_twice_at_once_give_one_day(file_lake: Lake, models: Mo
     )
 
 
+def test_a_publish_whose_shards_a_duplicate_publishes_under_it_returns_that_day(
+    file_lake: Lake, models: Models, flights_lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving the threads above hit only sometimes, forced: the duplicate publishes and
+    deletes the shards while this publish is reading them."""
+    import include.scoring.shards as shards
+
+    copy_days(flights_lake, file_lake, [DAY])
+    ranges = shards.plan_shards(shards.count_rows(file_lake, SPEC, DAY), 300)
+    common = {"model_name": "flights", "model_version": 1, "run_id": "r"}
+
+    def score_all(run_key: str) -> None:
+        for i, rng in enumerate(ranges):
+            shards.score_shard(SPEC, file_lake, DAY, models.hgb, index=i, row_range=rng, run_key=run_key, **common)
+
+    score_all("scheduled__under")
+    concatenate = shards._concatenate
+    duplicate: list[dict[str, Any]] = []
+
+    def concatenate_after_the_duplicate(lake: Lake, sources: list[str], writer: Any) -> int:
+        if not duplicate:
+            monkeypatch.setattr(shards, "_concatenate", concatenate)
+            duplicate.append(shards.publish_shards(file_lake, SPEC, DAY, "scheduled__under", len(ranges)))
+        return concatenate(lake, sources, writer)
+
+    monkeypatch.setattr(shards, "_concatenate", concatenate_after_the_duplicate)
+    assert shards.publish_shards(file_lake, SPEC, DAY, "scheduled__under", len(ranges)) == duplicate[0]
+    assert shards.verify_partition(file_lake, SPEC, DAY) == duplicate[0]
+    assert file_lake.list_files(shards.shard_dir(file_lake, SPEC, DAY, "scheduled__under")) == []
+    assert file_lake.list_files(file_lake.path("_tmp")) == []
+
+    # a shard that vanishes without any publish of this run is still an error
+    score_all("scheduled__again")
+
+    def concatenate_after_a_loss(lake: Lake, sources: list[str], writer: Any) -> int:
+        lake.fs.delete_file(sources[-1])
+        return concatenate(lake, sources, writer)
+
+    monkeypatch.setattr(shards, "_concatenate", concatenate_after_a_loss)
+    with pytest.raises(FileNotFoundError, match="shard-"):
+        shards.publish_shards(file_lake, SPEC, DAY, "scheduled__again", len(ranges))
+
+
 def test_ledger_appended_by_four_processes_at_once_records_one_entry(tmp_path: Path, file_lake: Lake) -> None:
     from include.registry.ledger import read_ledger
 
