@@ -238,7 +238,7 @@ class ScoringSpec(_Strict):
     other feature, and non-finite numbers anywhere, send the row to the rejects file."""
 
     batch_size: int = Field(default=65536, ge=1, le=10_000_000)
-    shard_rows: int = Field(default=1_000_000, ge=1000)
+    shard_rows: int = Field(default=1_000_000, ge=100)
     threads: int = Field(default=2, ge=1, le=64)
     shadow: bool = False
     allow_missing: list[Column] = Field(default_factory=list)

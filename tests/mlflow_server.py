@@ -16,13 +16,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from include.runtime.stack import free_port
+
+if TYPE_CHECKING:
+    from include.lake import Lake
 
 STARTUP_TIMEOUT_S = 240.0  # ~20 s idle; 80+ s measured on a busy 2-core machine
 
@@ -104,20 +108,26 @@ DEMO_START = date(2013, 1, 1)
 DEMO_END = date(2013, 1, 25)
 
 
-def land_demo_days(lake_root: Path, start: date, end: date) -> None:
-    """Land the flights demo for ``start..end`` and publish each day to ``validated/``
-    (validation itself is another step's job)."""
+def land_validated(lake: Lake, days: Iterable[date], model: str = "flights") -> None:
+    """Land each day of the flights demo (features, and the labels due that day) and publish it
+    to ``validated/`` as it is (validation itself is another step's job); days already
+    validated are left alone."""
     from include.datasets.ingest import land_day
-    from include.lake import Lake, Zone
+    from include.lake import Zone
     from include.spec import get_spec
 
-    spec = get_spec("flights")
-    lake = Lake(lake_root.as_uri())
-    day = start
-    while day <= end:
-        land_day(spec, lake, day)
-        lake.publish_copy(lake.partition_file(Zone.LANDING, spec.name, day), Zone.VALIDATED, spec.name, day)
-        day += timedelta(days=1)
+    spec = get_spec(model)
+    for day in days:
+        if not lake.has_partition(Zone.VALIDATED, spec.name, day):
+            land_day(spec, lake, day)
+            lake.publish_copy(lake.partition_file(Zone.LANDING, spec.name, day), Zone.VALIDATED, spec.name, day)
+
+
+def land_demo_days(lake_root: Path, start: date, end: date) -> None:
+    """:func:`land_validated` for ``start..end`` into the lake folder ``lake_root``."""
+    from include.lake import Lake
+
+    land_validated(Lake(lake_root.as_uri()), (start + timedelta(days=i) for i in range((end - start).days + 1)))
 
 
 @pytest.fixture(scope="session")

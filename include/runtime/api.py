@@ -272,6 +272,19 @@ class AirflowClient:
                 )
             time.sleep(poll)
 
+    def wait_for_new_run(self, dag_id: str, before: set[str], timeout: float = 600.0) -> dict[str, Any]:
+        """Wait for a run of ``dag_id`` whose id is not in ``before`` (an asset-triggered run, say)
+        to appear and finish; return it. Raises :class:`DagRunError` as :meth:`wait_dag_run`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = [r for r in self.dag_runs(dag_id) if r["dag_run_id"] not in before]
+            if runs:
+                run_id = runs[0]["dag_run_id"]
+                self.wait_dag_run(dag_id, run_id, timeout=max(10.0, deadline - time.monotonic()))
+                return self.dag_run(dag_id, run_id)
+            time.sleep(3)
+        raise DagRunError(f"no new run of {dag_id} within {timeout:.0f}s", None)
+
     def describe_run(self, dag_id: str, run_id: str, headline: str, log_lines: int = 40) -> str:
         """Human-readable diagnostics: task instance states and failed tasks' log tails."""
         lines = [headline]
@@ -311,6 +324,21 @@ class AirflowClient:
         if isinstance(data, str):
             return data
         return "\n".join(_format_log_item(item) for item in data.get("content") or [])
+
+    def clear_run(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Clear every task instance of a run so the scheduler runs it again (the UI's *Clear*);
+        returns the cleared task instances."""
+        body = {"dag_run_id": run_id, "dry_run": False, "only_failed": False, "reset_dag_runs": True}
+        data = self.request("POST", f"/api/v2/dags/{_q(dag_id)}/clearTaskInstances", json=body)
+        return list(data.get("task_instances") or [])
+
+    def create_connection(self, conn_id: str, conn_type: str, **fields: Any) -> dict[str, Any]:
+        """``POST /api/v2/connections``: a connection stored encrypted with the Fernet key;
+        ``fields``: host, port, login, password, schema, extra (a dict)."""
+        body: dict[str, Any] = {"connection_id": conn_id, "conn_type": conn_type, **fields}
+        if isinstance(body.get("extra"), dict):
+            body["extra"] = json.dumps(body["extra"])
+        return dict(self.request("POST", "/api/v2/connections", json=body))
 
     # ------------------------------------------------------------------ backfills / assets
     def create_backfill(

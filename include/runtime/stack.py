@@ -13,6 +13,12 @@ Every component runs as its own CLI process (``airflow scheduler``,
 ``home/logs/<component>.log``        stdout+stderr of each component (Airflow task logs live here too)
 ``home/pids/<component>.pid``        PID of each component's process-group leader
 
+With ``executor="CeleryExecutor"`` the stack also runs one ``airflow celery worker`` process per
+name in ``celery_workers`` (component ``worker-<name>``), on a Redis broker with PostgreSQL as
+the result backend, in a queue of its own so two stacks never take each other's tasks. Each
+worker reports its own name as the task instances' ``hostname``, so a test can tell them apart
+on one machine.
+
 Because only pid files are needed to stop the stack, ``down(home)`` works from
 any other process.  No Airflow module is imported here.
 """
@@ -46,6 +52,9 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_COMPONENTS: tuple[str, ...] = ("scheduler", "dag-processor", "triggerer", "api-server")
 MLFLOW = "mlflow"
+WORKER_PREFIX = "worker-"
+# Set by the stack in each Celery worker's environment; read back by :func:`worker_hostname`.
+WORKER_HOSTNAME_ENV = "AIRLOOP_WORKER_HOSTNAME"
 # Stopped first: they talk to the API server (execution API) while shutting down.
 _STOP_FIRST: tuple[str, ...] = ("scheduler", "triggerer", "dag-processor")
 # component -> (key in /api/v2/monitor/health, heartbeat field)
@@ -54,7 +63,8 @@ _HEARTBEATS: dict[str, tuple[str, str]] = {
     "dag-processor": ("dag_processor", "latest_dag_processor_heartbeat"),
     "triggerer": ("triggerer", "latest_triggerer_heartbeat"),
 }
-# Tolerance (s) between a pid file's mtime and the process' create_time (pid reuse guard).
+# Tolerance (s) between a pid file's mtime and a wall-clock time: a heartbeat, or the process'
+# create_time for pid files that carry no start ticks (not on Linux).
 _PID_CLOCK_SLACK = 2.0
 _SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -69,6 +79,10 @@ class Stack:
 
     ``db_url`` None means a SQLite file ``home/airflow.db``; for PostgreSQL pass a
     ``postgresql+psycopg2://`` URL.  ``mlflow_port`` None means MLflow is not managed.
+    ``mlflow_artifacts_uri`` (e.g. ``s3://bucket/mlartifacts``) is where the MLflow server
+    stores artifacts (clients upload through the server), with ``mlflow_env`` (S3 endpoint and
+    credentials) given to the MLflow server only.  ``executor="CeleryExecutor"`` needs a
+    PostgreSQL ``db_url`` (also the result backend), ``celery_broker_url`` and worker names.
     """
 
     home: Path
@@ -84,6 +98,13 @@ class Stack:
     mlflow_backend_uri: str | None = None
     mlflow_workers: int = 1
     parallelism: int = 4
+    mlflow_artifacts_uri: str | None = None
+    mlflow_env: dict[str, str] = field(default_factory=dict)
+    executor: str = "LocalExecutor"
+    celery_broker_url: str | None = None
+    celery_workers: tuple[str, ...] = ()
+    celery_concurrency: int = 2
+    celery_queue: str = field(default_factory=lambda: f"airloop_{secrets.token_hex(4)}")
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -139,9 +160,20 @@ class Stack:
         """Admin password (generated once and persisted in ``home/secrets.json``)."""
         return self._secrets()["admin_password"]
 
+    @property
+    def celery_result_backend(self) -> str:
+        """Celery's result backend: the metadata database, through Celery's SQLAlchemy backend."""
+        if not self.sql_alchemy_conn.startswith("postgresql"):
+            raise StackError("CeleryExecutor needs a PostgreSQL db_url (it is also the result backend)")
+        return "db+postgresql://" + self.sql_alchemy_conn.split("://", 1)[1]
+
+    def workers(self) -> tuple[str, ...]:
+        """Component names of the Celery workers (``worker-<name>``)."""
+        return tuple(f"{WORKER_PREFIX}{name}" for name in self.celery_workers)
+
     def components(self) -> tuple[str, ...]:
         """All components this stack manages by default."""
-        return AIRFLOW_COMPONENTS + ((MLFLOW,) if self.mlflow_port is not None else ())
+        return AIRFLOW_COMPONENTS + self.workers() + ((MLFLOW,) if self.mlflow_port is not None else ())
 
     # ------------------------------------------------------------------ config
     def _secrets(self) -> dict[str, str]:
@@ -198,6 +230,9 @@ class Stack:
                 # task -> execution API calls time out after 5 s by default; the first
                 # PATCH .../run on a cold API server took 5.2 s here and was retried
                 "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+                # 5 attempts give up after ~6 s: a task started while the metadata database
+                # restarts then fails unrun; 10 ride out about a minute (exponential waits)
+                "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
                 "AIRFLOW__API__HOST": self.host,
                 "AIRFLOW__API__PORT": str(self.api_port),
@@ -220,7 +255,37 @@ class Stack:
         )
         if self.mlflow_url is not None:
             env["MLFLOW_TRACKING_URI"] = self.mlflow_url
+        if self.executor == "CeleryExecutor":
+            if not self.celery_broker_url:
+                raise StackError("CeleryExecutor needs celery_broker_url (e.g. redis://127.0.0.1:6379/0)")
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": self.celery_result_backend,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery_concurrency),
+                    # a worker writes STARTED to the result backend before running a task; with the
+                    # database down that write fails and Celery drops the task unrun, leaving it
+                    # queued until [scheduler] task_queued_timeout (600 s). The scheduler follows
+                    # tasks through the execution API, it does not need STARTED.
+                    "AIRFLOW__CELERY__TASK_TRACK_STARTED": "False",
+                    # the stack's own queue: workers of another stack on the same broker never see it
+                    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
+                }
+            )
+        elif self.executor != "LocalExecutor":
+            raise StackError(f"unsupported executor {self.executor!r}: LocalExecutor or CeleryExecutor")
         env.update(self.extra_env)
+        return env
+
+    def component_env(self, component: str) -> dict[str, str]:
+        """:meth:`env` plus what only ``component`` gets (MLflow's S3 credentials, a worker's name)."""
+        env = self.env()
+        if component == MLFLOW:
+            env.update(self.mlflow_env)
+        elif component.startswith(WORKER_PREFIX):
+            env[WORKER_HOSTNAME_ENV] = component.removeprefix(WORKER_PREFIX)
+            env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.worker_hostname"
         return env
 
     # ------------------------------------------------------------------ lifecycle
@@ -268,6 +333,11 @@ class Stack:
             return [*_executable("airflow"), "api-server", "--port", str(self.api_port), "--host", self.host]
         if component in AIRFLOW_COMPONENTS:
             return [*_executable("airflow"), component]
+        if component in self.workers():
+            name = component.removeprefix(WORKER_PREFIX)
+            # --skip-serve-logs: task logs are files under base_log_folder, which the API server
+            # reads directly on this machine (two workers would fight over the log server port)
+            return [*_executable("airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs"]
         if component == MLFLOW:
             if self.mlflow_port is None:
                 raise StackError("mlflow_port is None: MLflow is not managed by this stack")
@@ -277,7 +347,7 @@ class Stack:
                 "--backend-store-uri",
                 self.mlflow_backend,
                 "--artifacts-destination",
-                (self.home / "mlartifacts").as_uri(),
+                self.mlflow_artifacts_uri or (self.home / "mlartifacts").as_uri(),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -296,7 +366,6 @@ class Stack:
         names = tuple(components) if components is not None else self.components()
         for d in (self.logs_dir, self.pids_dir):
             d.mkdir(parents=True, exist_ok=True)
-        env = self.env()
         for name in names:
             if _running_leader(self.pids_dir / f"{name}.pid") is not None:
                 log.warning("%s already running (pid file %s); not starting it again", name, self.pids_dir)
@@ -311,14 +380,14 @@ class Stack:
                 out.flush()
                 proc = subprocess.Popen(
                     cmd,
-                    env=env,
+                    env=self.component_env(name),
                     cwd=self.home,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
                 )
-            (self.pids_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
+            _write_pid_file(self.pids_dir / f"{name}.pid", proc.pid)
             self._procs[name] = proc
             log.info("started %s (pid %d)", name, proc.pid)
 
@@ -354,16 +423,24 @@ class Stack:
             usage[name] = {"processes": len(procs), "rss_mib": round(rss / 2**20, 1), "pss_mib": round(pss / 2**20, 1)}
         return usage
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop every component recorded under ``home`` (see :func:`stop_home`)."""
-        stop_home(self.home, timeout)
-        for proc in self._procs.values():  # reap our own children (no zombies/ResourceWarnings)
+    def stop(self, timeout: float = 30.0, components: Iterable[str] | None = None) -> None:
+        """Stop every component recorded under ``home`` (see :func:`stop_home`), or only ``components``."""
+        if components is None:
+            stop_home(self.home, timeout)
+            names = tuple(self._procs)
+        else:
+            names = tuple(components)
+            _terminate([self.pids_dir / f"{name}.pid" for name in names], timeout)
+        for name in names:  # reap our own children (no zombies/ResourceWarnings)
+            proc = self._procs.pop(name, None)
+            if proc is None:
+                continue
             try:
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            except subprocess.TimeoutExpired:  # still ours, so its pid cannot have been reused
+                log.warning("%s (pid %d) outlived its stop; killing its process group", name, proc.pid)
+                _killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self._procs.clear()
 
     def wait_healthy(self, timeout: float = 180.0, components: Iterable[str] | None = None) -> float:
         """Wait until the running components are healthy; return the seconds waited.
@@ -412,6 +489,9 @@ class Stack:
                         problems[name] = why
         if MLFLOW in names:
             problems.update(self._mlflow_problem())
+        for name in names:
+            if name.startswith(WORKER_PREFIX) and not _worker_ready(self.logs_dir / f"{name}.log"):
+                problems[name] = "Celery worker not ready yet"
         return problems
 
     def _mlflow_problem(self) -> dict[str, str]:
@@ -425,6 +505,21 @@ class Stack:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the stack's Celery workers: the worker's own name, so task
+    instances say which worker ran them even when every worker is on one machine."""
+    return os.environ.get(WORKER_HOSTNAME_ENV) or socket.getfqdn()
+
+
+def _worker_ready(log_path: Path) -> bool:
+    """True once the Celery worker started last (after the last ``$ command`` header) is ready."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return False
+    return " ready." in text.rsplit("\n$ ", 1)[-1]
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -494,16 +589,42 @@ def _read_pids(home: Path) -> dict[str, int]:
     return pids
 
 
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in kernel clock ticks since boot (None without ``/proc``).
+
+    Unlike ``psutil.Process.create_time()`` (boot time + ticks, on the wall clock) it never
+    moves: CI saw a wall-clock step make a live component look "started after its pid file",
+    so it was taken for a stranger and never stopped.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the "(comm)" field
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _write_pid_file(pid_file: Path, pid: int) -> None:
+    """``pid [start ticks]``: enough to tell the process from a later one given the same pid."""
+    ticks = _start_ticks(pid)
+    pid_file.write_text(f"{pid}\n" if ticks is None else f"{pid} {ticks}\n")
+
+
 def _leader(pid_file: Path) -> tuple[int | None, psutil.Process | None, bool]:
     """(pid, live leader process or None, pid recycled by another process)."""
     try:
-        pid = int(pid_file.read_text().split()[0])
+        fields = pid_file.read_text().split()
+        pid = int(fields[0])
+        ticks = int(fields[1]) if len(fields) > 1 else None
         mtime = pid_file.stat().st_mtime
     except (OSError, ValueError, IndexError):
         return None, None, False
     try:
         proc = psutil.Process(pid)
-        if proc.create_time() > mtime + _PID_CLOCK_SLACK:
+        now_ticks = _start_ticks(pid)
+        if ticks is not None and now_ticks is not None:
+            if now_ticks != ticks:
+                return pid, None, True
+        elif proc.create_time() > mtime + _PID_CLOCK_SLACK:
             return pid, None, True
         if proc.status() == psutil.STATUS_ZOMBIE:
             _reap(pid)
@@ -694,12 +815,17 @@ def throwaway_stack(
     db_prefix: str = "airloop_tmp",
     timeout: float = 300.0,
     env: dict[str, str] | None = None,
+    postgres: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Iterator[Stack]:
     """A whole healthy stack for a test or benchmark: a fresh PostgreSQL database, free ports,
     state under ``root``, the project's specs and dags, ``env`` on top (Airflow settings for a
     test); stopped and dropped on exit (the
-    database is kept when ``AIRLOOP_KEEP_SYSTEM_DB=1``, to look at it afterwards)."""
-    db_url = create_postgres_database(db_prefix)
+    database is kept when ``AIRLOOP_KEEP_SYSTEM_DB=1``, to look at it afterwards).
+
+    ``postgres`` names another server (host/port/user) than the machine's; ``options`` are more
+    :class:`Stack` fields (executor, Celery workers, MLflow backend and artifact store)."""
+    db_url = create_postgres_database(db_prefix, **(postgres or {}))
     stack = Stack(
         home=root / "stack",
         db_url=db_url,
@@ -711,6 +837,7 @@ def throwaway_stack(
             "AIRLOOP_SPECS_DIR": str(PROJECT_ROOT / "include" / "specs"),
             **(env or {}),
         },
+        **options,
     )
     try:
         stack.init()

@@ -48,3 +48,36 @@ def test_stack_imports_together() -> None:
 @pytest.mark.parametrize(("dist", "prefix"), sorted(EXPECTED.items()))
 def test_pinned_versions(dist: str, prefix: str) -> None:
     assert md.version(dist).startswith(prefix)
+
+
+def test_celery_workers_start_with_the_locked_celery_and_the_stack_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What `airflow celery worker` loads at start, in the environment the stack gives a worker:
+    celery 5.7 broke this import (the provider needs ``celery.backends.database.retry``)."""
+    import json
+    import subprocess
+    import sys
+
+    from include.runtime.stack import Stack
+
+    stack = Stack(home=tmp_path, db_url="postgresql+psycopg2://airflow@db.example:5432/meta", executor="CeleryExecutor",
+                  celery_broker_url="redis://127.0.0.1:6379/3", celery_workers=("alpha", "beta"))  # fmt: skip
+    assert stack.components()[4:6] == ("worker-alpha", "worker-beta")
+    assert stack.command("worker-beta")[-4:] == ["worker", "--celery-hostname", "beta@%h", "--skip-serve-logs"]
+    probe = (
+        "import json\n"
+        "from airflow.providers.celery.executors.celery_executor import app\n"
+        "from airflow.sdk.api.client import get_hostname\n"
+        "print(json.dumps({'queue': app.conf.task_default_queue, 'backend': app.conf.result_backend,\n"
+        "    'broker': app.conf.broker_url, 'acks_late': app.conf.task_acks_late, 'hostname': get_hostname()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=stack.component_env("worker-beta"), capture_output=True,
+                         text=True, timeout=120, check=True)  # fmt: skip
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "queue": stack.celery_queue,  # the stack's own queue, so another stack's workers never take its tasks
+        "backend": "db+postgresql://airflow@db.example:5432/meta",
+        "broker": "redis://127.0.0.1:6379/3",
+        "acks_late": True,
+        "hostname": "beta",  # what the task instances record: tells workers on one machine apart
+    }
+    assert stack.celery_queue.startswith("airloop_")

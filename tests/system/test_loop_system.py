@@ -4,16 +4,14 @@ then a drifting day -> (drift event) -> train -> promote with a recorded decisio
 from __future__ import annotations
 
 import json
-import time
 from datetime import date, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from include.datasets.ingest import land_day
-from include.lake import Lake, Zone
-from include.spec import get_spec
+from include.lake import Zone
+from tests.mlflow_server import land_validated
 
 pytestmark = pytest.mark.system
 
@@ -22,31 +20,12 @@ SCORE_DAY = date(2013, 2, 19)
 DRIFT_DAY = date(2013, 2, 21)
 
 
-def _land_validated(lake: Lake, days: list[date]) -> None:
-    spec = get_spec("flights")
-    for ds in days:
-        land_day(spec, lake, ds)
-        lake.publish_copy(lake.partition_file(Zone.LANDING, "flights", ds), Zone.VALIDATED, "flights", ds)
-
-
-def _wait_for_run(client, dag_id: str, after: set[str], timeout: float = 600) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [r for r in client.dag_runs(dag_id) if r["dag_run_id"] not in after]
-        if runs:
-            run = runs[0]
-            client.wait_dag_run(dag_id, run["dag_run_id"], timeout=max(10, deadline - time.monotonic()))
-            return client.dag_run(dag_id, run["dag_run_id"])
-        time.sleep(3)
-    raise AssertionError(f"no new run of {dag_id} within {timeout}s")
-
-
 def test_loop_train_promote_score_monitor_and_drift_retrain(system_stack) -> None:  # type: ignore[no-untyped-def]
     from mlflow import MlflowClient
 
     client, lake, stack = system_stack.client, system_stack.lake, system_stack.stack
     mlflow = MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url)
-    _land_validated(lake, [START + timedelta(days=i) for i in range((DRIFT_DAY - START).days + 3)])
+    land_validated(lake, [START + timedelta(days=i) for i in range((DRIFT_DAY - START).days + 3)])
     for step in ("train", "promote", "score", "monitor"):
         client.wait_for_dag(f"flights__{step}", timeout=180)
         client.unpause(f"flights__{step}")
@@ -72,7 +51,7 @@ def test_loop_train_promote_score_monitor_and_drift_retrain(system_stack) -> Non
     assert event["extra"]["version"] == 1
 
     # 2. the challenger event starts promote; first model: floors, parity and latency only
-    promote = _wait_for_run(client, "flights__promote", promote_runs)
+    promote = client.wait_for_new_run("flights__promote", promote_runs)
     assert promote["state"] == "success"
     assert mlflow.get_registered_model("flights").aliases["champion"] == "1"
     promoted = mlflow.get_model_version("flights", "1").tags
@@ -134,12 +113,12 @@ def test_loop_train_promote_score_monitor_and_drift_retrain(system_stack) -> Non
     (drift_event,) = client.asset_events(source_dag_id="flights__monitor", source_run_id=f"sys_monitor_{drift_day}")
     assert drift_event["extra"]["decision_id"] == record["verdict"]["decision_id"]
 
-    retrain = _wait_for_run(client, "flights__train", train_runs, timeout=900)
+    retrain = client.wait_for_new_run("flights__train", train_runs, timeout=900)
     assert retrain["state"] == "success" and retrain["run_type"] == "asset_triggered"
     v2 = mlflow.get_model_version("flights", "2")
     assert v2.tags["airloop.trigger_reason"] == f"drift:{record['verdict']['decision_id']}"
     assert v2.tags["airloop.drift_decision_ids"] == record["verdict"]["decision_id"]
-    second = _wait_for_run(client, "flights__promote", promote_runs, timeout=600)
+    second = client.wait_for_new_run("flights__promote", promote_runs, timeout=600)
     assert second["state"] == "success"
     ledger = sorted(
         (json.loads(lake.read_bytes(p)) for p in lake.list_files(lake.path("reports", "flights", "ledger"))),

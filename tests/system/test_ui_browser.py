@@ -24,11 +24,10 @@ from typing import Any
 
 import pytest
 
-from include.datasets.ingest import land_day
-from include.lake import Lake, Zone
+from include.lake import Zone
 from include.registry.ledger import read_ledger
-from include.spec import get_spec
 from tests.conftest import ROOT
+from tests.mlflow_server import land_validated
 
 pytestmark = pytest.mark.system
 
@@ -55,25 +54,6 @@ class LoopState:
     train_run_id: str  # a successful flights__train run (its task carries the extra links)
 
 
-def _land_validated(lake: Lake, days: list[date]) -> None:
-    spec = get_spec(MODEL)
-    for ds in days:
-        if not lake.has_partition(Zone.VALIDATED, MODEL, ds):
-            land_day(spec, lake, ds)
-            lake.publish_copy(lake.partition_file(Zone.LANDING, MODEL, ds), Zone.VALIDATED, MODEL, ds)
-
-
-def _wait_new_run(client: Any, dag_id: str, before: set[str], timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [r for r in client.dag_runs(dag_id) if r["dag_run_id"] not in before]
-        if runs:
-            client.wait_dag_run(dag_id, runs[0]["dag_run_id"], timeout=max(10, deadline - time.monotonic()))
-            return dict(client.dag_run(dag_id, runs[0]["dag_run_id"]))
-        time.sleep(3)
-    raise AssertionError(f"no new run of {dag_id} within {timeout:.0f}s")
-
-
 @pytest.fixture(scope="module")
 def loop_state(system_stack: Any) -> LoopState:
     """A champion, a scored and monitored day: reused from the loop test, else made here."""
@@ -88,7 +68,7 @@ def loop_state(system_stack: Any) -> LoopState:
         client.unpause(f"{MODEL}__{step}")
     champion = get_alias_version(mlflow, MODEL, "champion")
     if champion is None:
-        _land_validated(lake, [START + timedelta(days=i) for i in range((SCORED_DAYS[-1] - START).days + 3)])
+        land_validated(lake, [START + timedelta(days=i) for i in range((SCORED_DAYS[-1] - START).days + 3)])
         promote_runs = {r["dag_run_id"] for r in client.dag_runs(f"{MODEL}__promote")}
         conf = {
             "end_date": TRAIN_END.isoformat(),
@@ -99,7 +79,7 @@ def loop_state(system_stack: Any) -> LoopState:
         }
         run = client.trigger(f"{MODEL}__train", conf=conf, run_id="ui_train_1")
         assert client.wait_dag_run(f"{MODEL}__train", run["dag_run_id"], timeout=600) == "success"
-        assert _wait_new_run(client, f"{MODEL}__promote", promote_runs, timeout=600)["state"] == "success"
+        assert client.wait_for_new_run(f"{MODEL}__promote", promote_runs, timeout=600)["state"] == "success"
         champion = get_alias_version(mlflow, MODEL, "champion")
         assert champion is not None
         for ds in SCORED_DAYS:
