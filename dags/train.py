@@ -82,8 +82,8 @@ for spec in valid_specs():
                 description="Model family; all three export to ONNX with a parity check.",
             ),
             "reason": Param(
-                "",
-                type="string",
+                None,
+                type=["null", "string"],  # the UI marks a Param required unless its type allows null
                 maxLength=500,
                 title="Reason",
                 description="Why you retrain by hand; recorded on the MLflow run and model version.",

@@ -231,7 +231,12 @@ def test_airloop_view_links_and_trigger_form_in_the_browser(
     dialog.locator(f'[id="{budget_id}"]').fill("1")
     dialog.get_by_role("combobox").click()  # estimator: an enum shown with its values_display
     page.get_by_text("Logistic regression", exact=True).click()
-    dialog.locator("#element_reason").fill("browser test: trigger form")
+    reason = dialog.locator("#element_reason")
+    reason.fill("a reason the user then deletes")
+    reason.fill("")  # optional: an emptied reason must not block the trigger (it did while typed "string")
+    page.wait_for_timeout(500)
+    assert dialog.get_by_text("This field is required").count() == 0
+    reason.fill("browser test: trigger form")
     dialog.get_by_text("Hyperparameter search budget").scroll_into_view_if_needed()
     _shot(page, "06-train-trigger-form")
     dialog.get_by_test_id("trigger-dag-submit").click()
