@@ -149,3 +149,21 @@ def test_manual_trigger_params_are_documented_and_bounded(dagbag, step: str) -> 
         "replay": {"start", "end", "policies", "calendar_days", "search_budget", "window_days"},
     }
     assert expected[step] <= set(params)
+
+
+def test_a_train_trigger_without_a_reason_records_no_reason_given(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """Reason is optional (its type allows null, so the form does not require it); the DAG renders
+    templates as native objects, so an empty reason reaches the operator as None, not "None"."""
+    from types import SimpleNamespace
+
+    from airloop.context import trigger_reason
+
+    dag = dagbag.dags["flights__train"]
+    param = dag.params.get_param("reason")
+    assert param.resolve(None) is None and param.resolve("drift on weekends") == "drift on weekends"
+    (task,) = dag.tasks
+    rendered = dag.get_template_env().from_string(task.reason).render(params={"reason": None})
+    assert rendered is None
+    manual = {"dag_run": SimpleNamespace(run_type="manual")}
+    assert trigger_reason(manual, rendered) == "manual: no reason given"
+    assert trigger_reason(manual, "drift on weekends") == "manual: drift on weekends"
