@@ -128,6 +128,7 @@ BAD_PARAMS = [
     ("flights__train", {"estimator": "xgboost"}, "estimator", "is not one of"),
     ("flights__train", {"end_date": 20130110}, "end_date", "is not of type"),
     ("flights__train", {"reason": "x" * 501}, "reason", "is too long"),
+    ("flights__train", {"reason": 42}, "reason", "is not of type"),
     ("flights__rollback", {"target_version": 0}, "target_version", "less than the minimum"),
     ("flights__rollback", {"target_version": "latest"}, "target_version", "is not of type"),
     ("flights__rollback", {"reason": "oops"}, "reason", "is too short"),
@@ -152,7 +153,7 @@ def test_dag_params_defaults_and_good_values_validate(dagbag: Any) -> None:
     params = copy.deepcopy(dagbag.dags["flights__train"].params)
     params.update({"window_days": 14, "search_budget": 2, "estimator": "logistic_regression", "end_date": "2013-02-01"})
     assert params.validate() == {"end_date": "2013-02-01", "window_days": 14, "search_budget": 2,
-                                 "estimator": "logistic_regression", "reason": ""}  # fmt: skip
+                                 "estimator": "logistic_regression", "reason": None}  # fmt: skip
     rollback = copy.deepcopy(dagbag.dags["flights__rollback"].params)
     rollback.update({"target_version": 3, "reason": "v4 mislabels JFK"})
     assert rollback.validate() == {"target_version": 3, "reason": "v4 mislabels JFK"}
