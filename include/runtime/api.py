@@ -272,18 +272,26 @@ class AirflowClient:
                 )
             time.sleep(poll)
 
-    def wait_for_new_run(self, dag_id: str, before: set[str], timeout: float = 600.0) -> dict[str, Any]:
-        """Wait for a run of ``dag_id`` whose id is not in ``before`` (an asset-triggered run, say)
-        to appear and finish; return it. Raises :class:`DagRunError` as :meth:`wait_dag_run`."""
+    def new_run(self, dag_id: str, before: set[str], timeout: float = 600.0, poll: float = 1.0) -> dict[str, Any]:
+        """The first run of ``dag_id`` whose id is not in ``before`` (an asset-triggered run, a
+        run the UI's trigger form created), as soon as it exists. Raises :class:`DagRunError`
+        when none appears within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             runs = [r for r in self.dag_runs(dag_id) if r["dag_run_id"] not in before]
             if runs:
-                run_id = runs[0]["dag_run_id"]
-                self.wait_dag_run(dag_id, run_id, timeout=max(10.0, deadline - time.monotonic()))
-                return self.dag_run(dag_id, run_id)
-            time.sleep(3)
-        raise DagRunError(f"no new run of {dag_id} within {timeout:.0f}s", None)
+                return dict(runs[0])
+            if time.monotonic() >= deadline:
+                raise DagRunError(f"no new run of {dag_id} within {timeout:.0f}s", None)
+            time.sleep(poll)
+
+    def wait_for_new_run(self, dag_id: str, before: set[str], timeout: float = 600.0) -> dict[str, Any]:
+        """:meth:`new_run`, then wait for it to finish (within the same ``timeout``); return it.
+        Raises :class:`DagRunError` as :meth:`wait_dag_run`."""
+        deadline = time.monotonic() + timeout
+        run_id = self.new_run(dag_id, before, timeout)["dag_run_id"]
+        self.wait_dag_run(dag_id, run_id, timeout=max(10.0, deadline - time.monotonic()))
+        return self.dag_run(dag_id, run_id)
 
     def describe_run(self, dag_id: str, run_id: str, headline: str, log_lines: int = 40) -> str:
         """Human-readable diagnostics: task instance states and failed tasks' log tails."""

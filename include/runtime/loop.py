@@ -54,16 +54,6 @@ def _backfill(client: AirflowClient, dag_id: str, start: date, end: date, say: P
     say(f"    {dag_id} {start}..{end}: {states} in {time.monotonic() - t0:.0f} s")
 
 
-def _new_run(client: AirflowClient, dag_id: str, known: set[str], timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fresh = [r for r in client.dag_runs(dag_id) if r["dag_run_id"] not in known]
-        if fresh:
-            return fresh[0]
-        time.sleep(1.0)
-    raise TimeoutError(f"no new run of {dag_id} within {timeout:.0f} s")
-
-
 def _known(client: AirflowClient, dag_id: str) -> set[str]:
     return {r["dag_run_id"] for r in client.dag_runs(dag_id)}
 
@@ -112,7 +102,7 @@ def run_demo_loop(
         conf={"end_date": first_end.isoformat(), "search_budget": budget, "reason": "demo: first model"},
     )
     client.wait_dag_run(f"{spec.name}__train", run["dag_run_id"], timeout=1200)
-    promote = _new_run(client, f"{spec.name}__promote", promote_known, timeout=120)
+    promote = client.new_run(f"{spec.name}__promote", promote_known, timeout=120)
     client.wait_dag_run(f"{spec.name}__promote", promote["dag_run_id"], timeout=600, raise_on_failure=False)
     mlflow = MlflowClient(mlflow_url, registry_uri=mlflow_url)
     say(f"    aliases: {mlflow.get_registered_model(spec.name).aliases}")
@@ -174,9 +164,9 @@ def drift_to_champion(
     event = client.create_asset_event(
         f"x-airloop://{spec.name}/drift", {"decision_id": decision, "partition": partition.isoformat()}
     )
-    train = _new_run(client, f"{spec.name}__train", train_known, timeout=300)
+    train = client.new_run(f"{spec.name}__train", train_known, timeout=300)
     client.wait_dag_run(f"{spec.name}__train", train["dag_run_id"], timeout=timeout)
-    promote = _new_run(client, f"{spec.name}__promote", promote_known, timeout=300)
+    promote = client.new_run(f"{spec.name}__promote", promote_known, timeout=300)
     client.wait_dag_run(f"{spec.name}__promote", promote["dag_run_id"], timeout=timeout, raise_on_failure=False)
     moved = None
     deadline = time.monotonic() + 60

@@ -240,13 +240,7 @@ def test_airloop_view_links_and_trigger_form_in_the_browser(
     dialog.get_by_text("Hyperparameter search budget").scroll_into_view_if_needed()
     _shot(page, "06-train-trigger-form")
     dialog.get_by_test_id("trigger-dag-submit").click()
-    deadline = time.monotonic() + 60
-    new_runs: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not new_runs:
-        new_runs = [r for r in client.dag_runs(f"{MODEL}__train") if r["dag_run_id"] not in before]
-        time.sleep(1)
-    assert new_runs, "the trigger form did not create a run"
-    conf = new_runs[0]["conf"]
+    conf = client.new_run(f"{MODEL}__train", before, timeout=60)["conf"]  # the form created a run
     assert conf["reason"] == "browser test: trigger form" and conf["search_budget"] == 1
     assert conf["estimator"] == "logistic_regression"
     context.close()
