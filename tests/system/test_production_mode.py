@@ -135,6 +135,12 @@ def _mlflow_rows(prod: Production, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+def _written_at(prod: Production, ds: date) -> Any:
+    """When the predictions of ``ds`` were last written (S3 LastModified of the data object): a
+    rerun that changed nothing would leave it as it was."""
+    return prod.s3.head_object(Bucket=BUCKET, Key=f"lake/predictions/flights/ds={ds}/data.parquet")["LastModified"]
+
+
 def _run_day(prod: Production, step: str, ds: date, run_id: str) -> None:
     run = prod.client.trigger(f"flights__{step}", logical_date=f"{ds}T00:00:00+00:00", run_id=run_id)
     assert prod.client.wait_dag_run(f"flights__{step}", run["dag_run_id"], timeout=900) == "success"
@@ -206,6 +212,8 @@ def test_loop_pass_on_celery_workers_with_the_lake_on_s3_and_mlflow_on_postgres(
 def test_the_same_day_scored_under_local_executor_gives_the_same_predictions(prod: Production) -> None:
     stack, client, lake = prod.stack, prod.client, prod.lake
     celery = lake.read_table(Zone.PREDICTIONS, "flights", LOOP_DAY).sort_by("flight_id")
+    celery_written = _written_at(prod, LOOP_DAY)
+    time.sleep(1)  # LastModified has one-second resolution
     _switch_executor(stack, "LocalExecutor")
     try:
         client.clear_run("flights__score", "prod_score")
@@ -215,6 +223,7 @@ def test_the_same_day_scored_under_local_executor_gives_the_same_predictions(pro
     finally:
         _switch_executor(stack, "CeleryExecutor")
     local = lake.read_table(Zone.PREDICTIONS, "flights", LOOP_DAY).sort_by("flight_id")
+    assert _written_at(prod, LOOP_DAY) > celery_written  # published again, by the local run
     assert local.num_rows == celery.num_rows > 0
     for column in ("flight_id", SCORE, PREDICTED_LABEL, "model_version", "run_id"):
         assert local.column(column).equals(celery.column(column)), column
@@ -292,6 +301,8 @@ def _supervise(stack: Stack, timeout: float) -> list[str]:
         except StackError:
             if time.monotonic() > deadline:
                 raise
+        if time.monotonic() > deadline:  # healthy, but something keeps dying
+            raise AssertionError(f"the stack did not stay up within {timeout:.0f} s; started {restarted}")
 
 
 def _celery_control(stack: Stack, *args: str) -> None:
@@ -352,6 +363,7 @@ def test_postgres_down_while_workers_take_a_scoring_runs_tasks_then_the_day_comp
 
     stack, client, lake = prod.stack, prod.client, prod.lake
     before = lake.read_table(Zone.PREDICTIONS, "flights", LOOP_DAY).sort_by("flight_id")
+    written = _written_at(prod, LOOP_DAY)
     _celery_control(stack, "cancel_consumer", stack.celery_queue)  # the workers stop taking tasks
     client.clear_run("flights__score", "prod_score")
     deadline = time.monotonic() + 300
@@ -370,6 +382,7 @@ def test_postgres_down_while_workers_take_a_scoring_runs_tasks_then_the_day_comp
     # no task was dropped and requeued after [scheduler] task_queued_timeout
     assert not [line for line in _worker_log_lines(stack) if "flagged as revoked" in line]
     after = lake.read_table(Zone.PREDICTIONS, "flights", LOOP_DAY).sort_by("flight_id")
+    assert _written_at(prod, LOOP_DAY) > written  # the day was scored and published again
     assert after.num_rows == before.num_rows > 0
     assert pc.count_distinct(after.column("flight_id")).as_py() == after.num_rows
     assert after.column("flight_id").equals(before.column("flight_id"))
