@@ -26,6 +26,7 @@ any other process.  No Airflow module is imported here.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -104,7 +105,7 @@ class Stack:
     celery_broker_url: str | None = None
     celery_workers: tuple[str, ...] = ()
     celery_concurrency: int = 2
-    celery_queue: str = field(default_factory=lambda: f"airloop_{secrets.token_hex(4)}")
+    celery_queue: str = ""  # "" means airloop_<hash of home>: its own, and the same in every process
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +113,8 @@ class Stack:
         self.dags_folder = Path(self.dags_folder).expanduser().resolve()
         self.plugins_folder = Path(self.plugins_folder).expanduser().resolve()
         self.project_root = Path(self.project_root).expanduser().resolve()
+        if not self.celery_queue:
+            self.celery_queue = "airloop_" + hashlib.sha256(str(self.home).encode()).hexdigest()[:8]
 
     # ------------------------------------------------------------------ paths / URLs
     @property

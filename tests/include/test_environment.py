@@ -81,3 +81,7 @@ def test_celery_workers_start_with_the_locked_celery_and_the_stack_settings(tmp_
         "hostname": "beta",  # what the task instances record: tells workers on one machine apart
     }
     assert stack.celery_queue.startswith("airloop_")
+    # the queue follows from the home: a Stack rebuilt for it in another process sends to the same
+    # queue its workers read; another home gets another queue
+    assert Stack(home=tmp_path, celery_workers=("alpha",)).celery_queue == stack.celery_queue
+    assert Stack(home=tmp_path / "other").celery_queue != stack.celery_queue
