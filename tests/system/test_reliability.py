@@ -112,6 +112,9 @@ class FaultProxy:
                         f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
                         f"<Message>injected by FaultProxy</Message><RequestId>fault{n}</RequestId></Error>"
                     ).encode()
+                    # Log before answering: the client may act on the answer (and a test
+                    # read the log) before this thread runs again.
+                    proxy.log.append((self.command, self.path, verdict))
                     self.send_response_only(verdict)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
@@ -119,7 +122,6 @@ class FaultProxy:
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(payload)
-                    proxy.log.append((self.command, self.path, verdict))
                     return
                 upstream = http.client.HTTPConnection(proxy.host, proxy.port, timeout=120)
                 upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -132,6 +134,7 @@ class FaultProxy:
                 response = upstream.getresponse()
                 data = response.read()
                 upstream.close()
+                proxy.log.append((self.command, self.path, response.status))
                 self.send_response_only(response.status, response.reason)
                 for name, value in response.getheaders():
                     if name.lower() in ("transfer-encoding", "connection"):
@@ -145,7 +148,6 @@ class FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                proxy.log.append((self.command, self.path, response.status))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
 
