@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install demo up down status lint test test-fast system clean
+.PHONY: install demo up watch down status lint test test-fast system clean
 
 install: $(VENV)/.synced          ## the locked environment (uv.lock), installed once
 
@@ -24,6 +24,9 @@ demo: install                      ## start Airflow + MLflow and replay the demo
 
 up: install
 	$(RUN)/airloop up
+
+watch: install
+	$(RUN)/airloop up --watch
 
 down:
 	$(RUN)/airloop down

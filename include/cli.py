@@ -338,8 +338,27 @@ def cmd_infer_contract(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from include.runtime.stack import up
 
-    up(_stack(args))
+    stack = up(_stack(args))
+    if args.watch:
+        _watch(stack)
     return 0
+
+
+def _watch(stack: Any) -> None:
+    """Restart components that exit until Ctrl-C or SIGTERM; the stack keeps running after."""
+    import signal
+    import threading
+
+    from include.runtime.supervisor import Supervisor
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print("watching: a component that exits is restarted (after 0.1 s, doubling to 60 s while it keeps", flush=True)
+    print("exiting). Ctrl-C stops watching and leaves the stack running; `make down` stops it.", flush=True)
+    supervisor = Supervisor(stack)
+    supervisor.run(stop)
+    print(f"stopped watching; restarts: {supervisor.restarts or 'none'}", flush=True)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -470,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
             "postgres, sqlite, or a SQLAlchemy URL (env AIRLOOP_DB)",
         )
         p.set_defaults(func=func)
+    sub.choices["up"].add_argument(
+        "--watch",
+        action="store_true",
+        help="stay in the foreground and restart any component that exits (Docker's restart: always)",
+    )
     demo = sub.choices["demo"]
     demo.add_argument("--spec", default="flights")
     demo.add_argument("--days", type=int, default=42, help="days of data to run the loop over (default 42)")

@@ -394,6 +394,15 @@ class Stack:
             self._procs[name] = proc
             log.info("started %s (pid %d)", name, proc.pid)
 
+    def restart(self, name: str, timeout: float = 10.0) -> None:
+        """Start ``name`` afresh, as a container restart does: first stop what is left of its
+        process group (the leader may be dead while its children still hold a port or a task)."""
+        _terminate([self.pids_dir / f"{name}.pid"], timeout)
+        old = self._procs.pop(name, None)
+        if old is not None:
+            old.poll()  # reap our own child
+        self.start([name])
+
     def pids(self) -> dict[str, int]:
         """Component -> leader pid, from the pid files (running or not)."""
         return _read_pids(self.home)
@@ -723,6 +732,7 @@ def stop_home(home: Path, timeout: float = 30.0) -> None:
     Scheduler, triggerer and dag-processor go first (running tasks still need the
     execution API while they shut down), then the API server and MLflow.
     """
+    stop_supervisor(home, timeout)  # first, or it would restart what we stop
     pids_dir = Path(home) / "pids"
     files = sorted(pids_dir.glob("*.pid")) if pids_dir.is_dir() else []
     first = [f for f in files if f.stem in _STOP_FIRST]
@@ -730,6 +740,32 @@ def stop_home(home: Path, timeout: float = 30.0) -> None:
     for batch in (first, rest):
         if batch:
             _terminate(batch, timeout)
+
+
+def supervisor_pid_file(home: Path) -> Path:
+    """Where a running ``airloop up --watch`` (:mod:`include.runtime.supervisor`) records itself;
+    outside ``pids/``: it is not a component."""
+    return Path(home) / "supervisor.pid"
+
+
+def stop_supervisor(home: Path, timeout: float = 30.0) -> None:
+    """SIGTERM the supervisor watching ``home`` (only that process: its components are stopped
+    by the caller) and wait for it to exit. Never signals this process itself."""
+    pid_file = supervisor_pid_file(home)
+    pid, proc, _ = _leader(pid_file)
+    if proc is None or pid == os.getpid():
+        return
+    log.info("stopping the supervisor (pid %d) first", pid)
+    try:
+        proc.terminate()
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        log.warning("SIGKILL supervisor %d after %.0fs", pid, timeout)
+        proc.kill()
+    except psutil.NoSuchProcess:
+        pass
+    _reap(proc.pid)
+    pid_file.unlink(missing_ok=True)
 
 
 def up(stack: Stack, timeout: float = 240.0) -> Stack:

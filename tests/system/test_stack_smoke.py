@@ -8,7 +8,10 @@ Timings and memory are printed (``-s`` or ``-rA`` shows them).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from include.runtime.stack import (
     drop_postgres_database,
     status_home,
 )
+from include.runtime.supervisor import RestartPolicy, Supervisor
 
 DAG_ID = "airloop_stack_smoke"
 DAG_SOURCE = '''
@@ -175,6 +179,30 @@ def test_stack_runs_a_dag_on_postgres_and_stops_cleanly(smoke: Smoke) -> None:
     # a rejected token (here: garbage, "Invalid JWT token" 403) leads to one re-login
     client._token = "not-a-jwt"
     assert client.dag_run(DAG_ID, run["dag_run_id"])["state"] == "success"
+
+    # `airloop up --watch`: the scheduler killed outright is restarted and runs the next DAG run
+    supervisor = Supervisor(stack, RestartPolicy(poll_s=0.5))
+    stop = threading.Event()
+    watcher = threading.Thread(target=supervisor.run, args=(stop,), daemon=True)
+    watcher.start()
+    try:
+        killed = stack.pids()["scheduler"]
+        started = time.monotonic()
+        os.kill(killed, signal.SIGKILL)
+        while supervisor.restarts.get("scheduler") != 1:
+            assert time.monotonic() - started < 60, "the supervisor did not restart the scheduler"
+            time.sleep(0.2)
+        stack.wait_healthy(timeout=300)
+        timings["scheduler_killed_to_healthy_s"] = time.monotonic() - started
+        assert stack.pids()["scheduler"] != killed and not _alive(killed)
+        again = client.trigger(DAG_ID, logical_date="2024-03-06T00:00:00+00:00", run_id="smoke_2024-03-06")
+        assert client.wait_dag_run(DAG_ID, again["dag_run_id"], timeout=300) == "success"
+        assert smoke.out.read_text() == "2024-03-06"
+        assert supervisor.restarts == {"scheduler": 1}  # nothing else went down
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert not watcher.is_alive()
 
     memory = stack.memory()
     pids = _process_tree(stack)
