@@ -5,7 +5,6 @@ scheduler leaves its task processes."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -136,17 +135,13 @@ def test_a_start_that_fails_is_tried_again_after_the_next_delay(stack: Stack, ca
 
 
 SUPERVISOR_PROCESS = STACK_CLASS + textwrap.dedent("""
-    import json, logging, signal, sys, threading
-    from include.runtime.supervisor import RestartPolicy, Supervisor
+    import logging, sys
+    from include.cli import _watch  # what `airloop up --watch` runs once the stack is up
 
     logging.basicConfig(level=logging.INFO)
     stack = OneProcessStack(home=sys.argv[1], mlflow_port=None)
     stack.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    supervisor = Supervisor(stack, RestartPolicy(first_delay_s=0.05, poll_s=0.05))
-    supervisor.run(stop)
-    print(json.dumps(supervisor.restarts))
+    _watch(stack)
 """)
 
 
@@ -173,7 +168,7 @@ def test_down_stops_the_supervisor_first_so_nothing_comes_back(tmp_path: Path) -
         down(home, timeout=10)
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
-        assert json.loads(out.strip().splitlines()[-1]) == {"worker": 1}
+        assert out.strip().splitlines()[-1] == "stopped watching; restarts: {'worker': 1}"
         assert not _alive(second)
         time.sleep(0.5)  # ten supervisor polls: nothing restarts it
         assert watched.status() == {"worker": False}
