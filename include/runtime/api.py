@@ -110,7 +110,9 @@ class AirflowClient:
         """Authenticated request to ``base_url + path``; returns decoded JSON (or None).
 
         Re-logs in once when the token is rejected (401 expired, or 403 "Invalid JWT token",
-        e.g. signed by a previous stack); retries 503 (the API maps DB lock errors to 503).
+        e.g. signed by a previous stack); retries 503 (the API maps DB lock errors to 503), and
+        a GET whose connection failed or timed out (reading twice is harmless; a POST is not
+        repeated: it may have been carried out).
         """
         url = f"{self.base_url}{path}"
         kwargs.setdefault("timeout", self.timeout)
@@ -120,7 +122,13 @@ class AirflowClient:
             if self._token is None:
                 self.login()
             headers = {**extra_headers, "Authorization": f"Bearer {self._token}"}
-            resp = self.session.request(method, url, headers=headers, **kwargs)
+            try:
+                resp = self.session.request(method, url, headers=headers, **kwargs)
+            except (requests.ConnectionError, requests.Timeout):
+                if method.upper() != "GET" or attempt >= retries:
+                    raise
+                time.sleep(1 + attempt)
+                continue
             if not refreshed and _stale_token(resp):
                 self._token, refreshed = None, True
                 continue
