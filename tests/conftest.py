@@ -50,8 +50,10 @@ def s3_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 180  # a loaded 2-core machine; MLflow's server gets 240 s
     while time.monotonic() < deadline:
+        if proc.poll() is not None:  # e.g. the port was taken in between: do not talk to a stranger
+            pytest.fail(f"moto server exited with {proc.returncode} before answering on port {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 break
@@ -59,7 +61,7 @@ def s3_server() -> Iterator[str]:
             time.sleep(0.2)
     else:
         proc.kill()
-        pytest.fail("moto server did not start")
+        pytest.fail("moto server did not start within 180 s")
     yield endpoint
     proc.terminate()
     proc.wait(timeout=10)

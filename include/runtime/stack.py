@@ -852,7 +852,7 @@ def throwaway_stack(
     lake_uri: str,
     *,
     db_prefix: str = "airloop_tmp",
-    timeout: float = 300.0,
+    timeout: float = 600.0,
     env: dict[str, str] | None = None,
     postgres: dict[str, Any] | None = None,
     **options: Any,

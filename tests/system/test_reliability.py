@@ -98,10 +98,10 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 body = self._body()
-                with proxy.lock:
+                with proxy.lock:  # rules count their faults: one request at a time decides
                     proxy.count += 1
                     n = proxy.count
-                verdict = proxy.rule(self.command, self.path, self.headers, n) if proxy.rule else None
+                    verdict = proxy.rule(self.command, self.path, self.headers, n) if proxy.rule else None
                 self.close_connection = True
                 if verdict == "drop":
                     proxy.log.append((self.command, self.path, "drop"))
@@ -184,9 +184,24 @@ def pause_here(tag):
     time.sleep(600)
 
 def wait_go():
+    # say we are ready (imports done), then wait for the parent's go: the children race for real
+    open("%s.%d.ready" % (ARGS["go"], os.getpid()), "w").close()
     while not os.path.exists(ARGS["go"]):
         time.sleep(0.005)
 """
+
+
+def release(go: Path, children: list[subprocess.Popen[str]], timeout: float = 180.0) -> None:
+    """Touch ``go`` once every child has reached ``wait_go()`` (their imports can take seconds
+    under load: a fixed sleep let them run one after the other, and the race went untested)."""
+    deadline = time.monotonic() + timeout
+    while len(list(go.parent.glob(f"{go.name}.*.ready"))) < len(children):
+        for child in children:
+            if child.poll() is not None:
+                raise AssertionError(f"a child exited before it was ready:\n{child.communicate()[1]}")
+        assert time.monotonic() < deadline, "the children never got ready"
+        time.sleep(0.02)
+    go.touch()
 
 
 def start_child(body: str, **args: Any) -> subprocess.Popen[str]:
@@ -612,8 +627,7 @@ def test_same_scoring_task_twice_at_once_gives_one_complete_day(
     go = tmp_path / "go"
     args = {"lake": file_lake.uri, "ds": DAY.isoformat(), "onnx": str(onnx), "version": 1, "run_id": "r", "batch": 128}
     children = [_score_child(flag=str(tmp_path / f"f{i}"), go=str(go), **args) for i in range(2)]
-    time.sleep(1.0)
-    go.touch()
+    release(go, children)
     reports = [json.loads(finish(c).strip().splitlines()[-1]) for c in children]
     assert [r["rows_scored"] for r in reports] == [expected.rows_scored] * 2
     data = file_lake.partition_file(Zone.PREDICTIONS, "flights", DAY)
@@ -711,8 +725,7 @@ def test_ledger_appended_by_four_processes_at_once_records_one_entry(tmp_path: P
     """
     when = datetime(2013, 1, 10, 6, tzinfo=UTC).isoformat()
     children = [start_child(body, go=str(go), lake=file_lake.uri, when=when, skew=s) for s in (0, 0, 1, 2)]
-    time.sleep(1.5)
-    go.touch()
+    release(go, children)
     for child in children:
         finish(child)
     history = read_ledger(file_lake, "flights")

@@ -36,6 +36,7 @@ from tests.system.test_reliability import (
     fault_proxy,
     finish,
     flights_models,
+    release,
     spec_named,
     start_child,
 )
@@ -404,8 +405,7 @@ def test_two_promotions_racing_in_two_processes_promote_exactly_one(
             start_child(body, go=str(go), name=promo_world.name, report=str(report), lake=promo_world.lake.uri,
                         uri=mlflow_server, now=datetime(2013, 1, 17, 6, tzinfo=UTC).isoformat(), run=f"manual__{v}")
         )  # fmt: skip
-    time.sleep(2.0)
-    go.touch()
+    release(go, children)
     outcomes = [json.loads(finish(c).strip().splitlines()[-1]) for c in children]
     winners = [o for o in outcomes if o.get("promoted")]
     losers = [o for o in outcomes if "race" in o]

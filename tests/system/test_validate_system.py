@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import pyarrow as pa
@@ -35,10 +36,16 @@ def test_good_day_published_bad_day_quarantined(system_stack) -> None:  # type: 
     assert ti["state"] == "success"
 
     # the extra link opens this run's Data Docs through the airloop web app, for signed-in users only
-    links = client.request(
-        "GET", f"/api/v2/dags/flights__validate/dagRuns/{good['dag_run_id']}/taskInstances/validate/links"
-    )
-    url = links["extra_links"]["Data Docs"] if "extra_links" in links else links["Data Docs"]
+    # (the task is marked success before its links' XCom is pushed: the link may lag a moment)
+    path = f"/api/v2/dags/flights__validate/dagRuns/{good['dag_run_id']}/taskInstances/validate/links"
+    deadline = time.monotonic() + 60
+    while True:
+        links = client.request("GET", path)
+        url = (links.get("extra_links") or links).get("Data Docs")
+        if url or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert url, links
     assert "/airloop/reports/flights/validation/" in url
     page = client.session.get(url, headers={"Authorization": f"Bearer {client.login()}"}, timeout=30)
     assert page.status_code == 200 and "flights" in page.text and "<html" in page.text.lower()
