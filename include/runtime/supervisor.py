@@ -51,11 +51,15 @@ class Supervisor:
     _due: dict[str, float] = field(default_factory=dict, repr=False)  # restart at
 
     def step(self, now: float | None = None) -> list[str]:
-        """Look at every component once; restart those whose delay is over. Returns them."""
-        now = time.monotonic() if now is None else now
+        """Look at every component once; restart those whose delay is over. Returns them.
+
+        ``now`` fixes the clock (tests); otherwise it is read for each component, since a restart
+        can take seconds (what the dead leader left behind gets up to 10 s to stop)."""
+        fixed = now
         restarted: list[str] = []
         running = self.stack.status()
         for name in self.stack.components():
+            now = time.monotonic() if fixed is None else fixed
             delay = self._delay.get(name, self.policy.first_delay_s)
             if running.get(name):
                 since = self._since.setdefault(name, now)
@@ -82,7 +86,7 @@ class Supervisor:
                 log.error("could not restart %s: %s", name, exc)
                 continue
             self.restarts[name] = self.restarts.get(name, 0) + 1
-            self._since[name] = now
+            self._since[name] = time.monotonic() if fixed is None else fixed  # it runs from now on
             restarted.append(name)
             log.warning("restarted %s (restart %d; next delay %.1f s)", name, self.restarts[name], self._delay[name])
         return restarted

@@ -134,6 +134,29 @@ def test_a_start_that_fails_is_tried_again_after_the_next_delay(stack: Stack, ca
     assert supervisor.restarts == {"worker": 1} and stack.status() == {"worker": True}
 
 
+def test_the_time_a_restart_takes_does_not_count_as_running(
+    stack: Stack, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart can take seconds (the dead leader's leftovers get 10 s to stop). Counted as
+    running time, it reset the delay of a component that dies at once: a crash loop at full speed."""
+    supervisor = Supervisor(stack, RestartPolicy(first_delay_s=0.1, reset_after_s=0.2))
+    stack.start()
+    quick = stack.restart
+
+    def slow_restart(name: str, timeout: float = 10.0) -> None:
+        time.sleep(0.3)
+        quick(name, timeout)
+
+    monkeypatch.setattr(stack, "restart", slow_restart)
+    _kill_leader(stack)
+    _wait(lambda: supervisor.step(), "the first restart")
+    assert supervisor.step() == []  # seen running right after its restart
+    _kill_leader(stack)
+    caplog.clear()
+    supervisor.step()
+    assert "worker is not running; restarting it in 0.2 s" in caplog.text  # doubled, not reset
+
+
 SUPERVISOR_PROCESS = STACK_CLASS + textwrap.dedent("""
     import logging, sys
     from include.cli import _watch  # what `airloop up --watch` runs once the stack is up
