@@ -19,6 +19,7 @@ import random
 import re
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ import yaml
 
 from include.lake import Lake, S3Options, Zone
 from include.runtime.api import AirflowClient
-from include.runtime.stack import Stack, StackError, create_postgres_database, throwaway_stack
+from include.runtime.stack import Stack, create_postgres_database, throwaway_stack
+from include.runtime.supervisor import RestartPolicy, Supervisor
 from include.scoring.score import PREDICTED_LABEL, SCORE
 from tests.conftest import ROOT
 from tests.mlflow_server import land_validated
@@ -281,38 +283,21 @@ def test_a_worker_killed_mid_training_is_retried_on_the_other_worker(prod: Produ
     assert len(client.asset_events(source_dag_id="flights__train", source_run_id="prod_train_lost")) == 1
 
 
-def _supervise(stack: Stack, timeout: float) -> list[str]:
-    """What a supervisor (compose's ``restart: always``) does after an outage: start every
-    component that is not running, again whenever one dies (a component may die seconds after
-    the database is back, on a pooled connection the restart broke), until all have been
-    healthy and still run 15 s later. Returns the components started."""
-    deadline = time.monotonic() + timeout
-    restarted: list[str] = []
-    while True:
-        dead = sorted(name for name, up in stack.status().items() if not up)
-        if dead:
-            stack.start(dead)
-            restarted += dead
-        try:
-            stack.wait_healthy(timeout=120)
-            time.sleep(15)
-            if all(stack.status().values()):
-                return restarted
-        except StackError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:  # healthy, but something keeps dying
-            raise AssertionError(f"the stack did not stay up within {timeout:.0f} s; started {restarted}")
-
-
 def _celery_control(stack: Stack, *args: str) -> None:
-    """``celery control <args>`` to every worker of the stack, through the broker."""
+    """``celery control <args>`` to every worker of the stack, through the broker; both must
+    answer (by default celery waits 1 s and is content with any one reply)."""
+    import json
+    import socket
     import subprocess
     import sys
 
+    nodes = sorted(f"{w.removeprefix('worker-')}@{socket.gethostname()}" for w in stack.workers())
     app = "airflow.providers.celery.executors.celery_executor.app"
-    cmd = [sys.executable, "-m", "celery", "--app", app, "control", *args]
-    subprocess.run(cmd, env=stack.component_env("worker-alpha"), check=True, timeout=120, capture_output=True)
+    cmd = [sys.executable, "-m", "celery", "--app", app, "control", "--json", "--timeout", "30"]
+    cmd += ["--destination", ",".join(nodes), *args]
+    done = subprocess.run(cmd, env=stack.component_env("worker-alpha"), check=True, timeout=120, capture_output=True)
+    replies = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert sorted(node for reply in replies for node in reply) == nodes, replies
 
 
 RECEIVED = re.compile(r"^(\S+) .*Task execute_workload\[([0-9a-f-]{36})\] received")
@@ -354,7 +339,8 @@ def test_postgres_down_while_workers_take_a_scoring_runs_tasks_then_the_day_comp
     """PostgreSQL (Airflow's metadata DB, the Celery result backend and MLflow's store) is down
     while the workers take a scoring run's queued task from the broker. Airflow's scheduler,
     dag-processor and triggerer exit when their connection breaks (they expect a supervisor);
-    once they are started again the run completes, no task lost to the outage."""
+    once the stack's supervisor has started them again the run completes, no task lost to the
+    outage."""
     import pyarrow.compute as pc
     from mlflow import MlflowClient
 
@@ -371,13 +357,25 @@ def test_postgres_down_while_workers_take_a_scoring_runs_tasks_then_the_day_comp
         assert time.monotonic() < deadline, "no task was ever queued"
         time.sleep(0.5)
     received = len(_log_matches(stack, RECEIVED, at_least=0, timeout=0))
-    prod.pg.stop("fast")
-    _celery_control(stack, "add_consumer", stack.celery_queue)  # they take the queued task, database down
-    assert len(_log_matches(stack, RECEIVED, at_least=received + 1, timeout=120)) > received
-    time.sleep(5)
-    prod.pg.start()
-    restarted = _supervise(stack, timeout=300)
-    assert client.wait_dag_run("flights__score", "prod_score", timeout=900) == "success", restarted
+    # `airloop up --watch`, as compose's restart: always: restarts whatever exits, with backoff
+    supervisor = Supervisor(stack, RestartPolicy(poll_s=0.5))
+    stop = threading.Event()
+    watcher = threading.Thread(target=supervisor.run, args=(stop,), daemon=True)
+    watcher.start()
+    try:
+        prod.pg.stop("fast")
+        _celery_control(stack, "add_consumer", stack.celery_queue)  # they take the queued task, database down
+        assert len(_log_matches(stack, RECEIVED, at_least=received + 1, timeout=120)) > received
+        time.sleep(5)
+        prod.pg.start()
+        assert client.wait_dag_run("flights__score", "prod_score", timeout=900) == "success", supervisor.restarts
+        stack.wait_healthy(timeout=300)
+        time.sleep(15)  # a component may die seconds after the database is back (a pooled connection)
+        stack.wait_healthy(timeout=300)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert "scheduler" in supervisor.restarts, supervisor.restarts  # it exited, and was brought back
 
     # no task was dropped and requeued after [scheduler] task_queued_timeout
     assert not [line for line in _worker_log_lines(stack) if "flagged as revoked" in line]
