@@ -465,11 +465,12 @@ class Stack:
         names = tuple(components) if components is not None else tuple(self.pids())
         started = time.monotonic()
         problems: dict[str, str] = {}
+        beats: dict[str, str] = {}  # component -> first heartbeat seen while waiting
         while True:
             for name in names:
                 if _running_leader(self.pids_dir / f"{name}.pid") is None:
                     raise StackError(f"{name} is not running\n{tail(self.logs_dir / f'{name}.log')}")
-            problems = self._health_problems(names)
+            problems = self._health_problems(names, beats)
             if not problems:
                 elapsed = time.monotonic() - started
                 log.info("stack healthy after %.1fs: %s", elapsed, ", ".join(names))
@@ -481,8 +482,9 @@ class Stack:
                 raise StackError(f"stack not healthy after {timeout:.0f}s\n{details}")
             time.sleep(1.0)
 
-    def _health_problems(self, names: Sequence[str]) -> dict[str, str]:
-        """Component -> reason it is not healthy yet (empty when all are)."""
+    def _health_problems(self, names: Sequence[str], beats: dict[str, str]) -> dict[str, str]:
+        """Component -> reason it is not healthy yet (empty when all are); ``beats`` keeps the
+        first heartbeat seen of each component across calls."""
         problems: dict[str, str] = {}
         airflow_names = [n for n in names if n in AIRFLOW_COMPONENTS]
         if airflow_names:
@@ -496,7 +498,7 @@ class Stack:
                 if health.get("metadatabase", {}).get("status") != "healthy":
                     problems["api-server"] = f"metadatabase unhealthy: {health.get('metadatabase')}"
                 for name in airflow_names:
-                    why = _heartbeat_problem(health, name, self.pids_dir / f"{name}.pid")
+                    why = _heartbeat_problem(health, name, self.pids_dir / f"{name}.pid", beats)
                     if why:
                         problems[name] = why
         if MLFLOW in names:
@@ -571,8 +573,15 @@ def tail(path: Path, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _heartbeat_problem(health: dict[str, Any], name: str, pid_file: Path) -> str | None:
-    """Why ``name`` is not healthy in a ``/monitor/health`` document (None if it is)."""
+def _heartbeat_problem(
+    health: dict[str, Any], name: str, pid_file: Path, beats: dict[str, str] | None = None
+) -> str | None:
+    """Why ``name`` is not healthy in a ``/monitor/health`` document (None if it is).
+
+    Its heartbeat must be this incarnation's: newer than its pid file, or (``beats`` holds the
+    first one seen) different from the first one seen, i.e. it beat while we watched. The second
+    test needs no wall clock: after a backwards clock step every heartbeat is "older" than the
+    pid file's mtime, and the stack never looked healthy."""
     if name not in _HEARTBEATS:
         return None
     key, hb_field = _HEARTBEATS[name]
@@ -586,9 +595,11 @@ def _heartbeat_problem(health: dict[str, Any], name: str, pid_file: Path) -> str
         since = pid_file.stat().st_mtime - _PID_CLOCK_SLACK
     except OSError:
         return None  # not started by a pid-tracked supervisor: trust the status
-    if datetime.fromisoformat(heartbeat).timestamp() < since:
-        return f"heartbeat {heartbeat} is from a previous run"
-    return None
+    if datetime.fromisoformat(heartbeat).timestamp() >= since:
+        return None
+    if beats is not None and beats.setdefault(name, heartbeat) != heartbeat:
+        return None  # a live process is beating (one per component here: no HA schedulers)
+    return f"heartbeat {heartbeat} is from a previous run"
 
 
 def _read_pids(home: Path) -> dict[str, int]:
@@ -846,6 +857,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(size: int = 3) -> int:
+    """A port P with P..P+size-1 free right now: the API server's, and the two log-server ports
+    the stack derives from it (a free API port alone left those to chance)."""
+    for _ in range(50):
+        base = free_port()
+        if base + size > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise StackError("no block of free ports found")
+
+
 @contextmanager
 def throwaway_stack(
     root: Path,
@@ -865,11 +898,15 @@ def throwaway_stack(
     ``postgres`` names another server (host/port/user) than the machine's; ``options`` are more
     :class:`Stack` fields (executor, Celery workers, MLflow backend and artifact store)."""
     db_url = create_postgres_database(db_prefix, **(postgres or {}))
+    api_port = free_port_block()
+    mlflow_port = free_port()
+    while api_port <= mlflow_port < api_port + 3:
+        mlflow_port = free_port()
     stack = Stack(
         home=root / "stack",
         db_url=db_url,
-        api_port=free_port(),
-        mlflow_port=free_port(),
+        api_port=api_port,
+        mlflow_port=mlflow_port,
         extra_env={
             "AIRLOOP_HOME": str(root / "airloop"),
             "AIRLOOP_LAKE_URI": lake_uri,

@@ -1,4 +1,5 @@
-"""Pid files: a component is recognised by its start ticks, not by comparing wall clocks."""
+"""Pid files: a component is recognised by its start ticks, not by comparing wall clocks; and its
+heartbeat proves a live process even when the wall clock has stepped back."""
 
 from __future__ import annotations
 
@@ -101,3 +102,28 @@ def test_a_pid_file_without_ticks_falls_back_to_its_mtime(sleeper: subprocess.Po
     an_hour_ago = time.time() - 3600
     os.utime(home / "pids" / "scheduler.pid", (an_hour_ago, an_hour_ago))
     assert status_home(home) == {"scheduler": False}  # process newer than the file: a stranger
+
+
+def test_a_heartbeat_that_moves_proves_a_live_component_even_after_a_backwards_clock_step(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from include.runtime.stack import _heartbeat_problem
+
+    pid_file = tmp_path / "scheduler.pid"
+    _write_pid_file(pid_file, os.getpid())
+    hour_ahead = time.time() + 3600  # the pid file was written before the clock went back an hour
+    os.utime(pid_file, (hour_ahead, hour_ahead))
+
+    def health(beat: datetime) -> dict[str, object]:
+        return {"scheduler": {"status": "healthy", "latest_scheduler_heartbeat": beat.isoformat()}}
+
+    first = datetime.now(UTC)
+    beats: dict[str, str] = {}
+    assert "from a previous run" in str(_heartbeat_problem(health(first), "scheduler", pid_file, beats))
+    assert "from a previous run" in str(_heartbeat_problem(health(first), "scheduler", pid_file, beats))
+    assert _heartbeat_problem(health(first + timedelta(seconds=5)), "scheduler", pid_file, beats) is None
+    # without the memory of a first beat, only the (stepped) wall clock decides
+    assert _heartbeat_problem(health(first + timedelta(seconds=5)), "scheduler", pid_file) is not None
+    # and a heartbeat newer than the pid file is this incarnation's at once
+    later = datetime.fromtimestamp(hour_ahead + 1, UTC)
+    assert _heartbeat_problem(health(later), "scheduler", pid_file, {}) is None

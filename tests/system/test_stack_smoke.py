@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from include.runtime.stack import (
     create_postgres_database,
     down,
     drop_postgres_database,
+    free_port_block,
     status_home,
 )
 from include.runtime.supervisor import RestartPolicy, Supervisor
@@ -62,29 +62,6 @@ airloop_stack_smoke()
 '''
 
 
-def _free_port_block(size: int = 3) -> int:
-    """A port P with P..P+size-1 free (API server + the two log-server ports derived from it)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
-        if base + size > 65535:
-            continue
-        try:
-            socks = []
-            for port in range(base, base + size):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block found")
-
-
 @dataclass
 class Smoke:
     stack: Stack
@@ -113,7 +90,7 @@ def smoke(tmp_path: Path, smoke_db_url: str) -> Iterator[Smoke]:
     stack = Stack(
         home=tmp_path / "home",
         db_url=smoke_db_url,
-        api_port=_free_port_block(),
+        api_port=free_port_block(),
         mlflow_port=None,
         dags_folder=dags,
         plugins_folder=tmp_path / "plugins",
