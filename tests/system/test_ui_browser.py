@@ -240,10 +240,22 @@ def test_airloop_view_links_and_trigger_form_in_the_browser(
     dialog.get_by_text("Hyperparameter search budget").scroll_into_view_if_needed()
     _shot(page, "06-train-trigger-form")
     dialog.get_by_test_id("trigger-dag-submit").click()
-    conf = client.new_run(f"{MODEL}__train", before, timeout=60)["conf"]  # the form created a run
+    run = client.new_run(f"{MODEL}__train", before, timeout=60)  # the form created a run
+    conf = run["conf"]
     assert conf["reason"] == "browser test: trigger form" and conf["search_budget"] == 1
     assert conf["estimator"] == "logistic_regression"
     context.close()
+
+    # the form's choices reach the training (and the run does not outlive this test)
+    assert client.wait_dag_run(f"{MODEL}__train", run["dag_run_id"], timeout=600) == "success"
+    from mlflow import MlflowClient
+
+    mlflow = MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url)
+    experiment = mlflow.get_experiment_by_name(f"airloop-{MODEL}")
+    trained = mlflow.search_runs(
+        [experiment.experiment_id], filter_string="tags.`airloop.reason` LIKE '%browser test: trigger form%'"
+    )
+    assert [(r.info.status, r.data.tags["airloop.estimator"]) for r in trained] == [("FINISHED", "logistic_regression")]
 
     if os.environ.get("AIRLOOP_DOCS_SCREENSHOTS") == "1":
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
