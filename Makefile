@@ -14,9 +14,12 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
 install: $(VENV)/.synced          ## the locked environment (uv.lock), installed once
 
-$(VENV)/.synced: pyproject.toml uv.lock
+# --compile-bytecode: this machine's environment sets PYTHONDONTWRITEBYTECODE=1, so without
+# .pyc files written at install every process compiled what it imported from source
+# (`import airflow.sdk` 5.9 s instead of 2.8 s) - every Airflow component, task and CLI call.
+$(VENV)/.synced: pyproject.toml uv.lock Makefile
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || $(PY) -m pip install --quiet --user uv || $(PY) -m pip install --quiet uv
-	$(UV) sync --frozen --python $(PY)
+	$(UV) sync --frozen --compile-bytecode --python $(PY)
 	@touch $@
 
 demo: install                      ## start Airflow + MLflow and replay the demo (README command 1)
