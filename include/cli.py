@@ -354,9 +354,11 @@ def _watch(stack: Any) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print("watching: a component that exits is restarted (after 0.1 s, doubling to 60 s while it keeps", flush=True)
-    print("exiting). Ctrl-C stops watching and leaves the stack running; `make down` stops it.", flush=True)
     supervisor = Supervisor(stack)
+    policy = supervisor.policy
+    print(f"watching: a component that exits is restarted (after {policy.first_delay_s} s, doubling to "
+          f"{policy.max_delay_s:.0f} s while it keeps exiting).", flush=True)  # fmt: skip
+    print("Ctrl-C stops watching and leaves the stack running; `make down` stops it.", flush=True)
     supervisor.run(stop)
     print(f"stopped watching; restarts: {supervisor.restarts or 'none'}", flush=True)
 

@@ -192,6 +192,7 @@ def test_down_stops_the_supervisor_first_so_nothing_comes_back(tmp_path: Path) -
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
         assert out.strip().splitlines()[-1] == "stopped watching; restarts: {'worker': 1}"
+        assert "restarted (after 0.1 s, doubling to 60 s while it keeps exiting)" in out  # the policy in force
         assert not _alive(second)
         time.sleep(0.5)  # ten supervisor polls: nothing restarts it
         assert watched.status() == {"worker": False}
