@@ -1,4 +1,5 @@
-# The airloop project image: Airflow 3.3.2 + the locked dependencies + dags/, plugins/, include/.
+# The airloop project image: Airflow 3.3.2 + the locked dependencies + dags/, plugins/, include/
+# and devstack/ (the `airloop` entry point and the compose preflight; the image runs no dev stack).
 # One image for every Airflow component, the `airloop <step>` CLI and the MLflow server of the
 # compose stack (docs/deployment.md).
 #
@@ -33,9 +34,10 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airf
 
 # The code. PYTHONPATH=/opt/airflow makes /opt/airflow/include the one copy that runs, for the
 # dag-processor, the workers and the CLI alike; installing the project (without dependencies)
-# adds the `airloop` command.
+# adds the `airloop` command, whose entry point is devstack/cli.py (it also holds the preflight).
 COPY --chown=50000:0 pyproject.toml README.md /opt/airflow/
 COPY --chown=50000:0 include/ /opt/airflow/include/
+COPY --chown=50000:0 devstack/ /opt/airflow/devstack/
 COPY --chown=50000:0 plugins/ /opt/airflow/plugins/
 COPY --chown=50000:0 dags/ /opt/airflow/dags/
 RUN pip install --no-cache-dir --no-deps /opt/airflow \

@@ -33,11 +33,11 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=2, help="hyperparameter trials per training")
     args = parser.parse_args()
 
+    from devstack.api import AirflowClient
+    from devstack.demo import drift_to_champion
+    from devstack.stack import throwaway_stack
     from include.datasets.ingest import land_day
     from include.lake import Lake, Zone
-    from include.runtime.api import AirflowClient
-    from include.runtime.loop import drift_to_champion
-    from include.runtime.stack import throwaway_stack
     from include.spec import get_spec
 
     spec = get_spec("flights")

@@ -21,8 +21,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    from include.runtime.api import AirflowClient
-    from include.runtime.stack import Stack
+    from devstack.api import AirflowClient
+    from devstack.stack import Stack
 
     stack = Stack(home=ROOT / ".airloop" / "stack")
     drift = next(

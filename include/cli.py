@@ -1,4 +1,4 @@
-"""``airloop``: one entry point per step (what a container runs) plus the embedded runtime.
+"""``airloop``: one entry point per step (what a container runs), spec check and replay.
 
     airloop spec check                       validate every spec in the specs folder
     airloop ingest --spec flights --ds 2013-01-01
@@ -6,11 +6,11 @@
                                              the other pipeline steps (`airloop <step> -h`); what
                                              an operator runs with execution="docker"
     airloop infer-contract --data FILE --spec flights [--out contract.yaml]
-    airloop up | down | status               the embedded stack (Airflow on SQLite + MLflow)
-    airloop demo [--days 42]                 up, then the whole loop over the first weeks of data
     airloop replay --spec flights --from 2013-01-01 --to 2013-12-29 [--policy drift|calendar|frozen]
 
 Every step prints one JSON object (its result) on stdout; logs go to stderr.
+The embedded stack's commands (up, down, status, demo, airflow, preflight) are added to this
+parser by devstack/cli.py, whose ``main`` is the ``airloop`` entry point.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,53 +36,6 @@ def _state_home() -> Path:
     from include.lake import default_state_dir
 
     return default_state_dir()
-
-
-def _metadata_db(choice: str) -> str | None:
-    """Airflow's metadata DB for ``--db``: ``sqlite`` (None), ``postgres`` (a database of this
-    state folder on the local server), a SQLAlchemy URL, or ``auto``: PostgreSQL when one answers on
-    127.0.0.1:5432, else SQLite. SQLite cannot take concurrent writers: a backfill created
-    while the scheduler runs can fail (HTTP 503) and has crashed the scheduler, so the demo
-    prefers PostgreSQL."""
-    import secrets
-
-    from include.runtime.stack import local_postgres_database
-
-    if choice == "sqlite":
-        return None
-    if "://" in choice:
-        return choice
-    # one database per state folder, named in it: deleting .airloop/ starts over here too
-    marker = _state_home() / "stack" / "postgres-database"
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"airloop_{secrets.token_hex(4)}\n")
-    url = local_postgres_database(marker.read_text().strip())
-    if url is None and choice == "postgres":
-        raise SystemExit("--db postgres: no PostgreSQL answers on 127.0.0.1:5432 (user postgres)")
-    if url is None:
-        print("note: no PostgreSQL on 127.0.0.1:5432, Airflow runs on SQLite (fine to look around;", flush=True)
-        print("      long backfills need PostgreSQL: see docs/operations.md)", flush=True)
-    return url
-
-
-def _stack(args: argparse.Namespace) -> Any:
-    from include.lake import default_lake_uri
-    from include.runtime.stack import Stack
-    from include.spec import specs_dir
-
-    home = _state_home()
-    return Stack(
-        home=home / "stack",
-        db_url=_metadata_db(args.db),
-        api_port=args.port,
-        mlflow_port=args.mlflow_port,
-        extra_env={
-            "AIRLOOP_HOME": str(home),
-            "AIRLOOP_LAKE_URI": default_lake_uri(),
-            "AIRLOOP_SPECS_DIR": str(specs_dir()),
-        },
-    )
 
 
 def cmd_spec_check(args: argparse.Namespace) -> int:
@@ -335,83 +288,6 @@ def cmd_infer_contract(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from include.runtime.stack import up
-
-    stack = up(_stack(args))
-    if args.watch:
-        _watch(stack)
-    return 0
-
-
-def _watch(stack: Any) -> None:
-    """Restart components that exit until Ctrl-C or SIGTERM; the stack keeps running after."""
-    import signal
-    import threading
-
-    from include.runtime.supervisor import Supervisor
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    supervisor = Supervisor(stack)
-    policy = supervisor.policy
-    print(f"watching: a component that exits is restarted (after {policy.first_delay_s} s, doubling to "
-          f"{policy.max_delay_s:.0f} s while it keeps exiting).", flush=True)  # fmt: skip
-    print("Ctrl-C stops watching and leaves the stack running; `make down` stops it.", flush=True)
-    supervisor.run(stop)
-    print(f"stopped watching; restarts: {supervisor.restarts or 'none'}", flush=True)
-
-
-def cmd_down(args: argparse.Namespace) -> int:
-    from include.runtime.stack import down
-
-    down(_state_home() / "stack")
-    print("stopped")
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from include.runtime.stack import status_home
-
-    status = status_home(_state_home() / "stack")
-    _print(status)
-    return 0 if status and all(status.values()) else 1
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the stack and run the whole loop over the first weeks of the demo data."""
-    from mlflow import MlflowClient
-
-    from include.datasets.source import prepared_source
-    from include.runtime.api import AirflowClient
-    from include.runtime.loop import run_demo_loop
-    from include.runtime.stack import up
-    from include.spec import get_spec
-
-    spec = get_spec(args.spec)
-    print(f"[1/4] preparing the {spec.name} source (once) ...", flush=True)
-    prepared_source(spec)
-    print("[2/4] starting Airflow (API server, scheduler, dag-processor, triggerer) and MLflow ...", flush=True)
-    stack = up(_stack(args))
-    print(f"      Airflow UI: {stack.api_url} (user {stack.username}, password {stack.password})", flush=True)
-    print(f"      MLflow UI:  {stack.mlflow_url}", flush=True)
-    client = AirflowClient.for_stack(stack)
-    if stack.mlflow_url is None:
-        raise RuntimeError("the demo needs the stack's MLflow server (it was started without one)")
-    print(f"[3/4] running the loop over {args.days} days from {spec.dataset.start} ...", flush=True)
-    summary = run_demo_loop(client, spec, stack.mlflow_url, days=args.days, budget=args.budget)
-    print(f"[4/4] done in {summary.seconds:.0f} s. DAG runs by state:", flush=True)
-    _print(summary.states)
-    print("model versions (MLflow registry):", flush=True)
-    _print(summary.versions)
-    aliases = MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url).get_registered_model(spec.name).aliases
-    print(f"aliases: {aliases}")
-    print(f"Open {stack.api_url} (DAG runs, Assets graph, the airloop view) and {stack.mlflow_url}; stop: make down")
-    failed = {step: n.get("failed", 0) for step, n in summary.states.items() if n.get("failed")}
-    return 1 if failed or summary.champion is None else 0
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     """The loop day by day without the scheduler, under several retraining policies."""
     from include.replay import POLICIES, ReplaySettings, replay
@@ -439,7 +315,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """The ``airloop`` parser; ``extra(subparsers)`` adds more commands (devstack/cli.py)."""
     parser = argparse.ArgumentParser(prog="airloop", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -476,46 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--publish-key", help="publish the report to the lake as reports/<model>/replay/<key>__*")
     rep.add_argument("--lake", default=None, help="with --publish-key: lake URI (default AIRLOOP_LAKE_URI)")
     rep.set_defaults(func=cmd_replay)
-
-    for name, func, text in (
-        ("up", cmd_up, "start the embedded stack"),
-        ("demo", cmd_demo, "start the stack and replay the demo"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--port", type=int, default=int(os.environ.get("AIRLOOP_API_PORT", "8080")))
-        p.add_argument("--mlflow-port", type=int, default=int(os.environ.get("AIRLOOP_MLFLOW_PORT", "5000")))
-        p.add_argument(
-            "--db",
-            default=os.environ.get("AIRLOOP_DB", "auto"),
-            help="Airflow metadata DB: auto (PostgreSQL on 127.0.0.1:5432 if it answers, else SQLite), "
-            "postgres, sqlite, or a SQLAlchemy URL (env AIRLOOP_DB)",
-        )
-        p.set_defaults(func=func)
-    sub.choices["up"].add_argument(
-        "--watch",
-        action="store_true",
-        help="stay in the foreground and restart any component that exits (Docker's restart: always)",
-    )
-    demo = sub.choices["demo"]
-    demo.add_argument("--spec", default="flights")
-    demo.add_argument("--days", type=int, default=42, help="days of data to run the loop over (default 42)")
-    demo.add_argument("--budget", type=int, default=2, help="hyperparameter trials per training (default 2)")
-    sub.add_parser("down", help="stop the embedded stack").set_defaults(func=cmd_down)
-    sub.add_parser("status", help="which components run").set_defaults(func=cmd_status)
-
-    def cmd_preflight(args: argparse.Namespace) -> int:
-        from include.runtime.preflight import main as preflight_main
-
-        return preflight_main()
-
-    sub.add_parser("preflight", help="refuse insecure deployment settings (exit 1 naming each variable)").set_defaults(
-        func=cmd_preflight
-    )
+    if extra is not None:
+        extra(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, extra: Callable[[Any], None] | None = None) -> int:
+    args = build_parser(extra).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         stream=sys.stderr,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from include.runtime.stack import free_port
+from devstack.stack import free_port
 from tests.mlflow_server import flights_lake, mlflow_server  # noqa: F401 (session fixtures for every test)
 
 ROOT = Path(__file__).resolve().parents[1]

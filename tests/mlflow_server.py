@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from include.runtime.stack import free_port
+from devstack.stack import free_port
 
 if TYPE_CHECKING:
     from include.lake import Lake

@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from include.runtime.preflight import PASSWORD_VARIABLES, SECRET_VARIABLES, check_environment
+from devstack.preflight import PASSWORD_VARIABLES, SECRET_VARIABLES, check_environment
 from tests.deploy.compose_file import (
     COMPOSE_FILE,
     MissingVariable,
@@ -249,9 +249,9 @@ def test_preflight_accepts_the_documented_env_and_sees_every_password(
         assert init_env[name] == env[name], name
         assert preflight_env[name] == env[name], name
     assert check_environment(init_env) == []
-    assert config["services"]["preflight"]["entrypoint"] == ["python", "-m", "include.runtime.preflight"]
+    assert config["services"]["preflight"]["entrypoint"] == ["python", "-m", "devstack.preflight"]
     init_script = config["services"]["airflow-init"]["command"][-1]
-    assert init_script.splitlines()[0] == "python -m include.runtime.preflight"
+    assert init_script.splitlines()[0] == "python -m devstack.preflight"
     assert init_script.index("preflight") < init_script.index("airflow db migrate")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from include.runtime.preflight import PASSWORD_VARIABLES, SECRET_VARIABLES, check_environment
+from devstack.preflight import PASSWORD_VARIABLES, SECRET_VARIABLES, check_environment
 from tests.deploy.compose_file import ENV_EXAMPLE, interpolate, load_raw, read_env_file, required_variables
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -85,6 +85,7 @@ def test_dockerfile_installs_the_lock_then_copies_the_code() -> None:
         "--chown=50000:0 requirements/image.txt /opt/airflow/requirements/image.txt",
         "--chown=50000:0 pyproject.toml README.md /opt/airflow/",
         "--chown=50000:0 include/ /opt/airflow/include/",
+        "--chown=50000:0 devstack/ /opt/airflow/devstack/",
         "--chown=50000:0 plugins/ /opt/airflow/plugins/",
         "--chown=50000:0 dags/ /opt/airflow/dags/",
     ]
@@ -128,6 +129,8 @@ def test_dockerignore_sends_only_the_code_and_never_dotenv() -> None:
         "dags/airloop_specs.py",
         "include/cli.py",
         "include/specs/flights.yaml",
+        "devstack/cli.py",
+        "devstack/preflight.py",
         "plugins/airloop/plugin.py",
     ):
         assert not _ignored(path, patterns), path

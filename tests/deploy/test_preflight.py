@@ -1,4 +1,4 @@
-"""include/runtime/preflight.py: good settings pass; each bad one fails naming its variable, never its value."""
+"""devstack/preflight.py: good settings pass; each bad one fails naming its variable, never its value."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from include.cli import main as airloop_main
-from include.runtime.preflight import (
+from devstack.cli import main as airloop_main
+from devstack.preflight import (
     PASSWORD_VARIABLES,
     SECRET_VARIABLES,
     Finding,
@@ -139,7 +139,7 @@ def test_ensure_secure_names_every_variable_and_no_value() -> None:
 
 def _run_module(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "include.runtime.preflight"],
+        [sys.executable, "-m", "devstack.preflight"],
         cwd=ROOT,
         env={"PATH": os.environ.get("PATH", ""), **env},
         capture_output=True,

@@ -58,7 +58,7 @@ def test_every_spec_field_is_documented_in_its_section_and_nothing_else() -> Non
 
 def test_every_airloop_variable_the_code_reads_is_documented() -> None:
     used: set[str] = set()
-    for folder in ("include", "plugins", "dags"):
+    for folder in ("include", "devstack", "plugins", "dags"):
         for path in (ROOT / folder).rglob("*.py"):
             used |= set(re.findall(r"\b(AIRLOOP_[A-Z0-9_]+)\b", path.read_text(encoding="utf-8")))
     table = DOC.split("## Environment variables", 1)[1].split("\n## ", 1)[0]

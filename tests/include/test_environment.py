@@ -57,7 +57,7 @@ def test_celery_workers_start_with_the_locked_celery_and_the_stack_settings(tmp_
     import subprocess
     import sys
 
-    from include.runtime.stack import Stack
+    from devstack.stack import Stack
 
     stack = Stack(home=tmp_path, db_url="postgresql+psycopg2://airflow@db.example:5432/meta", executor="CeleryExecutor",
                   celery_broker_url="redis://127.0.0.1:6379/3", celery_workers=("alpha", "beta"))  # fmt: skip

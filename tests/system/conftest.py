@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.api import AirflowClient
+from devstack.stack import Stack, throwaway_stack
 from include.lake import Lake
-from include.runtime.api import AirflowClient
-from include.runtime.stack import Stack, throwaway_stack
 
 
 @dataclass

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from include.runtime.stack import free_port
+from devstack.stack import free_port
 
 
 def _bin(name: str) -> str:

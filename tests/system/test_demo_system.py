@@ -1,7 +1,7 @@
 """The demo, as README's first command runs it, over six weeks of 2013 on a stack of its own.
 
 Real scheduler, dag-processor, triggerer and API server on a fresh PostgreSQL database, a real
-MLflow server, and :func:`include.runtime.loop.run_demo_loop` driving it through the REST API:
+MLflow server, and :func:`devstack.demo.run_demo_loop` driving it through the REST API:
 backfills of ingest and validate, a first training by hand, then a week at a time ingest,
 validate, score and monitor. Promotion and drift retraining happen only through asset events.
 Nothing is provoked here: the drift is the data's own (the replay of 2013 retrains in early
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from devstack.api import AirflowClient
+from devstack.demo import LOOP_DAGS, LoopSummary, run_demo_loop
+from devstack.stack import throwaway_stack
 from include.lake import Lake, Zone
-from include.runtime.api import AirflowClient
-from include.runtime.loop import LOOP_DAGS, LoopSummary, run_demo_loop
-from include.runtime.stack import throwaway_stack
 from include.scoring.shards import read_manifest
 from include.spec import get_spec
 

@@ -32,10 +32,10 @@ import psycopg2
 import pytest
 import yaml
 
+from devstack.api import AirflowClient
+from devstack.stack import Stack, create_postgres_database, throwaway_stack
+from devstack.supervisor import RestartPolicy, Supervisor
 from include.lake import Lake, S3Options, Zone
-from include.runtime.api import AirflowClient
-from include.runtime.stack import Stack, create_postgres_database, throwaway_stack
-from include.runtime.supervisor import RestartPolicy, Supervisor
 from include.scoring.score import PREDICTED_LABEL, SCORE
 from tests.conftest import ROOT
 from tests.mlflow_server import land_validated

@@ -861,7 +861,7 @@ def test_s3_wrong_credentials_fail_with_a_clear_error_and_write_nothing(
 
 
 def test_s3_endpoint_down_fails_fast_naming_the_object(s3_bucket: str) -> None:
-    from include.runtime.stack import free_port
+    from devstack.stack import free_port
 
     lake = Lake(f"s3://{s3_bucket}/lake", S3Options("test", "test", endpoint_url=f"http://127.0.0.1:{free_port()}",
                                                      max_attempts=2))  # fmt: skip

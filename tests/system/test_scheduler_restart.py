@@ -20,9 +20,9 @@ from typing import Any
 import psutil
 import pytest
 
+from devstack.api import AirflowClient
+from devstack.stack import throwaway_stack
 from include.lake import Lake, Zone
-from include.runtime.api import AirflowClient
-from include.runtime.stack import throwaway_stack
 
 pytestmark = pytest.mark.system
 

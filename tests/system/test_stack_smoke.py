@@ -1,7 +1,7 @@
 """The runtime harness itself: a real Airflow stack on a throwaway PostgreSQL DB runs a tiny DAG.
 
 The end-to-end test is self-contained (its own DB, home, dags folder and empty plugins folder,
-no MLflow) so it proves ``include.runtime`` independently of the project's DAGs and plugins.
+no MLflow) so it proves ``devstack`` independently of the project's DAGs and plugins.
 Timings and memory are printed (``-s`` or ``-rA`` shows them).
 """
 
@@ -20,8 +20,8 @@ import psutil
 import pytest
 import requests
 
-from include.runtime.api import AirflowClient
-from include.runtime.stack import (
+from devstack.api import AirflowClient
+from devstack.stack import (
     AIRFLOW_COMPONENTS,
     PROJECT_ROOT,
     Stack,
@@ -31,7 +31,7 @@ from include.runtime.stack import (
     free_port_block,
     status_home,
 )
-from include.runtime.supervisor import RestartPolicy, Supervisor
+from devstack.supervisor import RestartPolicy, Supervisor
 
 DAG_ID = "airloop_stack_smoke"
 DAG_SOURCE = '''

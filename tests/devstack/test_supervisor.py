@@ -18,13 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from include.runtime.stack import PROJECT_ROOT, Stack, StackError, down, supervisor_pid_file
-from include.runtime.supervisor import RestartPolicy, Supervisor
+from devstack.stack import PROJECT_ROOT, Stack, StackError, down, supervisor_pid_file
+from devstack.supervisor import RestartPolicy, Supervisor
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="pid files use /proc")
 
 STACK_CLASS = '''
-from include.runtime.stack import Stack
+from devstack.stack import Stack
 
 class OneProcessStack(Stack):
     """A stack whose only component, "worker", is a shell with a child (sleep) in its group."""
@@ -159,7 +159,7 @@ def test_the_time_a_restart_takes_does_not_count_as_running(
 
 SUPERVISOR_PROCESS = STACK_CLASS + textwrap.dedent("""
     import logging, sys
-    from include.cli import _watch  # what `airloop up --watch` runs once the stack is up
+    from devstack.cli import _watch  # what `airloop up --watch` runs once the stack is up
 
     logging.basicConfig(level=logging.INFO)
     stack = OneProcessStack(home=sys.argv[1], mlflow_port=None)

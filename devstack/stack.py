@@ -50,7 +50,7 @@ import requests
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_COMPONENTS: tuple[str, ...] = ("scheduler", "dag-processor", "triggerer", "api-server")
 MLFLOW = "mlflow"
 WORKER_PREFIX = "worker-"
@@ -359,6 +359,11 @@ class Stack:
                 str(self.mlflow_workers),
             ]
         raise StackError(f"unknown component {component!r}")
+
+    def airflow_cli(self, args: Sequence[str]) -> list[str]:
+        """Command line of Airflow's own CLI (``airflow <args>``); run with :meth:`env`, it talks to
+        this stack's database and sees its dags, plugins, secrets and settings (``airloop airflow``)."""
+        return [*_executable("airflow"), *args]
 
     def start(self, components: Iterable[str] | None = None) -> None:
         """Start components (default: the four Airflow ones, plus MLflow if managed).
@@ -754,7 +759,7 @@ def stop_home(home: Path, timeout: float = 30.0) -> None:
 
 
 def supervisor_pid_file(home: Path) -> Path:
-    """Where a running ``airloop up --watch`` (:mod:`include.runtime.supervisor`) records itself;
+    """Where a running ``airloop up --watch`` (:mod:`devstack.supervisor`) records itself;
     outside ``pids/``: it is not a component."""
     return Path(home) / "supervisor.pid"
 

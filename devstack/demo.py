@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from include.runtime.api import AirflowClient
+from devstack.api import AirflowClient
 from include.spec import ModelSpec
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 The compose stack (``docker-compose.yaml``) runs this first, as its own one-shot ``preflight``
 service that every other service waits for, and again at the top of ``airflow-init``:
 
-    python -m include.runtime.preflight        # exit 0: OK; exit 1: one line per problem
+    python -m devstack.preflight        # exit 0: OK; exit 1: one line per problem
 
 It checks the environment it is given, so it names the variables exactly as they are written in
 ``.env``: an empty or malformed Fernet key, an empty, short or well-known JWT/API secret, and any

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from include.runtime.stack import _start_ticks, _write_pid_file, status_home, stop_home
+from devstack.stack import _start_ticks, _write_pid_file, status_home, stop_home
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="start ticks come from /proc")
 
@@ -107,7 +107,7 @@ def test_a_pid_file_without_ticks_falls_back_to_its_mtime(sleeper: subprocess.Po
 def test_a_heartbeat_that_moves_proves_a_live_component_even_after_a_backwards_clock_step(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from include.runtime.stack import _heartbeat_problem
+    from devstack.stack import _heartbeat_problem
 
     pid_file = tmp_path / "scheduler.pid"
     _write_pid_file(pid_file, os.getpid())

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from include.runtime.api import AirflowClient, DagRunError
+from devstack.api import AirflowClient, DagRunError
 
 
 class ScriptedClient(AirflowClient):
@@ -74,7 +74,7 @@ class FlakySession(requests.Session):
 
 
 def _flaky_client(failures: list[Exception], monkeypatch: pytest.MonkeyPatch) -> tuple[AirflowClient, FlakySession]:
-    monkeypatch.setattr("include.runtime.api.time.sleep", lambda s: None)
+    monkeypatch.setattr("devstack.api.time.sleep", lambda s: None)
     client = AirflowClient("http://127.0.0.1:9")
     client._token = "signed-in"
     client.session = FlakySession(failures)

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from include.runtime.stack import (
+from devstack.stack import (
     Stack,
     StackError,
     _leader,

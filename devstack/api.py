@@ -20,7 +20,7 @@ from urllib.parse import quote
 import requests
 
 if TYPE_CHECKING:
-    from include.runtime.stack import Stack
+    from devstack.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class AirflowClient:
 
     @classmethod
     def for_stack(cls, stack: Stack, **kwargs: Any) -> AirflowClient:
-        """Client for a :class:`~include.runtime.stack.Stack` (its URL and admin credentials)."""
+        """Client for a :class:`~devstack.stack.Stack` (its URL and admin credentials)."""
         return cls(stack.api_url, stack.username, stack.password, **kwargs)
 
     @classmethod
