@@ -100,6 +100,18 @@ def test_dockerfile_installs_the_lock_then_copies_the_code() -> None:
     assert not [keyword for keyword, _ in instructions if keyword == "ADD"]
 
 
+def test_image_copies_every_package_the_wheel_builds_and_the_airloop_entry_point() -> None:
+    """`pip install /opt/airflow` builds the wheel from what was copied: a package left out breaks
+    the build, and with it `airloop` (the Docker-mode steps) and the compose preflight."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    assert packages == ["include", "devstack"]
+    copied = {args.split()[1].rstrip("/") for keyword, args in _instructions() if keyword == "COPY"}
+    assert set(packages) <= copied
+    entry = project["project"]["scripts"]["airloop"]
+    assert entry == "devstack.cli:main" and entry.split(".", 1)[0] in copied
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     ignored = False
     for pattern in patterns:
