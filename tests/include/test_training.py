@@ -18,18 +18,15 @@ from mlflow import MlflowClient
 
 from include.datasets.ingest import label_table
 from include.lake import Lake, Zone
+from include.model_io import TrainResult
+from include.names import CALIBRATION_ARTIFACT, ESTIMATORS, IMPORTANCE_ARTIFACT, ONNX_ARTIFACT, PROFILE_ARTIFACT
 from include.spec import get_spec
 from include.training.data import InsufficientDataError, TrainingData, assemble_training_data
-from include.training.onnx_export import SUPPORTED_ESTIMATORS, UnsupportedEstimatorError
+from include.training.onnx_export import UnsupportedEstimatorError
 from include.training.profile import OTHER_CATEGORY, bin_fractions, decile_edges, reference_profile
 from include.training.train import (
-    CALIBRATION_ARTIFACT,
     DEFAULT_PARAMS,
-    IMPORTANCE_ARTIFACT,
-    ONNX_ARTIFACT,
-    PROFILE_ARTIFACT,
     ParityError,
-    TrainResult,
     _candidates,
     slice_metric_key,
     train_model,
@@ -329,7 +326,7 @@ def test_same_data_and_spec_give_the_same_model(hgb: TrainResult, data: Training
     assert again.onnx_bytes == hgb.onnx_bytes
 
 
-@pytest.mark.parametrize("estimator", SUPPORTED_ESTIMATORS)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_onnx_parity_per_estimator(
     estimator: str,
     data: TrainingData,
