@@ -164,8 +164,8 @@ def registry_versions(
 ) -> tuple[VersionInfo | None, VersionInfo | None, list[VersionInfo]]:
     """``(champion, challenger, all versions newest first)`` from the MLflow registry.
 
-    Aliases come from ``get_registered_model`` (``search_model_versions`` leaves them empty,
-    TRAPS.md); champion and challenger carry their training runs' metrics, other versions the
+    Aliases come from ``get_registered_model`` (``search_model_versions`` leaves them empty);
+    champion and challenger carry their training runs' metrics, other versions the
     ``metric.*`` tags registration copied onto them. A model that was never registered gives
     ``(None, None, [])``.
     """

@@ -1,7 +1,7 @@
 """Exactly one retrain per drift decision, whatever Airflow does with the asset events.
 
-Airflow may merge several drift events into one run, replay one, or deliver one late
-(TRAPS.md). Each training run records the decision ids it answered in the tag
+Airflow may merge several drift events into one run, replay one, or deliver one late.
+Each training run records the decision ids it answered in the tag
 ``airloop.drift_decision_ids``; before training, the ids of the triggering events are checked
 against the runs already recorded, and only unanswered ones justify a new training.
 """
