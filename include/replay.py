@@ -215,13 +215,19 @@ def _train_and_gate(
 ) -> None:
     from include.registry.promotion import apply_decision, run_gate
     from include.training.job import train_challenger
+    from include.training.window import training_end
 
+    validated = lake.list_partitions(Zone.VALIDATED, spec.name)
+    # as the train operator picks it: a drift event names its day, a calendar run has its logical day
+    end = training_end(
+        validated, model=spec.name, event_days=(day,) if decisions else (), logical_day=day, where=lake.uri
+    )
     with _Timer(result, "train"):
         trained = train_challenger(
             spec,
             lake,
             uri,
-            day,
+            end,
             reason=reason,
             run_tags={Tag.STEP: "train", Tag.DAG_ID: DAG_ID, Tag.LOGICAL_DATE: day.isoformat()},
             decisions=decisions,
