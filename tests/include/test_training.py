@@ -26,6 +26,7 @@ from include.training.onnx_export import UnsupportedEstimatorError
 from include.training.profile import OTHER_CATEGORY, bin_fractions, decile_edges, reference_profile
 from include.training.train import (
     DEFAULT_PARAMS,
+    SEARCH_SPACES,
     ParityError,
     _candidates,
     slice_metric_key,
@@ -379,3 +380,7 @@ def test_parity_failure_raises_and_registers_nothing(data: TrainingData, mlflow_
     assert PROFILE_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}
     assert client.search_model_versions(f"run_id='{run_id}'") == []
     assert _counts(client)[1] == versions_before
+
+
+def test_every_estimator_has_default_parameters_and_a_search_space() -> None:
+    assert set(DEFAULT_PARAMS) == set(SEARCH_SPACES) == set(ESTIMATORS)
