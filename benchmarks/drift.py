@@ -12,7 +12,7 @@ import time, peak RSS, and for Evidently the per-column PSI compared with
   whose smallest non-empty fraction is <= 1e-4 are listed apart: Evidently fills those with
   ``min/1e6``, not 1e-4.
 - ours as decided on (decile bins of the reference profile): a different binning, so a
-  different number (TRAPS.md); the table shows how far apart they are.
+  different number; the table shows how far apart they are.
 
     .venv/bin/python benchmarks/drift.py [--rows 1000000] [--reference-rows 100000]
         [--evidently-timeout 330] [--fallback-rows 200000] [--default-method]

@@ -28,8 +28,7 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 from airloop.assets import model_asset
 from airloop.dag_defaults import dag_kwargs, valid_specs
 from airloop.operators.train import TrainModelOperator
-
-ESTIMATORS = ["hist_gradient_boosting", "logistic_regression", "random_forest"]
+from include.names import ESTIMATOR_TITLES, ESTIMATORS
 
 for spec in valid_specs():
     drift = model_asset(spec.name, "drift")
@@ -72,12 +71,8 @@ for spec in valid_specs():
             "estimator": Param(
                 spec.training.estimator,
                 type="string",
-                enum=ESTIMATORS,
-                values_display={
-                    "hist_gradient_boosting": "Histogram gradient boosting",
-                    "logistic_regression": "Logistic regression",
-                    "random_forest": "Random forest",
-                },
+                enum=list(ESTIMATORS),
+                values_display=dict(ESTIMATOR_TITLES),
                 title="Estimator",
                 description="Model family; all three export to ONNX with a parity check.",
             ),

@@ -26,13 +26,13 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, LakeError, Zone
+from include.names import CHALLENGER, CHAMPION, Tag
 
 if TYPE_CHECKING:
     from include.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 KEY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy")
 DRIFT_KIND = "drift"  # same folder as include.monitoring.monitor.DRIFT_KIND
 
@@ -164,8 +164,8 @@ def registry_versions(
 ) -> tuple[VersionInfo | None, VersionInfo | None, list[VersionInfo]]:
     """``(champion, challenger, all versions newest first)`` from the MLflow registry.
 
-    Aliases come from ``get_registered_model`` (``search_model_versions`` leaves them empty,
-    TRAPS.md); champion and challenger carry their training runs' metrics, other versions the
+    Aliases come from ``get_registered_model`` (``search_model_versions`` leaves them empty);
+    champion and challenger carry their training runs' metrics, other versions the
     ``metric.*`` tags registration copied onto them. A model that was never registered gives
     ``(None, None, [])``.
     """
@@ -200,10 +200,10 @@ def registry_versions(
             version=number,
             aliases=tuple(sorted(by_version.get(number, ()))),
             created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC) if mv.creation_timestamp else None,
-            estimator=tags.get("airloop.estimator"),
-            data_window=tags.get("airloop.data_window"),
-            reason=tags.get("airloop.trigger_reason") or tags.get("airloop.reason"),
-            gate=tags.get("airloop.gate"),
+            estimator=tags.get(Tag.ESTIMATOR),
+            data_window=tags.get(Tag.DATA_WINDOW),
+            reason=tags.get(Tag.TRIGGER_REASON) or tags.get(Tag.REASON),
+            gate=tags.get(Tag.GATE),
             run_id=mv.run_id or None,
             experiment_id=experiment_id,
             metrics={k: metrics[k] for k in sorted(metrics) if k in KEY_METRICS},

@@ -8,7 +8,7 @@ Layout under the lake root (``AIRLOOP_LAKE_URI``)::
 
 Design decision: we use ``pyarrow.fs`` for both local files and S3 instead of
 fsspec/s3fs. pyarrow is already required for Parquet, its S3 client streams ranged
-reads natively, and it keeps us out of the s3fs/aiobotocore/botocore pin war (TRAPS.md).
+reads natively, and it keeps us out of the s3fs/aiobotocore/botocore pin war (aiobotocore pins botocore to a narrow range that boto3 and the Amazon provider move past).
 
 Atomic publish: a writer streams into ``_tmp/<uuid>/`` and, only once the file is
 complete and closed, moves it to its final name. On a local filesystem the move is a
@@ -199,7 +199,7 @@ class Lake:
 
     # ---------------------------------------------------------------- reads
     def parquet_file(self, path: str, buffer_size: int = 1 << 20) -> pq.ParquetFile:
-        """Open a Parquet file for streaming (no whole-file pre-buffering: see TRAPS.md)."""
+        """Open a Parquet file for streaming (``pre_buffer=False``: pre-buffering fetches whole row groups ahead into memory)."""
         import pyarrow.parquet as pq
 
         try:

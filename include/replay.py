@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, Zone
+from include.names import CHAMPION, POLICIES, Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("drift", "calendar", "frozen")
 DAG_ID = "airloop_replay"
 
 
@@ -198,7 +198,7 @@ def _tracking_uri(folder: Path, spec: ModelSpec) -> str:
     client = MlflowClient(uri)
     name = f"airloop-{spec.name}"
     if client.get_experiment_by_name(name) is None:
-        client.create_experiment(name, artifact_location=(folder / "artifacts").as_uri(), tags={"airloop.model": name})
+        client.create_experiment(name, artifact_location=(folder / "artifacts").as_uri(), tags={Tag.MODEL: name})
     return uri
 
 
@@ -215,15 +215,21 @@ def _train_and_gate(
 ) -> None:
     from include.registry.promotion import apply_decision, run_gate
     from include.training.job import train_challenger
+    from include.training.window import training_end
 
+    validated = lake.list_partitions(Zone.VALIDATED, spec.name)
+    # as the train operator picks it: a drift event names its day, a calendar run has its logical day
+    end = training_end(
+        validated, model=spec.name, event_days=(day,) if decisions else (), logical_day=day, where=lake.uri
+    )
     with _Timer(result, "train"):
         trained = train_challenger(
             spec,
             lake,
             uri,
-            day,
+            end,
             reason=reason,
-            run_tags={"airloop.step": "train", "airloop.dag_id": DAG_ID, "airloop.logical_date": day.isoformat()},
+            run_tags={Tag.STEP: "train", Tag.DAG_ID: DAG_ID, Tag.LOGICAL_DATE: day.isoformat()},
             decisions=decisions,
             window_days=settings.window_days,
             search_budget=settings.search_budget,
@@ -306,13 +312,13 @@ def _replay_policy(
     last_train: date | None = None
     t0 = time.perf_counter()
     for n, day in enumerate(_days(first_day, settings.end), 1):
-        champion = current_alias(client, spec.name, "champion")
+        champion = current_alias(client, spec.name, CHAMPION)
         record = DayResult(day=day.isoformat(), champion=champion)
         result.days.append(record)
         if champion is None:  # the first model, trained on the eve of its first day: same for every policy
             _train_and_gate(spec, lake, uri, day - timedelta(days=1), settings, result, record, "replay: first model")
             last_train = day
-            champion = record.champion = current_alias(client, spec.name, "champion")
+            champion = record.champion = current_alias(client, spec.name, CHAMPION)
         arrived = arrivals.arrive(day)
         if champion is None:
             continue  # the gate refused the first model: try again tomorrow

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from include.names import Estimator, GateMode
+
 DEFAULT_SPECS_DIR = Path(__file__).parent / "specs"
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
 COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -196,7 +198,7 @@ class ContractSpec(_Strict):
 
 
 class TrainingSpec(_Strict):
-    estimator: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = "hist_gradient_boosting"
+    estimator: Estimator = "hist_gradient_boosting"
     window_days: int = Field(default=28, ge=2, le=3650)
     holdout_days: int = Field(default=7, ge=1, le=365)
     search_budget: int = Field(default=6, ge=1, le=200)
@@ -218,7 +220,7 @@ class TrainingSpec(_Strict):
 
 
 class GateSpec(_Strict):
-    mode: Literal["enabled", "dry_run", "disabled"] = "enabled"
+    mode: GateMode = "enabled"
     min_roc_auc: Fraction = 0.6
     max_regression: Fraction = 0.01
     min_gain: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -1,6 +1,6 @@
 """Drift of one day's data against the training-time reference profile, fast and exact.
 
-The decision numbers are computed here, not by Evidently (TRAPS.md: Evidently takes ~30 s for PSI
+The decision numbers are computed here, not by Evidently (Evidently takes ~30 s for PSI
 on 1M rows, drops NaNs, bins differently). Everything is vectorized numpy per column: no
 per-row Python. 1M rows x 25 columns take a few tenths of a second (``benchmarks/drift.py``).
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, LakeError, Zone
+from include.names import Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -66,11 +67,11 @@ def _reference(tracking_uri: str, model: str, version: int) -> tuple[dict[str, A
     """The reference profile logged by the version's training run, and the version's tags."""
     from mlflow import MlflowClient
 
-    from include.training.train import PROFILE_ARTIFACT
+    from include.names import PROFILE_ARTIFACT
 
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     tags = dict(client.get_model_version(model, str(version)).tags)
-    run_id = tags["airloop.training_run_id"]
+    run_id = tags[Tag.TRAINING_RUN_ID]
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
         return json.loads(Path(local).read_text()), tags
@@ -111,7 +112,7 @@ def _reference_frame(lake: Lake, spec: ModelSpec, tags: dict[str, str]) -> pd.Da
     """Raw rows of the version's holdout days (for the Evidently page people read)."""
     import pandas as pd
 
-    holdout = tags.get("airloop.holdout_days", "")
+    holdout = tags.get(Tag.HOLDOUT_DAYS, "")
     if ".." not in holdout:
         return None
     start, end = (date.fromisoformat(x) for x in holdout.split(".."))

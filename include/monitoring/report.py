@@ -4,7 +4,7 @@
 ``run(current_data=..., reference_data=...)``, current data first, both by keyword) on a bounded,
 seeded sample of each frame and returns the self-contained HTML page (~4 MB, works offline).
 
-Evidently traps guarded here (TRAPS.md), so the report never crashes the task:
+Evidently pitfalls guarded here, so the report never crashes the task:
 
 - a column that is empty or all-NaN (or only +-inf, which Evidently also treats as empty) in
   either sample raises ``ValueError`` inside Evidently: such columns are left out and listed in

@@ -11,7 +11,7 @@ ephemeral GX context over a pandas dataframe batch, and turns GX's result into o
 - an expectation that crashed (GX reports ``success=False`` with ``exception_info``) fails with the
   exception text in ``detail``.
 
-GX traps handled here (TRAPS.md): an empty batch passes most expectations, so ``row_count`` has a
+GX pitfalls handled here: an empty batch passes most expectations, so ``row_count`` has a
 floor of 1 row; range checks skip NaN, so a failed range reports its NaN count separately and leaves
 them to ``null_rate``; datetime bounds are ``Timestamp`` objects; pandas extension dtypes
 (``string``, ``Int64``, ``category``, Arrow-backed) are normalised to numpy/object first because
@@ -294,7 +294,7 @@ def _expectation(rule: Rule, present: Sequence[str], ds: date) -> Any:
         return gxe.ExpectColumnValuesToNotBeNull(column=column, meta=meta)
     if rule.kind == "time_in_partition":
         start, end = partition_window(ds)
-        # Bounds must be Timestamps, not strings (TRAPS.md); the day is half-open.
+        # Bounds must be Timestamps: GX compares string bounds as text. The day is half-open.
         return gxe.ExpectColumnValuesToBeBetween(
             column=column, min_value=pd.Timestamp(start), max_value=pd.Timestamp(end), strict_max=True, meta=meta
         )

@@ -14,7 +14,7 @@ whatever another writer set a moment before. Promotions are therefore serialized
    a window of a few milliseconds between the read and the write remains across hosts, which is
    why layer 1 is the real guarantee.
 
-Version numbers are ints over SQLite and strings over REST (TRAPS.md): everything here returns
+Version numbers are ints over SQLite and strings over REST: everything here returns
 ``int``. Aliases are read from ``get_registered_model(name).aliases`` because
 ``search_model_versions`` returns empty ``aliases``.
 """

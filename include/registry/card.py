@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Required, TypedDict, Unpack
 
+from include.names import TREE_ESTIMATORS
 from include.registry.gate import MIN_SLICE_ROWS, Comparison, Evaluation, GateDecision, fmt_number
 
-TREE_ESTIMATORS = {"hist_gradient_boosting", "random_forest"}
 LINEAGE_KEYS = ("run_id", "data_hash", "code_commit", "spec_hash", "dag_id", "dag_run_id")
 _METRICS = (
     ("roc_auc", "ROC AUC"),

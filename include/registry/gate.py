@@ -26,9 +26,11 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from include.names import GATE_MODES, GateMode
 
 if TYPE_CHECKING:
     from include.spec import GateSpec
@@ -37,8 +39,7 @@ log = logging.getLogger(__name__)
 
 MIN_SLICE_ROWS = 50
 CONFIDENCE = 0.95
-GateMode = Literal["enabled", "dry_run", "disabled"]
-MODES: tuple[GateMode, ...] = ("enabled", "dry_run", "disabled")
+MODES = GATE_MODES
 _MODE_BY_NAME: dict[str, GateMode] = {m: m for m in MODES}
 _EPS = 1e-15
 

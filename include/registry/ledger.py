@@ -24,8 +24,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from include.names import GATE_ACTIONS, GateAction
 from include.registry.gate import jsonable
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LEDGER_KIND = "ledger"
-Action = Literal["promote", "reject", "dry_run", "rollback", "approval_rejected"]
-ACTIONS: tuple[Action, ...] = ("promote", "reject", "dry_run", "rollback", "approval_rejected")
+Action = GateAction
+ACTIONS = GATE_ACTIONS
 
 
 class LedgerError(ValueError):

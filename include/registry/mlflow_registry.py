@@ -36,9 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from include.model_io import MISSING_CATEGORY, OUTPUT_NAMES, TrainResult
+from include.names import CHALLENGER, MODEL_ARTIFACT_NAME, Tag
 from include.spec import ModelSpec
-from include.training.onnx_export import MISSING_CATEGORY, OUTPUT_NAMES
-from include.training.train import TrainResult
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
-MODEL_ARTIFACT_NAME = "model"
 _GLOBAL_URI_LOCK = threading.RLock()  # re-entrant: a caller may hold it around whole jobs
 
 
@@ -125,7 +122,7 @@ def register_challenger(
             version = min(all_versions)
 
     _move_alias_forward(client, name, CHALLENGER, version)
-    client.set_tag(result.run_id, "airloop.registered_version", str(version))
+    client.set_tag(result.run_id, Tag.REGISTERED_VERSION, str(version))
     registered = RegisteredVersion(
         name=name, version=version, run_id=result.run_id, model_uri=f"models:/{name}/{version}"
     )
@@ -196,13 +193,13 @@ def load_onnx_bytes(tracking_uri: str, name: str, version: int | str) -> bytes:
 
 def _version_tags(result: TrainResult, tags: dict[str, str]) -> dict[str, str]:
     computed = {
-        "airloop.training_run_id": result.run_id,
-        "airloop.estimator": result.estimator,
-        "airloop.data_window": f"{result.window[0]}..{result.window[1]}",
-        "airloop.data_hash": result.data_hash,
-        "airloop.spec_hash": result.spec_hash,
-        "airloop.reason": result.reason,
-        "airloop.onnx_size_bytes": str(result.onnx_size_bytes),
+        Tag.TRAINING_RUN_ID: result.run_id,
+        Tag.ESTIMATOR: result.estimator,
+        Tag.DATA_WINDOW: f"{result.window[0]}..{result.window[1]}",
+        Tag.DATA_HASH: result.data_hash,
+        Tag.SPEC_HASH: result.spec_hash,
+        Tag.REASON: result.reason,
+        Tag.ONNX_SIZE_BYTES: str(result.onnx_size_bytes),
         **{f"metric.{k}": f"{v:.6g}" for k, v in result.metrics.items()},
         **{f"parity.{k}": f"{v:.6g}" for k, v in result.parity.items()},
     }
@@ -214,9 +211,7 @@ def _ensure_registered_model(client: MlflowClient, spec: ModelSpec) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        client.create_registered_model(
-            spec.name, tags={"airloop.owner": spec.owner}, description=spec.description or None
-        )
+        client.create_registered_model(spec.name, tags={Tag.OWNER: spec.owner}, description=spec.description or None)
         log.info("%s: created registered model", spec.name)
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
@@ -231,7 +226,7 @@ def _versions_of_run(client: MlflowClient, name: str, run_id: str) -> list[int]:
 def _check_run_registrable(client: MlflowClient, result: TrainResult) -> None:
     run = client.get_run(result.run_id)
     status = run.info.status
-    parity = run.data.tags.get("airloop.parity")
+    parity = run.data.tags.get(Tag.PARITY)
     if status != "FINISHED" or parity != "passed":
         raise RegistryError(
             f"{result.model}: run {result.run_id} is {status} with parity {parity!r}: "

@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from include.lake import Lake, Zone
+from include.names import CHALLENGER, CHAMPION, Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
-
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 class PromotionError(RuntimeError):
@@ -64,7 +63,7 @@ def onnx_scores(onnx_bytes: bytes, frame: pd.DataFrame, spec: ModelSpec) -> np.n
     """Positive-class probabilities from an onnxruntime session (one input per feature)."""
     import onnxruntime as ort
 
-    from include.training.onnx_export import onnx_inputs
+    from include.model_io import onnx_inputs
 
     features = spec.dataset.features
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -112,7 +111,7 @@ def run_gate(
     if champion == challenger:
         raise PromotionError(f"{spec.name}: version {challenger} is already the champion")
     tags = _tags(client, spec.name, challenger)
-    train_end = date.fromisoformat(tags["airloop.train_end"]) if tags.get("airloop.train_end") else None
+    train_end = date.fromisoformat(tags[Tag.TRAIN_END]) if tags.get(Tag.TRAIN_END) else None
     evalset = evaluation_set(spec, lake, train_end)
     labels = evalset.frame[spec.dataset.target.name].to_numpy()
     slices = {c: evalset.frame[c].astype(str).to_numpy() for c in spec.dataset.slice_columns}
@@ -233,9 +232,7 @@ def apply_decision(
     if not decision["promote"]:
         action: Literal["dry_run", "reject"] = "dry_run" if decision.get("mode") == "dry_run" else "reject"
         append_entry(lake, LedgerEntry(action=action, **base))
-        tag_version(
-            client, spec.name, challenger, {"airloop.gate": action, "airloop.gate_decision_id": decision["decision_id"]}
-        )
+        tag_version(client, spec.name, challenger, {Tag.GATE: action, Tag.GATE_DECISION_ID: decision["decision_id"]})
         return {"promoted": False, "action": action, "version": challenger, "champion": champion}
     if not approved:
         append_entry(lake, LedgerEntry(action="approval_rejected", **base))
@@ -244,9 +241,9 @@ def apply_decision(
             spec.name,
             challenger,
             {
-                "airloop.gate": "approval_rejected",
-                "airloop.rejected_by": approver or "",
-                "airloop.reject_reason": reason or "",
+                Tag.GATE: "approval_rejected",
+                Tag.REJECTED_BY: approver or "",
+                Tag.REJECT_REASON: reason or "",
             },
         )
         return {"promoted": False, "action": "approval_rejected", "version": challenger, "champion": champion}
@@ -258,19 +255,19 @@ def apply_decision(
         spec.name,
         challenger,
         {
-            "airloop.gate": "promoted",
-            "airloop.gate_decision_id": decision["decision_id"],
-            "airloop.promoted_at": when,
-            "airloop.promoted_by_dag_run": f"{dag_id}/{run_id}",
-            "airloop.previous_champion": str(champion or ""),
-            "airloop.approved_by": approver or ("not required" if approval is None else ""),
-            "airloop.gate_report": gate_report.get("report_json_uri", ""),
-            "airloop.evaluation_days": ",".join(gate_report["evaluation_days"]),
-            "airloop.gain_vs_champion": str((gate_report.get("comparison") or {}).get("gain", "")),
+            Tag.GATE: "promoted",
+            Tag.GATE_DECISION_ID: decision["decision_id"],
+            Tag.PROMOTED_AT: when,
+            Tag.PROMOTED_BY_DAG_RUN: f"{dag_id}/{run_id}",
+            Tag.PREVIOUS_CHAMPION: str(champion or ""),
+            Tag.APPROVED_BY: approver or ("not required" if approval is None else ""),
+            Tag.GATE_REPORT: gate_report.get("report_json_uri", ""),
+            Tag.EVALUATION_DAYS: ",".join(gate_report["evaluation_days"]),
+            Tag.GAIN_VS_CHAMPION: str((gate_report.get("comparison") or {}).get("gain", "")),
         },
     )
     if champion is not None:
-        tag_version(client, spec.name, champion, {"airloop.demoted_at": when, "airloop.replaced_by": str(challenger)})
+        tag_version(client, spec.name, champion, {Tag.DEMOTED_AT: when, Tag.REPLACED_BY: str(challenger)})
     card_uri = write_model_card(spec, lake, client, gate_report, approver=approver)
     append_entry(lake, LedgerEntry(action="promote", **base))
     return {"promoted": True, "action": "promote", "version": challenger, "champion": champion, "model_card": card_uri}
@@ -292,7 +289,7 @@ def write_model_card(
     from include.registry.card import model_card_html, model_card_markdown
 
     tags = gate_report["challenger_tags"]
-    window = tuple(tags.get("airloop.data_window", "?..?").split(".."))
+    window = tuple(tags.get(Tag.DATA_WINDOW, "?..?").split(".."))
     version = gate_report["challenger_version"]
     inputs: dict[str, Any] = {
         "model": spec.name,
@@ -303,14 +300,14 @@ def write_model_card(
         "decision": gate_report["decision"],
         "champion": gate_report["champion"],
         "comparison": gate_report["comparison"],
-        "estimator": tags.get("airloop.estimator"),
+        "estimator": tags.get(Tag.ESTIMATOR),
         "label_delay_days": spec.dataset.label_delay_days,
         "owner": spec.owner,
         "lineage": {
-            "training run": tags.get("airloop.training_run_id"),
-            "data hash": tags.get("airloop.data_hash"),
-            "code commit": tags.get("airloop.code_commit"),
-            "dag run": f"{tags.get('airloop.dag_id')}/{tags.get('airloop.dag_run_id')}",
+            "training run": tags.get(Tag.TRAINING_RUN_ID),
+            "data hash": tags.get(Tag.DATA_HASH),
+            "code commit": tags.get(Tag.CODE_COMMIT),
+            "dag run": f"{tags.get(Tag.DAG_ID)}/{tags.get(Tag.DAG_RUN_ID)}",
             "approved by": approver or "no approval required",
             "evaluated on": ", ".join(gate_report["evaluation_days"]),
         },
@@ -319,7 +316,7 @@ def write_model_card(
     html = model_card_html(**inputs)
     lake.write_bytes(lake.report_path(spec.name, "cards", f"v{version}.md"), markdown.encode())
     uri = lake.write_bytes(lake.report_path(spec.name, "cards", f"v{version}.html"), html.encode())
-    run_id = tags.get("airloop.training_run_id")
+    run_id = tags.get(Tag.TRAINING_RUN_ID)
     if run_id:
         with tempfile.TemporaryDirectory() as tmp:
             for name, text in (("model_card.md", markdown), ("model_card.html", html)):
@@ -360,8 +357,8 @@ def rollback(
     client.get_model_version(spec.name, str(target_version))  # fails clearly if it does not exist
     move_alias_cas(client, spec.name, CHAMPION, target_version, expected_current=current)
     when = now.isoformat()
-    tag_version(client, spec.name, target_version, {"airloop.restored_at": when, "airloop.restore_reason": reason})
-    tag_version(client, spec.name, current, {"airloop.rolled_back_at": when, "airloop.rollback_reason": reason})
+    tag_version(client, spec.name, target_version, {Tag.RESTORED_AT: when, Tag.RESTORE_REASON: reason})
+    tag_version(client, spec.name, current, {Tag.ROLLED_BACK_AT: when, Tag.ROLLBACK_REASON: reason})
     append_entry(
         lake,
         LedgerEntry(

@@ -1,7 +1,7 @@
 """The serving contract: what a model takes, and which rows it may score.
 
 Two checks happen before any row reaches onnxruntime, because onnxruntime itself checks
-almost nothing (TRAPS.md): it scores ``inf`` as probability 1.0, and a wrong input type
+almost nothing: it scores ``inf`` as probability 1.0, and a wrong input type
 fails only deep inside a run.
 
 * :func:`check_signature` compares the ONNX model's inputs with the spec's features

@@ -1,7 +1,7 @@
 """Exactly one retrain per drift decision, whatever Airflow does with the asset events.
 
-Airflow may merge several drift events into one run, replay one, or deliver one late
-(TRAPS.md). Each training run records the decision ids it answered in the tag
+Airflow may merge several drift events into one run, replay one, or deliver one late.
+Each training run records the decision ids it answered in the tag
 ``airloop.drift_decision_ids``; before training, the ids of the triggering events are checked
 against the runs already recorded, and only unanswered ones justify a new training.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-DECISIONS_TAG = "airloop.drift_decision_ids"
+from include.names import Tag
 
 
 def answered_decisions(tracking_uri: str, model: str, decision_ids: Iterable[str]) -> set[str]:
@@ -25,7 +25,7 @@ def answered_decisions(tracking_uri: str, model: str, decision_ids: Iterable[str
     for decision in decision_ids:
         runs = client.search_runs(
             [experiment.experiment_id],
-            filter_string=f"tags.`{DECISIONS_TAG}` LIKE '%{decision}%' AND attributes.status != 'FAILED'",
+            filter_string=f"tags.`{Tag.DRIFT_DECISION_IDS}` LIKE '%{decision}%' AND attributes.status != 'FAILED'",
             max_results=1,
         )
         if runs:

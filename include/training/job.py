@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from include.names import Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -57,19 +58,18 @@ def train_challenger(
     """
     from include.registry.mlflow_registry import register_challenger
     from include.training.data import assemble_training_data
-    from include.training.dedupe import DECISIONS_TAG
     from include.training.train import train_model
 
     data = assemble_training_data(spec, lake, end, window_days=window_days or spec.training.window_days)
     log.info("training %s on %s..%s: %s", spec.name, data.window[0], data.window[1], data.counts)
     tags = {
         **(run_tags or {}),
-        "airloop.trigger_reason": reason,
-        "airloop.spec_hash": spec.spec_hash(),
+        Tag.TRIGGER_REASON: reason,
+        Tag.SPEC_HASH: spec.spec_hash(),
         # the promotion gate evaluates on labelled days after the last training day
-        "airloop.train_end": data.train_days[-1].isoformat(),
-        "airloop.holdout_days": f"{data.holdout_days[0].isoformat()}..{data.holdout_days[-1].isoformat()}",
-        DECISIONS_TAG: ",".join(decisions or []),
+        Tag.TRAIN_END: data.train_days[-1].isoformat(),
+        Tag.HOLDOUT_DAYS: f"{data.holdout_days[0].isoformat()}..{data.holdout_days[-1].isoformat()}",
+        Tag.DRIFT_DECISION_IDS: ",".join(decisions or []),
     }
     result = train_model(
         spec,

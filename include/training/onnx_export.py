@@ -33,25 +33,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from include.model_io import OUTPUT_NAMES, onnx_inputs, prepare_features
+from include.names import ESTIMATORS, Estimator
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-MISSING_CATEGORY = "__missing__"
-"""Stands for a missing categorical value in training and at scoring time."""
-
-SUPPORTED_ESTIMATORS: tuple[str, ...] = (
-    "hist_gradient_boosting",
-    "logistic_regression",
-    "random_forest",
-)
-_ESTIMATOR_CLASSES = {
+_ESTIMATOR_CLASSES: dict[str, Estimator] = {
     "HistGradientBoostingClassifier": "hist_gradient_boosting",
     "LogisticRegression": "logistic_regression",
     "RandomForestClassifier": "random_forest",
 }
-OUTPUT_NAMES = ("label", "probabilities")
 
 
 class OnnxExportError(RuntimeError):
@@ -118,9 +112,7 @@ def build_pipeline(
         numeric_step = SimpleImputer(strategy="median")
         model = RandomForestClassifier(**kwargs)
     else:
-        raise UnsupportedEstimatorError(
-            f"unsupported estimator {estimator!r}; expected one of {', '.join(SUPPORTED_ESTIMATORS)}"
-        )
+        raise UnsupportedEstimatorError(f"unsupported estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
     transformers: list[tuple[str, Any, list[str]]] = []
     if numeric:
         transformers.append(("numeric", numeric_step, numeric))
@@ -130,39 +122,6 @@ def build_pipeline(
         transformers.append(("categorical", encoder, categorical))
     preprocess = ColumnTransformer(transformers, remainder="drop")
     return Pipeline([("preprocess", preprocess), ("model", model)])
-
-
-def prepare_features(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
-    """The feature columns as training and sklearn scoring must see them.
-
-    Numerics become float64 (NaN kept); categoricals become ``str`` with None/NaN/pd.NA
-    replaced by :data:`MISSING_CATEGORY`, exactly as :func:`onnx_inputs` feeds ONNX.
-    """
-    import pandas as pd
-
-    numeric, categorical = list(numeric), list(categorical)
-    _require_columns(frame, [*numeric, *categorical])
-    out = pd.DataFrame(index=frame.index)
-    for col in numeric:
-        out[col] = _numeric(frame[col]).astype("float64")
-    for col in categorical:
-        out[col] = _categorical(frame[col])
-    return out
-
-
-def onnx_inputs(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> dict[str, np.ndarray]:
-    """One array per input: float32 ``(n, 1)`` for numerics, object ``(n, 1)`` of str for
-    categoricals (missing -> :data:`MISSING_CATEGORY`)."""
-    import numpy as np
-
-    numeric, categorical = list(numeric), list(categorical)
-    _require_columns(frame, [*numeric, *categorical])
-    feeds: dict[str, np.ndarray] = {}
-    for col in numeric:
-        feeds[col] = _numeric(frame[col]).astype(np.float32).reshape(-1, 1)
-    for col in categorical:
-        feeds[col] = _categorical(frame[col]).to_numpy(dtype=object).reshape(-1, 1)
-    return feeds
 
 
 # --------------------------------------------------------------------------- export
@@ -340,29 +299,6 @@ def _check_columns(numeric: list[str], categorical: list[str]) -> None:
     dupes = sorted({c for c in everything if everything.count(c) > 1})
     if dupes:
         raise ValueError(f"columns listed twice: {dupes}")
-
-
-def _require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise KeyError(f"frame lacks feature columns {missing}")
-
-
-def _numeric(series: pd.Series) -> np.ndarray:
-    import numpy as np
-    import pandas as pd
-
-    # to_numeric + na_value: nullable Int64/Float64 and pd.NA become float NaN.
-    values = pd.to_numeric(series, errors="raise")
-    return np.asarray(values.to_numpy(dtype="float64", na_value=np.nan))
-
-
-def _categorical(series: pd.Series) -> pd.Series:
-    import pandas as pd
-
-    missing = series.isna()
-    text = series.astype(object).where(~missing, MISSING_CATEGORY)
-    return pd.Series([str(v) for v in text], index=series.index, dtype=object)
 
 
 def _decide(proba: np.ndarray, threshold: float) -> np.ndarray:

@@ -41,14 +41,22 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from include.model_io import TrainResult
+from include.names import (
+    CALIBRATION_ARTIFACT,
+    ESTIMATORS,
+    IMPORTANCE_ARTIFACT,
+    ONNX_ARTIFACT,
+    PROFILE_ARTIFACT,
+    SLICES_ARTIFACT,
+    Tag,
+)
 from include.spec import ModelSpec
 from include.training.data import TrainingData, frame_hash
 from include.training.onnx_export import (
-    SUPPORTED_ESTIMATORS,
     ParityReport,
     UnsupportedEstimatorError,
     build_pipeline,
@@ -71,12 +79,7 @@ VALIDATION_FRACTION = 0.2
 MIN_SLICE_ROWS = 50
 IMPORTANCE_MAX_ROWS = 5000
 IMPORTANCE_REPEATS = 3
-ONNX_ARTIFACT = "candidate/model.onnx"
-PROFILE_ARTIFACT = "reference_profile.json"
-SLICES_ARTIFACT = "slice_metrics.json"
 SLICE_METRICS_IN_MLFLOW = ("roc_auc", "rows")
-IMPORTANCE_ARTIFACT = "plots/feature_importance.png"
-CALIBRATION_ARTIFACT = "plots/calibration.png"
 SLICE_SEPARATOR = "__slice__"
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -124,74 +127,6 @@ class ParityError(TrainingError):
         self.run_id = run_id
 
 
-@dataclass(frozen=True, eq=False)
-class TrainResult:
-    """What a training produced. :meth:`to_summary` is the JSON-able part (for XCom)."""
-
-    model: str
-    run_id: str
-    experiment_id: str
-    estimator: str
-    params: dict[str, Any]
-    metrics: dict[str, float]
-    slice_metrics: dict[str, dict[str, float]]
-    slices_skipped: int
-    parity: dict[str, float]
-    counts: dict[str, int]
-    window: tuple[str, str]
-    data_hash: str
-    spec_hash: str
-    search: dict[str, Any]
-    timings: dict[str, float]
-    feature_importance: dict[str, float]
-    tags: dict[str, str]
-    reason: str
-    onnx_artifact: str = ONNX_ARTIFACT
-    onnx_size_bytes: int = 0
-    onnx_bytes: bytes | None = field(default=None, repr=False)
-    reference_profile: dict[str, Any] = field(default_factory=dict, repr=False)
-    pipeline: Any = field(default=None, repr=False)
-    """The fitted sklearn pipeline (in-process only; never serialized)."""
-
-    _SUMMARY_FIELDS: ClassVar[tuple[str, ...]] = (
-        "model",
-        "run_id",
-        "experiment_id",
-        "estimator",
-        "params",
-        "metrics",
-        "slice_metrics",
-        "slices_skipped",
-        "parity",
-        "counts",
-        "window",
-        "data_hash",
-        "spec_hash",
-        "search",
-        "timings",
-        "feature_importance",
-        "tags",
-        "reason",
-        "onnx_artifact",
-        "onnx_size_bytes",
-    )
-
-    def to_summary(self) -> dict[str, Any]:
-        """Small and JSON-able: no ONNX bytes, no profile (it is the run's ``reference_profile.json``)."""
-        summary = {name: getattr(self, name) for name in self._SUMMARY_FIELDS}
-        summary["window"] = list(self.window)
-        summary["profile_artifact"] = PROFILE_ARTIFACT
-        return summary
-
-    @classmethod
-    def from_summary(cls, summary: dict[str, Any]) -> TrainResult:
-        """Rebuild a result from :meth:`to_summary` (e.g. in a later task); ``onnx_bytes`` is
-        ``None`` and is read from the run's ``onnx_artifact`` when needed."""
-        values = {name: summary[name] for name in cls._SUMMARY_FIELDS}
-        values["window"] = (str(summary["window"][0]), str(summary["window"][1]))
-        return cls(**values)
-
-
 def slice_metric_key(metric: str, column: str, value: str) -> str:
     """``roc_auc__slice__origin.JFK``: MLflow rejects ``=`` in metric names."""
     return f"{metric}{SLICE_SEPARATOR}{column}.{_metric_safe(value)}"
@@ -226,9 +161,9 @@ def train_model(
     from mlflow import MlflowClient
 
     estimator = estimator or spec.training.estimator
-    if estimator not in SUPPORTED_ESTIMATORS:
+    if estimator not in ESTIMATORS:
         raise UnsupportedEstimatorError(
-            f"{spec.name}: unsupported estimator {estimator!r}; expected one of {', '.join(SUPPORTED_ESTIMATORS)}"
+            f"{spec.name}: unsupported estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}"
         )
     if data.model != spec.name:
         raise ValueError(f"training data is for model {data.model!r}, spec is {spec.name!r}")
@@ -252,13 +187,13 @@ def train_model(
     window = (data.window[0].isoformat(), data.window[1].isoformat())
     run_tags = {
         **{str(k): str(v) for k, v in tags.items()},
-        "airloop.model": spec.name,
-        "airloop.estimator": estimator,
-        "airloop.data_window": f"{window[0]}..{window[1]}",
-        "airloop.data_hash": data.data_hash,
-        "airloop.spec_hash": spec.spec_hash(),
-        "airloop.reason": reason,
-        "airloop.seed": str(seed),
+        Tag.MODEL: spec.name,
+        Tag.ESTIMATOR: estimator,
+        Tag.DATA_WINDOW: f"{window[0]}..{window[1]}",
+        Tag.DATA_HASH: data.data_hash,
+        Tag.SPEC_HASH: spec.spec_hash(),
+        Tag.REASON: reason,
+        Tag.SEED: str(seed),
     }
     run = client.create_run(experiment_id, run_name=f"train {spec.name} {window[1]}", tags=run_tags)
     run_id = run.info.run_id
@@ -361,9 +296,9 @@ def train_model(
                 f"label agreement {report.label_agreement:.6f} (min {gate.parity_label_agreement:.6f}, "
                 f"{report.label_flips} flips), max |diff| {report.max_abs_diff:.3g}; run {run_id}"
             )
-            client.set_tag(run_id, "airloop.parity", "failed")
+            client.set_tag(run_id, Tag.PARITY, "failed")
             raise ParityError(message, report, run_id)
-        client.set_tag(run_id, "airloop.parity", "passed")
+        client.set_tag(run_id, Tag.PARITY, "passed")
 
         t0 = time.perf_counter()
         profile = reference_profile(data.holdout, spec, proba)
@@ -559,7 +494,7 @@ def _search(
         trial_run = client.create_run(
             experiment_id,
             run_name=f"trial {index}",
-            tags={"mlflow.parentRunId": parent_id, "airloop.trial": str(index), "airloop.estimator": estimator},
+            tags={"mlflow.parentRunId": parent_id, Tag.TRIAL: str(index), Tag.ESTIMATOR: estimator},
         )
         trial_id = trial_run.info.run_id
         with _run_failure_guard(client, trial_id):
@@ -570,7 +505,7 @@ def _search(
                 pipeline.fit(x_fit, y_fit)
             except ValueError as exc:  # an invalid combination of parameters: record it, go on
                 log.warning("%s: trial %s %s failed: %s", spec.name, index, candidate, exc)
-                client.set_tag(trial_id, "airloop.error", str(exc)[:500])
+                client.set_tag(trial_id, Tag.ERROR, str(exc)[:500])
                 client.set_terminated(trial_id, "FAILED")
                 trials.append({"index": index, "run_id": trial_id, "params": candidate, "val_roc_auc": None})
                 continue
@@ -674,7 +609,7 @@ def _experiment_id(client: MlflowClient, name: str, model: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return str(client.create_experiment(name, tags={"airloop.model": model}))
+            return str(client.create_experiment(name, tags={Tag.MODEL: model}))
         except MlflowException:
             experiment = client.get_experiment_by_name(name)  # created concurrently
             if experiment is None:
@@ -699,7 +634,7 @@ def _run_failure_guard(client: MlflowClient, run_id: str) -> Iterator[None]:
         yield
     except BaseException as exc:
         try:
-            client.set_tag(run_id, "airloop.error", f"{type(exc).__name__}: {exc}"[:5000])
+            client.set_tag(run_id, Tag.ERROR, f"{type(exc).__name__}: {exc}"[:5000])
             client.set_terminated(run_id, "FAILED")
         except Exception:  # the original error matters more than the bookkeeping
             log.warning("could not mark run %s as failed", run_id, exc_info=True)

@@ -1,7 +1,7 @@
 """Every asset of the loop, declared once. Events carry ``extra`` (partition, version, ...).
 
 Consumers reconcile events against their own records: Airflow may merge or skip events
-under load (TRAPS.md), so an event is a wake-up call, not a work item count.
+under load, so an event is a wake-up call, not a work item count.
 """
 
 from __future__ import annotations

@@ -55,13 +55,14 @@ def logical_day(context: Any) -> date | None:
 def run_tags(context: Any, step: str) -> dict[str, str]:
     """Lineage tags for MLflow: dag, run, logical date, step, code commit."""
     from include.lineage import code_commit
+    from include.names import Tag
 
     ti = context.get("ti")
     day = logical_day(context)
     return {
-        "airloop.step": step,
-        "airloop.dag_id": str(getattr(ti, "dag_id", "") or ""),
-        "airloop.dag_run_id": str(context.get("run_id") or ""),
-        "airloop.logical_date": day.isoformat() if day else "",
-        "airloop.code_commit": code_commit(),
+        Tag.STEP: step,
+        Tag.DAG_ID: str(getattr(ti, "dag_id", "") or ""),
+        Tag.DAG_RUN_ID: str(context.get("run_id") or ""),
+        Tag.LOGICAL_DATE: day.isoformat() if day else "",
+        Tag.CODE_COMMIT: code_commit(),
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from include.names import ESTIMATORS, GATE_MODES
 from include.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +55,19 @@ def test_every_spec_field_is_documented_in_its_section_and_nothing_else() -> Non
     for section in nested:
         expected = {n.split(".", 1)[1] for n in _fields(ModelSpec) if n.startswith(f"{section}.")}
         assert _documented(sections[section]) == expected, section
+
+
+def _choices(section: str, field: str) -> set[str]:
+    """The backticked values of a field's row, after its name: default and alternatives."""
+    for line in _sections()[section].splitlines():
+        if line.startswith(f"| `{field}` |"):
+            return set(re.findall(r"`([^`]+)`", line.split("|", 2)[2]))
+    raise AssertionError(f"docs/configuration.md: no row for `{field}` in section `{section}`")
+
+
+def test_documented_choices_are_the_declared_names() -> None:
+    assert _choices("training", "estimator") == set(ESTIMATORS)
+    assert _choices("gate", "mode") == set(GATE_MODES)
 
 
 def test_every_airloop_variable_the_code_reads_is_documented() -> None:

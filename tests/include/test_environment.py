@@ -40,7 +40,7 @@ def test_stack_imports_together() -> None:
     ]
     loaded = {name: importlib.import_module(name) for name in modules}
     assert set(loaded) == set(modules)
-    # evidently 0.7 breaks under pandas 3 (TRAPS.md): the pin must hold
+    # evidently 0.7 fails to import under pandas 3: the pin must hold
     assert int(loaded["pandas"].__version__.split(".")[0]) < 3
     from evidently import Report  # noqa: F401  (fails if evidently cannot import under this pandas)
 

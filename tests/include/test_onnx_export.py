@@ -12,18 +12,16 @@ from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingCla
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
+from include.model_io import MISSING_CATEGORY, onnx_inputs, prepare_features
+from include.names import ESTIMATORS
 from include.training import onnx_export
 from include.training.onnx_export import (
-    MISSING_CATEGORY,
-    SUPPORTED_ESTIMATORS,
     OnnxExportError,
     ParityReport,
     UnsupportedEstimatorError,
     build_pipeline,
     export_onnx,
-    onnx_inputs,
     parity,
-    prepare_features,
 )
 
 NUMERIC = ["distance", "hour", "temp", "wind"]
@@ -81,7 +79,7 @@ def fitted(data: dict) -> dict[str, Pipeline]:
     features = prepare_features(data["train"], NUMERIC, CATEGORICAL)
     return {
         est: build_pipeline(est, NUMERIC, CATEGORICAL, PARAMS[est], seed=7).fit(features, data["y"])
-        for est in SUPPORTED_ESTIMATORS
+        for est in ESTIMATORS
     }
 
 
@@ -158,7 +156,7 @@ def test_onnx_inputs_names_missing_columns() -> None:
 # --------------------------------------------------------------------------- export + parity
 
 
-@pytest.mark.parametrize("estimator", SUPPORTED_ESTIMATORS)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_export_graph_interface(estimator: str, exported: dict[str, bytes]) -> None:
     model = onnx.load_from_string(exported[estimator])
     onnx.checker.check_model(model)
@@ -173,7 +171,7 @@ def test_export_graph_interface(estimator: str, exported: dict[str, bytes]) -> N
     assert "ZipMap" not in {node.op_type for node in model.graph.node}
 
 
-@pytest.mark.parametrize("estimator", SUPPORTED_ESTIMATORS)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_parity_on_unseen_category_and_nans(
     estimator: str, data: dict, fitted: dict[str, Pipeline], exported: dict[str, bytes]
 ) -> None:
@@ -192,7 +190,7 @@ def test_parity_on_unseen_category_and_nans(
     assert 0.1 < (proba >= 0.5).mean() < 0.9
 
 
-@pytest.mark.parametrize("estimator", SUPPORTED_ESTIMATORS)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_parity_on_rows_with_missing_values_only(
     estimator: str, data: dict, fitted: dict[str, Pipeline], exported: dict[str, bytes]
 ) -> None:

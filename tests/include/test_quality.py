@@ -217,7 +217,7 @@ def test_numbers_as_strings_fail_dtype(day: pd.DataFrame) -> None:
 def test_all_nan_column_fails_null_rate(day: pd.DataFrame) -> None:
     result = validate_partition(SPEC, day.assign(pressure=np.nan), DS)
     assert not result.passed
-    # the range check skips NaN (TRAPS.md): the null-rate rule is the one that catches it
+    # GX range checks skip NaN: the null-rate rule is the one that catches it
     assert failed(result) == ([("null_rate:pressure", "pressure")], [])
     assert outcome(result, "null_rate:pressure").observed == {"null_rate": 1.0, "nulls": 914, "rows": 914}
     assert outcome(result, "range:pressure").success

@@ -17,8 +17,9 @@ import yaml
 from mlflow import MlflowClient
 
 from include.lake import Lake
+from include.model_io import TrainResult, onnx_inputs, prepare_features
+from include.names import CHALLENGER
 from include.registry.mlflow_registry import (
-    CHALLENGER,
     RegisteredVersion,
     RegistryError,
     get_alias_version,
@@ -27,8 +28,8 @@ from include.registry.mlflow_registry import (
 )
 from include.spec import get_spec
 from include.training.data import TrainingData, assemble_training_data
-from include.training.onnx_export import onnx_inputs, parity, prepare_features
-from include.training.train import TrainResult, train_model
+from include.training.onnx_export import parity
+from include.training.train import train_model
 
 SPEC = get_spec("flights")
 END = date(2013, 1, 25)

@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from include.datasets.ingest import land_day
 from include.lake import Lake, Zone
+from include.model_io import onnx_inputs, prepare_features
 from include.scoring import score as score_module
 from include.scoring.contract import (
     InputSchemaError,
@@ -52,7 +53,7 @@ from include.scoring.shards import (
     verify_partition,
 )
 from include.spec import FeaturesSpec, ModelSpec, get_spec
-from include.training.onnx_export import build_pipeline, export_onnx, onnx_inputs, prepare_features
+from include.training.onnx_export import build_pipeline, export_onnx
 
 SPEC = get_spec("flights")
 NUMERIC = SPEC.dataset.features.numeric

@@ -18,18 +18,16 @@ from mlflow import MlflowClient
 
 from include.datasets.ingest import label_table
 from include.lake import Lake, Zone
+from include.model_io import TrainResult
+from include.names import CALIBRATION_ARTIFACT, ESTIMATORS, IMPORTANCE_ARTIFACT, ONNX_ARTIFACT, PROFILE_ARTIFACT
 from include.spec import get_spec
 from include.training.data import InsufficientDataError, TrainingData, assemble_training_data
-from include.training.onnx_export import SUPPORTED_ESTIMATORS, UnsupportedEstimatorError
+from include.training.onnx_export import UnsupportedEstimatorError
 from include.training.profile import OTHER_CATEGORY, bin_fractions, decile_edges, reference_profile
 from include.training.train import (
-    CALIBRATION_ARTIFACT,
     DEFAULT_PARAMS,
-    IMPORTANCE_ARTIFACT,
-    ONNX_ARTIFACT,
-    PROFILE_ARTIFACT,
+    SEARCH_SPACES,
     ParityError,
-    TrainResult,
     _candidates,
     slice_metric_key,
     train_model,
@@ -329,7 +327,7 @@ def test_same_data_and_spec_give_the_same_model(hgb: TrainResult, data: Training
     assert again.onnx_bytes == hgb.onnx_bytes
 
 
-@pytest.mark.parametrize("estimator", SUPPORTED_ESTIMATORS)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_onnx_parity_per_estimator(
     estimator: str,
     data: TrainingData,
@@ -382,3 +380,7 @@ def test_parity_failure_raises_and_registers_nothing(data: TrainingData, mlflow_
     assert PROFILE_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}
     assert client.search_model_versions(f"run_id='{run_id}'") == []
     assert _counts(client)[1] == versions_before
+
+
+def test_every_estimator_has_default_parameters_and_a_search_space() -> None:
+    assert set(DEFAULT_PARAMS) == set(SEARCH_SPACES) == set(ESTIMATORS)
