@@ -3,8 +3,8 @@
 A spec is loaded with :func:`load_spec` (one file) or :func:`load_specs` (a folder,
 ``AIRLOOP_SPECS_DIR`` or ``include/specs/``). Every error is a :class:`SpecError` whose
 message names the file, the field and what was expected, so a user can fix the YAML
-without reading code. This module imports only pydantic and PyYAML: DAG files load
-specs at parse time and must stay fast.
+without reading code. This module imports only pydantic, PyYAML and the constants of
+:mod:`include.names`: DAG files load specs at parse time and must stay fast.
 """
 
 from __future__ import annotations

@@ -729,27 +729,8 @@ def compute_drift(
             _categorical_drift(column, entry, series, spec, null_warn, null_alert, min_category_fraction, enough)
         )
 
-    prediction = None
     score_values = None if scores is None else np.asarray(scores, dtype=np.float64).ravel()
-    score_key = next((key for key in ("scores", "score") if key in reference_profile), None)
-    if score_values is not None and score_key is not None:
-        entry = reference_profile[score_key]
-        inner, expected = _inner_edges(entry, score_key)
-        counts, _ = _bin_counts(score_values, inner, right_closed)
-        value = psi(expected, counts) if counts.sum() else math.nan
-        ks_stat, ks_p = math.nan, math.nan
-        if "sample" in entry:
-            subset = score_values
-            if score_values.shape[0] > ks_max_rows:
-                subset = score_values[np.sort(rng.choice(score_values.shape[0], ks_max_rows, replace=False))]
-            ks_stat, ks_p = _ks(entry["sample"], subset)
-        prediction = PredictionDrift(
-            psi=float(value),
-            status=_level(value, spec.warn, spec.alert) if enough else "insufficient_data",
-            n=int(counts.sum()),
-            ks_statistic=ks_stat,
-            ks_pvalue=ks_p,
-        )
+    prediction = _prediction_drift(reference_profile, score_values, spec, enough, right_closed, ks_max_rows, rng)
 
     perf = drop = None
     if score_values is not None and labels is not None:
@@ -784,6 +765,39 @@ def compute_drift(
             "null_alert": null_alert,
             "min_rows": spec.min_rows,
         },
+    )
+
+
+def _prediction_drift(
+    reference_profile: Mapping[str, Any],
+    score_values: np.ndarray | None,
+    spec: DriftSpec,
+    enough: bool,
+    right_closed: bool,
+    ks_max_rows: int,
+    rng: np.random.Generator,
+) -> PredictionDrift | None:
+    """PSI (and KS, when the profile keeps a score sample) of the day's scores against the
+    profile's score bins; ``None`` without scores or without a score profile."""
+    score_key = next((key for key in ("scores", "score") if key in reference_profile), None)
+    if score_values is None or score_key is None:
+        return None
+    entry = reference_profile[score_key]
+    inner, expected = _inner_edges(entry, score_key)
+    counts, _ = _bin_counts(score_values, inner, right_closed)
+    value = psi(expected, counts) if counts.sum() else math.nan
+    ks_stat, ks_p = math.nan, math.nan
+    if "sample" in entry:
+        subset = score_values
+        if score_values.shape[0] > ks_max_rows:
+            subset = score_values[np.sort(rng.choice(score_values.shape[0], ks_max_rows, replace=False))]
+        ks_stat, ks_p = _ks(entry["sample"], subset)
+    return PredictionDrift(
+        psi=float(value),
+        status=_level(value, spec.warn, spec.alert) if enough else "insufficient_data",
+        n=int(counts.sum()),
+        ks_statistic=ks_stat,
+        ks_pvalue=ks_p,
     )
 
 

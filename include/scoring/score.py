@@ -309,7 +309,11 @@ def _parquet_writer(lake: Lake, path: str, schema: pa.Schema) -> Iterator[pq.Par
             writer.close()
 
 
-def _open_source(lake: Lake, path: str, spec: ModelSpec) -> tuple[Any, pq.ParquetFile]:
+def _open_source(
+    lake: Lake, path: str, spec: ModelSpec, ds: date, row_range: tuple[int, int] | None
+) -> tuple[Any, pq.ParquetFile]:
+    """The source file's handle and reader, once its schema holds the spec's features and
+    ``row_range`` (if any) lies inside its rows; :class:`ScoringError` otherwise."""
     import pyarrow.parquet as pq
 
     try:
@@ -329,6 +333,11 @@ def _open_source(lake: Lake, path: str, spec: ModelSpec) -> tuple[Any, pq.Parque
             buffer_size=READ_BUFFER,
             read_dictionary=list(spec.dataset.features.categorical),
         )
+        num_rows = parquet.metadata.num_rows
+        if row_range is not None and not 0 <= row_range[0] <= row_range[1] <= num_rows:
+            raise ScoringError(
+                f"{spec.name} {ds}: row range {row_range} is outside the {num_rows} rows of {lake.to_uri(path)}"
+            )
     except Exception:
         handle.close()
         raise
@@ -391,13 +400,15 @@ def score_partition(
     Raises :class:`~include.scoring.contract.SignatureMismatchError` before reading any row
     if the model does not fit the spec, :class:`~include.scoring.contract.InputSchemaError`
     if the partition lacks a feature, :class:`ScoringError` for a bad ``row_range``.
-    """
-    import pyarrow as pa
 
+    Stages: open and check the source -> :func:`_stream_batches` (check, score, write in order)
+    -> :func:`_output_metadata` on the data file -> publish (the writers' exits) -> the report.
+    The source handle, both writers and the pool stay in this one function (~90 lines): they
+    are nested contexts whose exit order is the publish order.
+    """
     started = time.perf_counter()
     batch_size = batch_size or spec.scoring.batch_size
     threads = threads or spec.scoring.threads
-    threshold = spec.training.threshold
     model = spec.name
     if output_path is None:
         out_path = lake.partition_file(zone, model, ds)
@@ -407,19 +418,11 @@ def score_partition(
 
     session = make_session(onnx_bytes, 1)
     check_signature(session, spec)
-    source_path = lake.partition_file(source_zone, model, ds)
-    handle, parquet = _open_source(lake, source_path, spec)
+    handle, parquet = _open_source(lake, lake.partition_file(source_zone, model, ds), spec, ds, row_range)
     with contextlib.closing(handle):
         num_rows = parquet.metadata.num_rows
-        if row_range is not None:
-            start, end = row_range
-            if not 0 <= start <= end <= num_rows:
-                raise ScoringError(
-                    f"{model} {ds}: row range {row_range} is outside the {num_rows} rows of {lake.to_uri(source_path)}"
-                )
         schema = output_schema(parquet.schema_arrow, spec)
         rej_schema = rejects_schema(parquet.schema_arrow, spec)
-        passthrough = list(dict.fromkeys([*spec.dataset.key_columns, spec.dataset.time_column]))
         log.info(
             "scoring %s %s rows %s of %s with %s v%s (batch %s, %s threads) -> %s",
             model,
@@ -441,59 +444,21 @@ def score_partition(
             _parquet_writer(lake, rej_path, rej_schema) as rejects,
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="airloop-score") as pool,
         ):
-            out = _Output(writer, schema, threshold, [model_name, int(model_version), run_id, ds])
-            pending: deque[tuple[Future[np.ndarray], pa.RecordBatch]] = deque()
-            rows_in = batches = 0
-            reasons: Counter[str] = Counter()
-            try:
-                for batch in iter_row_range(parquet, source_columns(spec), batch_size, row_range):
-                    verdict = check_rows(batch, spec)
-                    if verdict.rejected:
-                        keep = verdict.scoreable
-                        bad = batch.filter(pa.array(~keep)).append_column(REJECT_REASON, verdict.reasons())
-                        rejects.write_table(pa.Table.from_batches([bad]).select(rej_schema.names).cast(rej_schema))
-                        reasons.update(verdict.counts())
-                        feeds = batch_feeds(batch, spec, rows=keep)
-                        kept = batch.select(passthrough).filter(pa.array(keep))
-                    else:
-                        feeds = batch_feeds(batch, spec)
-                        kept = batch.select(passthrough)
-                    pending.append((pool.submit(score_feeds, session, feeds), kept))
-                    rows_in += batch.num_rows
-                    batches += 1
-                    # Keep every worker busy plus one batch ready; write results in order.
-                    while len(pending) > threads:
-                        out.write(*_done(pending.popleft()))
-                    if batches % LOG_EVERY_BATCHES == 0:
-                        elapsed = time.perf_counter() - started
-                        log.info(
-                            "%s %s: %s rows read in %.1f s (%.0f rows/s), %s rejected",
-                            model,
-                            ds,
-                            rows_in,
-                            elapsed,
-                            rows_in / elapsed,
-                            sum(reasons.values()),
-                        )
-                while pending:
-                    out.write(*_done(pending.popleft()))
-            except BaseException:
-                for future, _ in pending:
-                    future.cancel()
-                raise
-            rejected = rows_in - out.rows
-            metadata = {
-                "model": model,
-                "ds": ds.isoformat(),
-                "model_name": model_name,
-                "model_version": str(int(model_version)),
-                "run_id": run_id,
-                "rows_in": str(rows_in),
-                "rows_scored": str(out.rows),
-                "rows_rejected": str(rejected),
-                "reject_reasons": json.dumps(dict(sorted(reasons.items()))),
-                "row_range": json.dumps(list(row_range) if row_range else None),
-            }
+            out = _Output(writer, schema, spec.training.threshold, [model_name, int(model_version), run_id, ds])
+            streamed = _stream_batches(
+                spec,
+                ds,
+                parquet,
+                session,
+                out,
+                _Rejects(rejects, rej_schema),
+                pool,
+                threads,
+                batch_size,
+                row_range,
+                started,
+            )
+            metadata = _output_metadata(spec, ds, model_name, model_version, run_id, streamed, out.rows, row_range)
             writer.add_key_value_metadata({META_PREFIX + k: v for k, v in metadata.items()})
             if output_path is None:
                 # A manifest left by an earlier sharded publish would describe another file:
@@ -501,18 +466,47 @@ def score_partition(
                 _delete_if_exists(lake, f"{lake.partition_dir(zone, model, ds)}/{MANIFEST_FILE}")
             # Contexts exit innermost first: rejects are published just before data.parquet.
 
+    return _report(
+        lake,
+        spec,
+        ds,
+        (out_path, rej_path),
+        (model_name, int(model_version), run_id),
+        streamed,
+        out,
+        row_range,
+        started,
+    )
+
+
+def _report(
+    lake: Lake,
+    spec: ModelSpec,
+    ds: date,
+    paths: tuple[str, str],
+    source: tuple[str, int, str],
+    streamed: _Streamed,
+    out: _Output,
+    row_range: tuple[int, int] | None,
+    started: float,
+) -> ScoreReport:
+    """The run's :class:`ScoreReport` (``paths``: predictions and rejects; ``source``: model
+    name, version and run id), logged."""
+    out_path, rej_path = paths
+    model_name, model_version, run_id = source
     seconds = time.perf_counter() - started
+    rows_in = streamed.rows_in
     report = ScoreReport(
-        model=model,
+        model=spec.name,
         ds=ds.isoformat(),
         rows_in=rows_in,
         rows_scored=out.rows,
-        rows_rejected=rejected,
-        reject_reasons=dict(sorted(reasons.items())),
+        rows_rejected=rows_in - out.rows,
+        reject_reasons=dict(sorted(streamed.reasons.items())),
         output_uri=lake.to_uri(out_path),
         rejects_uri=lake.to_uri(rej_path),
         model_name=model_name,
-        model_version=int(model_version),
+        model_version=model_version,
         run_id=run_id,
         seconds=seconds,
         rows_per_s=rows_in / seconds if seconds > 0 else 0.0,
@@ -520,15 +514,15 @@ def score_partition(
         score_mean=out.score_sum / out.rows if out.rows else None,
         positive_rate=out.positives / out.rows if out.rows else None,
         row_range=row_range,
-        batches=batches,
+        batches=streamed.batches,
     )
     log.info(
         "scored %s %s: %s rows in, %s scored, %s rejected %s, %.2f s (%.0f rows/s), peak RSS %.0f MB -> %s",
-        model,
+        spec.name,
         ds,
         rows_in,
         out.rows,
-        rejected,
+        report.rows_rejected,
         report.reject_reasons or "",
         seconds,
         report.rows_per_s,
@@ -536,6 +530,113 @@ def score_partition(
         report.output_uri,
     )
     return report
+
+
+@dataclass(frozen=True)
+class _Rejects:
+    """Where rejected rows go: the rejects writer and its schema."""
+
+    writer: pq.ParquetWriter
+    schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class _Streamed:
+    """What the batch loop read: rows, batches and reject counts by reason."""
+
+    rows_in: int
+    batches: int
+    reasons: dict[str, int]
+
+
+def _stream_batches(
+    spec: ModelSpec,
+    ds: date,
+    parquet: pq.ParquetFile,
+    session: ort.InferenceSession,
+    out: _Output,
+    rejects: _Rejects,
+    pool: ThreadPoolExecutor,
+    threads: int,
+    batch_size: int,
+    row_range: tuple[int, int] | None,
+    started: float,
+) -> _Streamed:
+    """Check every batch of the range, write its rejects, score the rest on ``pool`` and write
+    the scores in input order. At most ``threads + 1`` batches wait in memory."""
+    passthrough = list(dict.fromkeys([*spec.dataset.key_columns, spec.dataset.time_column]))
+    pending: deque[tuple[Future[np.ndarray], pa.RecordBatch]] = deque()
+    rows_in = batches = 0
+    reasons: Counter[str] = Counter()
+    try:
+        for batch in iter_row_range(parquet, source_columns(spec), batch_size, row_range):
+            feeds, kept = _feeds_and_kept(batch, spec, passthrough, rejects, reasons)
+            pending.append((pool.submit(score_feeds, session, feeds), kept))
+            rows_in += batch.num_rows
+            batches += 1
+            # Keep every worker busy plus one batch ready; write results in order.
+            while len(pending) > threads:
+                out.write(*_done(pending.popleft()))
+            if batches % LOG_EVERY_BATCHES == 0:
+                elapsed = time.perf_counter() - started
+                log.info(
+                    "%s %s: %s rows read in %.1f s (%.0f rows/s), %s rejected",
+                    spec.name,
+                    ds,
+                    rows_in,
+                    elapsed,
+                    rows_in / elapsed,
+                    sum(reasons.values()),
+                )
+        while pending:
+            out.write(*_done(pending.popleft()))
+    except BaseException:
+        for future, _ in pending:
+            future.cancel()
+        raise
+    return _Streamed(rows_in=rows_in, batches=batches, reasons=dict(reasons))
+
+
+def _feeds_and_kept(
+    batch: pa.RecordBatch, spec: ModelSpec, passthrough: list[str], rejects: _Rejects, reasons: Counter[str]
+) -> tuple[dict[str, np.ndarray], pa.RecordBatch]:
+    """The model feeds and passthrough columns of the batch's scoreable rows; its rejected rows
+    are written to ``rejects`` and counted in ``reasons``."""
+    import pyarrow as pa
+
+    verdict = check_rows(batch, spec)
+    if not verdict.rejected:
+        return batch_feeds(batch, spec), batch.select(passthrough)
+    keep = verdict.scoreable
+    bad = batch.filter(pa.array(~keep)).append_column(REJECT_REASON, verdict.reasons())
+    rejects.writer.write_table(pa.Table.from_batches([bad]).select(rejects.schema.names).cast(rejects.schema))
+    reasons.update(verdict.counts())
+    return batch_feeds(batch, spec, rows=keep), batch.select(passthrough).filter(pa.array(keep))
+
+
+def _output_metadata(
+    spec: ModelSpec,
+    ds: date,
+    model_name: str,
+    model_version: int,
+    run_id: str,
+    streamed: _Streamed,
+    rows_scored: int,
+    row_range: tuple[int, int] | None,
+) -> dict[str, str]:
+    """The run's counts for the data file's key-value metadata (without the ``airloop.`` prefix)."""
+    return {
+        "model": spec.name,
+        "ds": ds.isoformat(),
+        "model_name": model_name,
+        "model_version": str(int(model_version)),
+        "run_id": run_id,
+        "rows_in": str(streamed.rows_in),
+        "rows_scored": str(rows_scored),
+        "rows_rejected": str(streamed.rows_in - rows_scored),
+        "reject_reasons": json.dumps(dict(sorted(streamed.reasons.items()))),
+        "row_range": json.dumps(list(row_range) if row_range else None),
+    }
 
 
 def read_output_metadata(lake: Lake, path: str) -> dict[str, str]:

@@ -24,12 +24,14 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, LakeError, Zone, safe_key
 from include.scoring.score import (
     MANIFEST_FILE,
+    META_PREFIX,
     ScoreReport,
     read_output_metadata,
     rejects_file,
@@ -246,20 +248,86 @@ def _published(lake: Lake, spec: ModelSpec, ds: date, run_key: str, n_shards: in
 
 
 def _publish(lake: Lake, spec: ModelSpec, ds: date, run_key: str, data_paths: list[str], zone: Zone) -> dict[str, Any]:
-    """Check the present shards belong together, publish them, write the manifest, delete them."""
-    import pyarrow.parquet as pq
+    """Check the present shards belong together, publish them, write the manifest, delete them.
 
+    Stages: :func:`_describe_shards` -> :func:`_shared_source` (nothing visible yet) ->
+    :func:`_write_partition` (rejects, then the data file: the commit point) -> the manifest."""
     model = spec.name
     n_shards = len(data_paths)
-    folder = shard_dir(lake, spec, ds, run_key, zone)
-    reject_paths = [rejects_path_for(p) for p in data_paths]
-    # Check the shards belong together before anything becomes visible.
-    shards: list[dict[str, Any]] = []
     schema = _schema_of(lake, data_paths[0])
+    shards = _describe_shards(lake, spec, ds, data_paths, schema)
+    source = _shared_source(spec, ds, shards)
+    reasons: dict[str, int] = {}
+    for s in shards:
+        for reason, count in s["reject_reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    totals = {
+        "rows_in": sum(s["rows_in"] for s in shards),
+        "rows_scored": sum(s["rows"] for s in shards),
+        "rows_rejected": sum(s["rows_rejected"] for s in shards),
+    }
+    metadata = {
+        "model": model,
+        "ds": ds.isoformat(),
+        "model_name": str(source.model_name),
+        "model_version": str(source.model_version),
+        "run_id": str(source.run_id),
+        **{k: str(v) for k, v in totals.items()},
+        "reject_reasons": json.dumps(dict(sorted(reasons.items()))),
+        "run_key": run_key,
+        "n_shards": str(n_shards),
+    }
+    total = _write_partition(lake, spec, ds, zone, data_paths, schema, metadata)
+    data_path = lake.partition_file(zone, model, ds)
+    rejects_path = rejects_file(lake, zone, model, ds)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "model": model,
+        "ds": ds.isoformat(),
+        "zone": Zone(zone).value,
+        "run_key": run_key,
+        "n_shards": n_shards,
+        "model_name": source.model_name,
+        "model_version": source.model_version,
+        "run_id": source.run_id,
+        "total_rows": total,
+        **totals,
+        "reject_reasons": dict(sorted(reasons.items())),
+        "data_file": lake.relative(data_path),
+        "data_sha256": sha256_of(lake, data_path),
+        "rejects_file": lake.relative(rejects_path),
+        "rejects_sha256": sha256_of(lake, rejects_path),
+        "shards": [{k: v for k, v in s.items() if k not in ("model_name", "model_version", "run_id")} for s in shards],
+        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    lake.write_bytes(manifest_path(lake, spec, ds, zone), json.dumps(manifest, indent=2).encode())
+    try:
+        lake.fs.delete_dir(shard_dir(lake, spec, ds, run_key, zone))
+    except FileNotFoundError:  # a duplicate delivery of this publish got there first: same outcome
+        log.info("%s %s: shard folder of %s already deleted by a concurrent publish", model, ds, run_key)
+    log.info(
+        "%s %s: published %s shards of %s as %s (%s rows, %s rejected)",
+        model,
+        ds,
+        n_shards,
+        run_key,
+        lake.to_uri(data_path),
+        total,
+        totals["rows_rejected"],
+    )
+    return manifest
+
+
+def _describe_shards(lake: Lake, spec: ModelSpec, ds: date, data_paths: list[str], schema: Any) -> list[dict[str, Any]]:
+    """One manifest entry per shard, from its file and ``airloop.*`` metadata; every shard must
+    have ``schema``."""
+    import pyarrow.parquet as pq
+
+    shards: list[dict[str, Any]] = []
     for i, path in enumerate(data_paths):
         meta = read_output_metadata(lake, path)
         if not _schema_of(lake, path).equals(schema):
-            raise ShardMismatchError(f"{model} {ds}: shard-{i} has a different schema than shard-0")
+            raise ShardMismatchError(f"{spec.name} {ds}: shard-{i} has a different schema than shard-0")
         with lake.fs.open_input_file(path) as handle:
             rows = int(pq.read_metadata(handle).num_rows)
         shards.append(
@@ -276,96 +344,59 @@ def _publish(lake: Lake, spec: ModelSpec, ds: date, run_key: str, data_paths: li
                 "run_id": meta.get("run_id"),
                 "sha256": sha256_of(lake, path),
                 "bytes": lake.fs.get_file_info(path).size,
-                "rejects_sha256": sha256_of(lake, reject_paths[i]),
+                "rejects_sha256": sha256_of(lake, rejects_path_for(path)),
             }
         )
+    return shards
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The model version and scoring run that every shard of a day came from."""
+
+    model_name: str | None
+    model_version: int | None
+    run_id: str | None
+
+
+def _shared_source(spec: ModelSpec, ds: date, shards: list[dict[str, Any]]) -> _Source:
+    """The one model and run of all shards, whose row ranges follow each other from row 0;
+    :class:`ShardMismatchError` otherwise."""
     identity = {(s["model_name"], s["model_version"], s["run_id"]) for s in shards}
     if len(identity) != 1:
         raise ShardMismatchError(
-            f"{model} {ds}: shards come from different models or runs: {sorted(map(str, identity))}"
+            f"{spec.name} {ds}: shards come from different models or runs: {sorted(map(str, identity))}"
         )
     position = 0
     for s in shards:
         if s["row_range"] is not None:
             if s["row_range"][0] != position:
                 raise ShardMismatchError(
-                    f"{model} {ds}: shard-{s['index']} covers rows {s['row_range']}, expected a range starting at {position}"
+                    f"{spec.name} {ds}: shard-{s['index']} covers rows {s['row_range']}, "
+                    f"expected a range starting at {position}"
                 )
             position = s["row_range"][1]
-    model_name, model_version, run_id = identity.pop()
+    return _Source(*identity.pop())
 
-    reasons: dict[str, int] = {}
-    for s in shards:
-        for reason, count in s["reject_reasons"].items():
-            reasons[reason] = reasons.get(reason, 0) + count
-    totals = {
-        "rows_in": sum(s["rows_in"] for s in shards),
-        "rows_scored": sum(s["rows"] for s in shards),
-        "rows_rejected": sum(s["rows_rejected"] for s in shards),
-    }
 
-    # Rejects first, then the data file (the commit point), then the manifest.
-    rejects_path = rejects_file(lake, zone, model, ds)
-    with lake.atomic_output(rejects_path) as stream:
+def _write_partition(
+    lake: Lake, spec: ModelSpec, ds: date, zone: Zone, data_paths: list[str], schema: Any, metadata: dict[str, str]
+) -> int:
+    """Publish the concatenated rejects, then the concatenated data file with ``metadata``
+    (``airloop.`` keys); returns the data file's rows."""
+    import pyarrow.parquet as pq
+
+    reject_paths = [rejects_path_for(p) for p in data_paths]
+    with lake.atomic_output(rejects_file(lake, zone, spec.name, ds)) as stream:
         writer = pq.ParquetWriter(stream, _schema_of(lake, reject_paths[0]), compression="zstd")
         try:
             _concatenate(lake, reject_paths, writer)
         finally:
             writer.close()
-    with lake.partition_writer(zone, model, ds, schema) as writer:
+    with lake.partition_writer(zone, spec.name, ds, schema) as writer:
         total = _concatenate(lake, data_paths, writer)
-        writer.add_key_value_metadata(
-            {
-                "airloop.model": model,
-                "airloop.ds": ds.isoformat(),
-                "airloop.model_name": str(model_name),
-                "airloop.model_version": str(model_version),
-                "airloop.run_id": str(run_id),
-                "airloop.rows_in": str(totals["rows_in"]),
-                "airloop.rows_scored": str(totals["rows_scored"]),
-                "airloop.rows_rejected": str(totals["rows_rejected"]),
-                "airloop.reject_reasons": json.dumps(dict(sorted(reasons.items()))),
-                "airloop.run_key": run_key,
-                "airloop.n_shards": str(n_shards),
-            }
-        )
-    data_path = lake.partition_file(zone, model, ds)
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "model": model,
-        "ds": ds.isoformat(),
-        "zone": Zone(zone).value,
-        "run_key": run_key,
-        "n_shards": n_shards,
-        "model_name": model_name,
-        "model_version": model_version,
-        "run_id": run_id,
-        "total_rows": total,
-        **totals,
-        "reject_reasons": dict(sorted(reasons.items())),
-        "data_file": lake.relative(data_path),
-        "data_sha256": sha256_of(lake, data_path),
-        "rejects_file": lake.relative(rejects_path),
-        "rejects_sha256": sha256_of(lake, rejects_path),
-        "shards": [{k: v for k, v in s.items() if k not in ("model_name", "model_version", "run_id")} for s in shards],
-        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    lake.write_bytes(manifest_path(lake, spec, ds, zone), json.dumps(manifest, indent=2).encode())
-    try:
-        lake.fs.delete_dir(folder)
-    except FileNotFoundError:  # a duplicate delivery of this publish got there first: same outcome
-        log.info("%s %s: shard folder of %s already deleted by a concurrent publish", model, ds, run_key)
-    log.info(
-        "%s %s: published %s shards of %s as %s (%s rows, %s rejected)",
-        model,
-        ds,
-        n_shards,
-        run_key,
-        lake.to_uri(data_path),
-        total,
-        totals["rows_rejected"],
-    )
-    return manifest
+        writer.add_key_value_metadata({META_PREFIX + k: v for k, v in metadata.items()})
+    return total
 
 
 def verify_partition(lake: Lake, spec: ModelSpec, ds: date, zone: Zone = Zone.PREDICTIONS) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -114,6 +116,15 @@ def _process_tree(stack: Stack) -> set[int]:
     return pids
 
 
+def _airflow(stack: Stack, *args: str) -> str:
+    """Stdout of ``airflow <args>`` run as ``airloop airflow`` runs it for the stack."""
+    proc = subprocess.run(
+        stack.airflow_cli(args), env=stack.env(), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
 def _alive(pid: int) -> bool:
     try:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
@@ -152,6 +163,19 @@ def test_stack_runs_a_dag_on_postgres_and_stops_cleanly(smoke: Smoke) -> None:
     assert (ti["task_id"], ti["state"], ti["try_number"]) == ("write_logical_date", "success", 1)
     assert "Done. Returned value was: 2024-03-05" in client.task_log(DAG_ID, run["dag_run_id"], ti["task_id"], 1)
     assert [r["dag_run_id"] for r in client.dag_runs(DAG_ID)] == ["smoke_2024-03-05"]
+
+    # `airloop airflow ...`: Airflow's own CLI with the stack's environment sees its database and
+    # runs its tasks (`tasks test` runs one inside the CLI process, in a DAG run it deletes afterwards)
+    started = time.monotonic()
+    runs = _airflow(stack, "dags", "list-runs", DAG_ID, "-o", "json")
+    found = re.search(r"^\[\s*[{\]]", runs, re.M)
+    assert found, runs
+    listed = json.JSONDecoder().raw_decode(runs, found.start())[0]  # Airflow may log around it
+    assert [(r["run_id"], r["state"]) for r in listed] == [("smoke_2024-03-05", "success")]
+    _airflow(stack, "tasks", "test", DAG_ID, "write_logical_date", "2024-03-07")
+    assert smoke.out.read_text() == "2024-03-07"  # AIRLOOP_SMOKE_OUT: the stack's extra_env reached the task
+    assert [r["dag_run_id"] for r in client.dag_runs(DAG_ID)] == ["smoke_2024-03-05"]
+    timings["airflow_cli_s"] = time.monotonic() - started
 
     # a rejected token (here: garbage, "Invalid JWT token" 403) leads to one re-login
     client._token = "not-a-jwt"
