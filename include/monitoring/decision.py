@@ -500,22 +500,21 @@ def _guards(
 ) -> list[tuple[str, str]]:
     """``(held_by, reason)`` of every budget guard that holds a ``kind`` retrain on ``day``."""
     budget = BUDGET[kind]
-    if budget == "breach":
-        # No cooldown and no cap; but labels scored before the latest retrain's answer existed
-        # ask for nothing new: that retrain is the answer.
-        if not realized or not realized.label_day:
-            return []
+    held: list[tuple[str, str]] = []
+    if kind in ("performance_drop", "breach") and realized is not None and realized.label_day:
+        # Labels scored before the latest retrain (of any kind) was decided ask for nothing new:
+        # that retrain's challenger is the answer.
         labelled = _as_date(realized.label_day)
         answering = [d for d in state.retrains_except(day) if labelled <= d < day]
         if answering:
-            return [("answered", f"breach retrain held (answered): a retrain was decided on {answering[-1].isoformat()}, "
-                     f"after the labelled day {labelled.isoformat()}; its challenger is the answer")]  # fmt: skip
-        return []
+            held.append(("answered", f"{kind} retrain held (answered): a retrain was decided on "
+                         f"{answering[-1].isoformat()}, on or after the labelled day {labelled.isoformat()}"))  # fmt: skip
+    if budget == "breach":
+        return held  # no cooldown and no cap
     if budget == "data_drift":
         cooldown_days, cap, what = policy.cooldown_days, policy.max_retrains, "drift"
     else:
         cooldown_days, cap, what = policy.performance_cooldown_days, policy.performance_max_retrains, "the drop"
-    held: list[tuple[str, str]] = []
     # Guards look both ways: a day decided late (a delayed or re-delivered event, after later
     # days were decided) must not retrain inside a later retrain's cooldown or break the cap.
     others = state.retrains_except(day, budget)
