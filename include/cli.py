@@ -9,6 +9,8 @@
     airloop up | down | status               the embedded stack (Airflow on SQLite + MLflow)
     airloop demo [--days 42]                 up, then the whole loop over the first weeks of data
     airloop replay --spec flights --from 2013-01-01 --to 2013-12-29 [--policy drift|calendar|frozen]
+    airloop breaker reset --spec flights --by WHO --reason TEXT
+                                             close the retrain circuit breaker (recorded in the ledger)
 
 Every step prints one JSON object (its result) on stdout; logs go to stderr.
 """
@@ -511,6 +513,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("preflight", help="refuse insecure deployment settings (exit 1 naming each variable)").set_defaults(
         func=cmd_preflight
     )
+
+    def cmd_breaker_reset(args: argparse.Namespace) -> int:
+        from include.registry.ledger import record_breaker_reset
+        from include.spec import get_spec
+
+        model = get_spec(args.spec).name
+        uri = record_breaker_reset(_lake(args), model, by=args.by, reason=args.reason, time=_now(args.now))
+        _print({"model": model, "action": "breaker_reset", "by": args.by, "reason": args.reason, "ledger_uri": uri})
+        return 0
+
+    breaker = sub.add_parser("breaker", help="the retrain circuit breaker")
+    reset = breaker.add_subparsers(dest="breaker_command", required=True).add_parser(
+        "reset", help="close the circuit breaker: the next monitor run may retrain again (recorded in the ledger)"
+    )
+    reset.add_argument("--spec", required=True, help="model spec name")
+    reset.add_argument("--by", required=True, help="who resets it (recorded)")
+    reset.add_argument("--reason", required=True, help="why (recorded)")
+    reset.add_argument("--lake", default=None, help="lake URI (default AIRLOOP_LAKE_URI)")
+    reset.add_argument("--now", help="ISO timestamp recorded in the ledger (default: now)")
+    reset.set_defaults(func=cmd_breaker_reset)
     return parser
 
 
