@@ -520,8 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
 
         model = get_spec(args.spec).name
         uri = record_breaker_reset(_lake(args), model, by=args.by, reason=args.reason, time=_now(args.now))
-        _print({"model": model, "action": "breaker_reset", "by": args.by, "reason": args.reason, "ledger_uri": uri})
-        return 0
+        return _print_step(
+            {"model": model, "action": "breaker_reset", "by": args.by, "reason": args.reason, "ledger_uri": uri}
+        )
 
     breaker = sub.add_parser("breaker", help="the retrain circuit breaker")
     reset = breaker.add_subparsers(dest="breaker_command", required=True).add_parser(
