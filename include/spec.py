@@ -271,6 +271,8 @@ class DriftSpec(_Strict):
     performance_drop: float = Field(default=0.02, ge=0.0, le=1.0)
     estimated_drop: float = Field(default=0.03, ge=0.0, le=1.0)
     performance_floor: Fraction | None = None
+    performance_window_m: int = Field(default=2, ge=1)
+    performance_window_n: int = Field(default=3, ge=1)
     performance_cooldown_days: int = Field(default=3, ge=0)
     performance_max_retrains: int = Field(default=3, ge=1)
     breaker_probe_days: int = Field(default=7, ge=1)
@@ -281,6 +283,11 @@ class DriftSpec(_Strict):
             raise ValueError(f"alert ({self.alert}) must be >= warn ({self.warn})")
         if self.window_m > self.window_n:
             raise ValueError(f"window_m ({self.window_m}) must be <= window_n ({self.window_n})")
+        if self.performance_window_m > self.performance_window_n:
+            raise ValueError(
+                f"performance_window_m ({self.performance_window_m}) must be <= "
+                f"performance_window_n ({self.performance_window_n})"
+            )
         return self
 
 

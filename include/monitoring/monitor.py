@@ -183,14 +183,22 @@ def monitor_day(
         seed=spec.training.seed,
     )
     today = report.day(spec.name, ds.isoformat(), reference=f"v{version}")
-    if report.prediction is not None and math.isfinite(report.prediction.psi):
-        today = replace(today, prediction_psi=float(report.prediction.psi))
     performance = realized_performance(lake, spec, ds, reference_auc)
     estimated = estimate_performance(
         profile.get("calibrator"),
         predictions["score"].to_numpy(),
         min_rows=spec.drift.min_rows,
         seed=spec.training.seed,
+    )
+    realized = RealizedPerformance.from_record(performance, serving_version=version)
+    estimate = EstimatedPerformance.from_dict(estimated)
+    prediction_psi = report.prediction.psi if report.prediction is not None else math.nan
+    # The day's harm figures join its history line: later days read them for persistence.
+    today = replace(
+        today,
+        prediction_psi=float(prediction_psi) if math.isfinite(prediction_psi) else None,
+        drop_low=realized.drop_low if realized is not None and not realized.superseded else None,
+        estimated_drop_low=estimate.drop_low if estimate is not None else None,
     )
     # Every other day's record: the window reads the earlier ones, the guards also the later ones
     # (this day may be decided late); the record of this very day (a rerun) is left out.
@@ -204,8 +212,8 @@ def monitor_day(
         today,
         state,
         spec.drift,
-        realized=RealizedPerformance.from_record(performance, serving_version=version),
-        estimated=EstimatedPerformance.from_dict(estimated),
+        realized=realized,
+        estimated=estimate,
         floor=spec.gate.min_roc_auc,
     )
     html_path = lake.report_path(spec.name, DRIFT_KIND, f"ds={ds.isoformat()}.html")

@@ -3,6 +3,7 @@ budgets per trigger kind, the breach and the half-open breaker, and the signals 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from include.monitoring.decision import (
@@ -16,7 +17,8 @@ from include.monitoring.decision import (
 )
 from include.spec import DriftSpec
 
-POLICY = DriftSpec(min_rows=500, window_m=2, window_n=3)  # defaults: harm decides, drift warns
+# Defaults (harm decides, drift warns), with drops judged on one day: persistence has its own test.
+POLICY = DriftSpec(min_rows=500, window_m=2, window_n=3, performance_window_m=1, performance_window_n=1)
 START = date(2024, 3, 1)
 REFERENCE = 0.84
 
@@ -93,6 +95,31 @@ def test_a_significant_drop_retrains_at_once_outside_the_window() -> None:
     drop = signal(verdict, "performance_drop")
     assert drop["value"] == REFERENCE - 0.70 - 0.03 and drop["threshold"] == 0.02 and drop["held_by"] is None
     assert "drop 0.140 from the reference 0.840, interval [0.110, 0.170] entirely above 0.02" in str(drop["text"])
+
+
+def test_one_bad_day_is_noise_two_of_three_are_a_drop() -> None:
+    policy = DriftSpec(min_rows=500)  # performance_window_m, _n = 2, 3
+    assert (policy.performance_window_m, policy.performance_window_n) == (2, 3)
+    single = decide([day(8), day(9)], day(10), LoopState(), policy, realized=labelled(9, 0.70))
+    assert single.state == "ok" and not signal(single, "performance_drop")["fired"]
+    assert str(signal(single, "performance_drop")["text"]).endswith(
+        "significant on 1 of the last 1 measured days (need 2 of 3)"
+    )
+    history = [replace(day(8), drop_low=0.11), replace(day(9), drop_low=0.0)]
+    persistent = decide(history, day(10), LoopState(), policy, realized=labelled(9, 0.70))
+    assert persistent.trigger == "performance_drop"
+    assert str(signal(persistent, "performance_drop")["text"]).endswith(
+        "significant on 2 of the last 3 measured days (need 2 of 3)"
+    )
+    # the same for the estimate, from the days' stored estimated drops
+    estimate = EstimatedPerformance(auc=0.75, low=0.72, high=0.78, rows=900, reference_auc=REFERENCE, valid=True)
+    assert decide([day(9)], day(10), LoopState(), policy, estimated=estimate).trigger is None
+    assert (
+        decide([replace(day(9), estimated_drop_low=0.05)], day(10), LoopState(), policy, estimated=estimate).trigger
+        == "estimated_drop"
+    )
+    # a breach does not wait
+    assert decide([day(9)], day(10), LoopState(), policy, realized=labelled(9, 0.31)).trigger == "breach"
 
 
 def test_a_drop_whose_interval_reaches_the_threshold_does_not_fire() -> None:
