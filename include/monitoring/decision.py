@@ -645,7 +645,8 @@ def decide(
             half_open=half_open,
         )
 
-    harm = [s for s in (breach_signal, performance_signal, estimated_signal) if s.fired]
+    # Harm measured on a retired version's labels says nothing about today's model.
+    harm = [s for s in (breach_signal, performance_signal, estimated_signal) if s.fired and s.held_by is None]
     if not _sufficient(today, policy):
         reasons.append(
             f"insufficient data: {today.n_rows} rows, at least {policy.min_rows} needed to judge drift; "
@@ -655,11 +656,12 @@ def decide(
             Signal("data_drift", today.score, policy.alert, False, None, "insufficient data: drift not judged"),
             Signal("prediction_drift", today.prediction_psi, policy.alert, False, None, "insufficient data"),
         ]
-        held = [replace(s, held_by=s.held_by or "insufficient_data") for s in harm]
-        reasons.extend(s.text for s in harm)
-        return verdict(
-            "insufficient_data", [*quiet, *_unfired(performance_signal, breach_signal, estimated_signal), *held]
-        )
+        measured = [
+            replace(s, held_by=s.held_by or "insufficient_data") if s.fired else s
+            for s in (performance_signal, estimated_signal, breach_signal)
+        ]
+        reasons.extend(s.text for s in measured if s.fired)
+        return verdict("insufficient_data", [*quiet, *measured])
 
     level = day_level(today, policy)
     days = window(history, today, policy)
@@ -745,10 +747,6 @@ def decide(
         return verdict("retrain", ordered, trigger=trigger, **common)  # type: ignore[arg-type]
     state_now: VerdictState = "warn" if level != "ok" or any(s.fired for s in ordered) else "ok"
     return verdict(state_now, ordered, **common)  # type: ignore[arg-type]
-
-
-def _unfired(*signals: Signal) -> list[Signal]:
-    return [s for s in signals if not s.fired]
 
 
 def _busiest_period(day: date, others: Sequence[date], period_days: int) -> int:

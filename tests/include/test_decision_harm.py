@@ -219,3 +219,28 @@ def test_concept_break_with_early_drift_alarms_retrains_within_days() -> None:
         history.append(today)
     assert retrains[:2] == [(3, "data_drift"), (10, "data_drift")]
     assert retrains[2] == (21, "breach")  # the first labelled day after the break
+
+
+def test_a_small_day_never_retrains_but_still_flags_a_breach() -> None:
+    small = DayDrift("m", day(10).partition, "insufficient_data", None, 40)
+    verdict = decide([], small, LoopState(), POLICY, realized=labelled(9, 0.31))
+    assert (verdict.state, verdict.trigger, verdict.breach, verdict.needs_human) == (
+        "insufficient_data",
+        None,
+        True,
+        True,
+    )
+    assert signal(verdict, "breach")["held_by"] == "insufficient_data"
+    assert [s["kind"] for s in verdict.to_dict()["signals"]] == [
+        "data_drift",
+        "prediction_drift",
+        "performance_drop",
+        "estimated_drop",
+        "breach",
+    ]
+
+
+def test_harm_on_a_retired_version_does_not_make_drift_impactful() -> None:
+    retired = labelled(9, 0.31, version=1, serving=2)
+    verdict = decide([day(9, 0.4)], day(10, 0.4), LoopState(), POLICY, realized=retired)
+    assert verdict.trigger is None and signal(verdict, "data_drift")["held_by"] == "no_impact"
