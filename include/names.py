@@ -26,8 +26,8 @@ Policy = Literal["drift", "calendar", "frozen"]
 """How ``airloop replay`` retrains: on drift decisions, every ``calendar_days``, or never."""
 POLICIES: tuple[Policy, ...] = get_args(Policy)
 
-GateAction = Literal["promote", "reject", "dry_run", "rollback", "approval_rejected"]
-"""What a gate or rollback did to the aliases, as the ledger records it."""
+GateAction = Literal["promote", "reject", "dry_run", "rollback", "approval_rejected", "breaker_reset"]
+"""What a gate, a rollback or a human reset of the breaker did, as the ledger records it."""
 GATE_ACTIONS: tuple[GateAction, ...] = get_args(GateAction)
 
 CHAMPION: Final = "champion"

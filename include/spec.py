@@ -246,6 +246,10 @@ class ScoringSpec(_Strict):
     allow_missing: list[Column] = Field(default_factory=list)
 
 
+RetrainOn = Literal["performance", "estimated_performance", "data_drift"]
+HARM_TRIGGERS: tuple[RetrainOn, ...] = ("performance", "estimated_performance")
+
+
 class DriftSpec(_Strict):
     """``ignore``: features measured and reported but left out of the day's drift score and
     status (e.g. a feature that is constant within a day by construction, such as the weekday
@@ -263,6 +267,17 @@ class DriftSpec(_Strict):
     max_retrains_period_days: int = Field(default=30, ge=1)
     circuit_breaker_rejections: int = Field(default=3, ge=1)
     ignore: list[Column] = Field(default_factory=list)
+    # Harm-aware retraining (include/monitoring/decision.py): what may trigger a retrain, and the
+    # thresholds and budgets of the performance triggers.
+    retrain_on: list[RetrainOn] = Field(default_factory=lambda: list(HARM_TRIGGERS))
+    performance_drop: float = Field(default=0.02, ge=0.0, le=1.0)
+    estimated_drop: float = Field(default=0.03, ge=0.0, le=1.0)
+    performance_floor: Fraction | None = None
+    performance_window_m: int = Field(default=2, ge=1)
+    performance_window_n: int = Field(default=3, ge=1)
+    performance_cooldown_days: int = Field(default=3, ge=0)
+    performance_max_retrains: int = Field(default=3, ge=1)
+    breaker_probe_days: int = Field(default=7, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> DriftSpec:
@@ -270,6 +285,11 @@ class DriftSpec(_Strict):
             raise ValueError(f"alert ({self.alert}) must be >= warn ({self.warn})")
         if self.window_m > self.window_n:
             raise ValueError(f"window_m ({self.window_m}) must be <= window_n ({self.window_n})")
+        if self.performance_window_m > self.performance_window_n:
+            raise ValueError(
+                f"performance_window_m ({self.performance_window_m}) must be <= "
+                f"performance_window_n ({self.performance_window_n})"
+            )
         return self
 
 

@@ -1,28 +1,60 @@
-"""Turn a day's drift into a verdict: ``ok``, ``warn``, ``retrain`` or ``insufficient_data``.
+"""Turn a day's signals into a verdict: ``ok``, ``warn``, ``retrain`` or ``insufficient_data``.
 
-:func:`decide` is a pure function of the drift history, today's drift, the loop's state and the
-model's :class:`~include.spec.DriftSpec`; it reads no clock and no files, so a rerun of the same
-partition with the same inputs gives the same verdict and the same ``decision_id``.
+:func:`decide` is a pure function of the drift history, today's drift, the realized performance of
+the day whose labels arrived today, the label-free estimate of today's performance
+(:mod:`include.monitoring.cbpe`), the loop's state and the model's :class:`~include.spec.DriftSpec`;
+it reads no clock and no files, so a rerun of the same partition with the same inputs gives the
+same verdict and the same ``decision_id``.
 
-Rules, in order (each verdict's ``reasons`` says which ones fired, in words):
+The loop retrains when not retraining costs something: measured or estimated harm decides, data
+drift alone only warns (``drift.retrain_on`` opts back in). Every verdict lists its ``signals``
+(kind, value, threshold, fired, what held it back, a sentence) and names the ``trigger`` that
+decided. Rules, in order:
 
 1. **Insufficient data**: fewer than ``min_rows`` rows today (or a report already marked
    ``insufficient_data``) gives ``insufficient_data``: never an alarm, never a retrain.
 2. **Level of a day**: ``alert`` if its status is ``alert`` or its score (max feature PSI) is at
    least ``policy.alert``; ``warn`` likewise with ``policy.warn``; else ``ok``. The status carries
    alerts the score cannot (a null-rate jump, prediction drift).
-3. **M-of-N window**: the window is today plus the ``window_n - 1`` latest earlier days of the same
-   model (one entry per partition, the last one wins; days with insufficient data are skipped; when
-   ``today.reference`` is set, only days measured against the same reference count). A retrain
-   needs at least ``window_m`` alert days in the window **and** today must be an alert day: an old
-   streak that has ended never retrains.
-4. **Guards** (checked only when rule 3 asks for a retrain; each one that holds is reported):
-   - *cooldown*: fewer than ``cooldown_days`` days since the last retrain;
-   - *cap*: ``max_retrains`` retrains already within the last ``max_retrains_period_days`` days;
-   - *circuit breaker*: ``circuit_breaker_rejections`` challengers in a row were rejected by the
-     gate: retraining again would most likely fail again; a human must look.
-   A suppressed retrain becomes ``warn`` with the flag set. ``circuit_open`` is set whenever the
-   breaker is open, also on quiet days, so the alert to a human repeats until someone resets it.
+3. **Data drift (M-of-N window)**: the window is today plus the ``window_n - 1`` latest earlier days
+   of the same model (one entry per partition, the last one wins; days with insufficient data are
+   skipped; when ``today.reference`` is set, only days measured against the same reference
+   count). Drift is *sustained* with at least ``window_m`` alert days in the window **and** today
+   an alert day: an old streak that has ended never fires. It fires as ``prediction_drift`` when
+   the day's prediction PSI is at alert level, as ``data_drift`` when the features are; both
+   count as data drift below.
+4. **Realized performance** (labels arrived): ``performance_drop`` fires when the whole bootstrap
+   interval of the drop from the reference AUC lies above ``performance_drop``, today and on
+   ``performance_window_m`` of the last ``performance_window_n`` measured days (one bad day is
+   noise; the data-drift window plays no part); ``breach`` fires at once
+   when the whole interval of the AUC lies below the floor (``performance_floor``, else the gate's
+   ``min_roc_auc``) or below 0.5 (worse than random). A labelled day scored by a version that no
+   longer serves measures nothing about today's model: held ``superseded``.
+5. **Estimated performance** (CBPE, no labels): ``estimated_drop`` fires when the estimate is valid
+   and the whole interval of its drop from the reference lies above ``estimated_drop``, with the
+   same persistence rule.
+6. **Drift without impact**: when no harm signal (4, 5) fired, sustained data drift is reported
+   (``warn``, held ``no_impact``) and does not retrain, unless ``retrain_on`` lists ``data_drift``.
+   Kinds not listed in ``retrain_on`` are reported, held ``not_enabled``; a breach always counts.
+7. **Guards per trigger kind** (each budget counts only the retrains its kind decided):
+   - ``data_drift`` (and prediction drift): ``cooldown_days``; ``max_retrains`` per
+     ``max_retrains_period_days``;
+   - ``performance_drop`` (and estimated drop): ``performance_cooldown_days``;
+     ``performance_max_retrains`` per the same period;
+   - ``breach``: no cooldown and no cap. It is held only while a retrain (of any kind) decided on
+     or after the labelled day is being answered (``answered``: those labels were scored before
+     the answer existed).
+   - *circuit breaker* (all kinds): ``circuit_breaker_rejections`` challengers in a row rejected by
+     the gate open it: no automatic retrain, a human must look. After ``breaker_probe_days`` days
+     since the last rejection with no retrain decided since, it is *half-open*: one probe retrain
+     is allowed (the probe's rejection re-opens it for another ``breaker_probe_days``). A breach
+     does not pass an open breaker (the gate rejected the loop's last answers: a human decides),
+     it waits for the probe; ``airloop breaker reset`` closes it.
+   The fired signals are tried by priority (breach, performance_drop, estimated_drop, data_drift,
+   prediction_drift); the first one no guard holds is the ``trigger`` and the verdict is
+   ``retrain``. A fired signal held back makes the verdict ``warn`` with the flags set.
+   ``circuit_open`` is set whenever the breaker is open, also on quiet days, so the alert to a human
+   repeats until someone resets it; ``needs_human`` also on a breach and at a cap.
 
 A retrain recorded on today's own partition is ignored, so a rerun of a day whose retrain was
 already recorded decides exactly as the first run did. Retrains recorded on *later* partitions do
@@ -33,8 +65,9 @@ event arrives late must not retrain next to a retrain decided in the meantime.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -43,6 +76,28 @@ from include.spec import DriftSpec
 DayStatus = Literal["ok", "warn", "alert", "insufficient_data"]
 VerdictState = Literal["ok", "warn", "retrain", "insufficient_data"]
 Level = Literal["ok", "warn", "alert"]
+SignalKind = Literal["data_drift", "prediction_drift", "performance_drop", "estimated_drop", "breach"]
+Budget = Literal["data_drift", "performance_drop", "breach"]
+
+PREDICTION = "__prediction__"  # the name drift.py gives prediction drift among the top features
+RANDOM_AUC = 0.5
+# Which budget (cooldown, cap) a signal spends, and which ``retrain_on`` entry enables it
+# (``None``: always enabled, a breach cannot be opted out of).
+BUDGET: dict[str, Budget] = {
+    "data_drift": "data_drift",
+    "prediction_drift": "data_drift",
+    "performance_drop": "performance_drop",
+    "estimated_drop": "performance_drop",
+    "breach": "breach",
+}
+ENABLED_BY: dict[str, str | None] = {
+    "data_drift": "data_drift",
+    "prediction_drift": "data_drift",
+    "performance_drop": "performance",
+    "estimated_drop": "estimated_performance",
+    "breach": None,
+}
+PRIORITY: tuple[SignalKind, ...] = ("breach", "performance_drop", "estimated_drop", "data_drift", "prediction_drift")
 
 
 def _as_date(value: str | date) -> date:
@@ -59,6 +114,9 @@ class DayDrift:
     score (max feature PSI, ``None`` when it could not be computed); ``status`` is the report's
     overall status; ``reference`` optionally names the reference the day was measured against
     (e.g. the champion version), so days measured against an older model do not count.
+    ``prediction_psi`` is the PSI of the day's scores; ``drop_low`` and ``estimated_drop_low`` the
+    lower ends of the day's realized and estimated AUC drop intervals (``None``: not measured),
+    kept so later days can tell a persistent drop from one bad day.
     """
 
     model: str
@@ -68,6 +126,9 @@ class DayDrift:
     n_rows: int
     top_features: tuple[str, ...] = ()
     reference: str | None = None
+    prediction_psi: float | None = None
+    drop_low: float | None = None
+    estimated_drop_low: float | None = None
 
     @property
     def day(self) -> date:
@@ -82,11 +143,15 @@ class DayDrift:
             "n_rows": self.n_rows,
             "top_features": list(self.top_features),
             "reference": self.reference,
+            "prediction_psi": self.prediction_psi,
+            "drop_low": self.drop_low,
+            "estimated_drop_low": self.estimated_drop_low,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DayDrift:
         score = data.get("score")
+        prediction = data.get("prediction_psi")
         return cls(
             model=str(data["model"]),
             partition=str(data["partition"]),
@@ -95,6 +160,9 @@ class DayDrift:
             n_rows=int(data["n_rows"]),
             top_features=tuple(data.get("top_features") or ()),
             reference=data.get("reference"),
+            prediction_psi=None if prediction is None else float(prediction),
+            drop_low=_finite(data.get("drop_low")),
+            estimated_drop_low=_finite(data.get("estimated_drop_low")),
         )
 
 
@@ -104,48 +172,183 @@ class LoopState:
 
     ``retrain_dates`` are the partitions on which a retrain was decided (any order, older ones
     are fine: the cap only counts those inside its period); ``last_retrain`` defaults to the
-    latest of them. ``consecutive_rejections`` counts gate rejections of challengers since the
-    last accepted one (or since a human reset the breaker).
+    latest of them. Both are retrains whose trigger kind is unknown (records written before
+    verdicts named their trigger): they spend the ``data_drift`` budget. ``retrain_kinds`` holds
+    ``(day, budget)`` of the retrains whose trigger is known. ``consecutive_rejections`` counts
+    gate rejections of challengers since the last accepted one (or since a human reset the
+    breaker); ``breaker_since`` is the partition of the latest of those rejections (the half-open
+    probe is timed from it; ``None``: unknown, the breaker never turns half-open).
     """
 
     last_retrain: date | None = None
     retrain_dates: tuple[date, ...] = ()
     consecutive_rejections: int = 0
+    retrain_kinds: tuple[tuple[date, Budget], ...] = ()
+    breaker_since: date | None = None
 
-    def retrains_before(self, day: date) -> list[date]:
-        """Retrain dates strictly before ``day`` (a rerun must not see its own retrain)."""
-        dates = set(self.retrain_dates)
-        if self.last_retrain is not None:
-            dates.add(self.last_retrain)
-        return sorted(d for d in dates if d < day)
+    def _dates(self, budget: Budget | None) -> set[date]:
+        dates = {d for d, kind in self.retrain_kinds if budget is None or kind == budget}
+        if budget in (None, "data_drift"):
+            dates.update(self.retrain_dates)
+            if self.last_retrain is not None:
+                dates.add(self.last_retrain)
+        return dates
 
-    def retrains_except(self, day: date) -> list[date]:
+    def retrains_before(self, day: date, budget: Budget | None = None) -> list[date]:
+        """Retrain dates strictly before ``day`` (a rerun must not see its own retrain); of one
+        ``budget`` or, with ``None``, of every kind."""
+        return sorted(d for d in self._dates(budget) if d < day)
+
+    def retrains_except(self, day: date, budget: Budget | None = None) -> list[date]:
         """Retrain dates on any other partition than ``day``, earlier or later. A rerun must not
         see its own retrain; a late day (decided after later days) must see the later ones."""
-        dates = set(self.retrain_dates)
-        if self.last_retrain is not None:
-            dates.add(self.last_retrain)
-        return sorted(d for d in dates if d != day)
+        return sorted(d for d in self._dates(budget) if d != day)
 
-    def with_retrain(self, day: str | date) -> LoopState:
-        """The state after a retrain was decided on ``day``."""
+    def with_retrain(self, day: str | date, budget: Budget = "data_drift") -> LoopState:
+        """The state after a retrain was decided on ``day`` by a trigger of ``budget``."""
         when = _as_date(day)
-        dates = tuple(sorted({*self.retrain_dates, when}))
-        last = max(when, self.last_retrain) if self.last_retrain else when
-        return replace(self, last_retrain=last, retrain_dates=dates)
+        kinds = tuple(sorted({*self.retrain_kinds, (when, budget)}))
+        return replace(self, retrain_kinds=kinds)
 
-    def with_gate_result(self, accepted: bool) -> LoopState:
-        """The state after the gate judged a challenger: acceptance closes the breaker."""
-        return replace(self, consecutive_rejections=0 if accepted else self.consecutive_rejections + 1)
+    def with_gate_result(self, accepted: bool, day: str | date | None = None) -> LoopState:
+        """The state after the gate judged a challenger (on ``day``): acceptance closes the breaker."""
+        if accepted:
+            return replace(self, consecutive_rejections=0, breaker_since=None)
+        since = _as_date(day) if day is not None else self.breaker_since
+        return replace(self, consecutive_rejections=self.consecutive_rejections + 1, breaker_since=since)
+
+    def with_reset(self) -> LoopState:
+        """The state after a human reset the circuit breaker."""
+        return replace(self, consecutive_rejections=0, breaker_since=None)
+
+
+@dataclass(frozen=True)
+class RealizedPerformance:
+    """Realized ROC AUC of the day whose labels arrived today (``monitor.realized_performance``).
+
+    ``auc_high`` is the upper end of the AUC's bootstrap interval, ``drop_low``/``drop_high`` the
+    interval of ``reference - auc`` (positive: worse). ``model_version`` scored the labelled day;
+    ``serving_version`` scores today: when they differ the labels judge a retired model.
+    """
+
+    label_day: str
+    auc: float | None
+    rows: int
+    auc_high: float | None = None
+    drop: float | None = None
+    drop_low: float | None = None
+    drop_high: float | None = None
+    reference_auc: float | None = None
+    model_version: int | None = None
+    serving_version: int | None = None
+
+    @property
+    def superseded(self) -> bool:
+        return (
+            self.model_version is not None
+            and self.serving_version is not None
+            and self.model_version != self.serving_version
+        )
+
+    @classmethod
+    def from_record(
+        cls, record: Mapping[str, Any] | None, serving_version: int | None = None
+    ) -> RealizedPerformance | None:
+        """From the ``performance`` entry of a drift record; ``None`` without a measured AUC."""
+        if not record or _finite(record.get("roc_auc")) is None:
+            return None
+        drop = record.get("drop") or {}
+        version = record.get("model_version")
+        return cls(
+            label_day=str(record.get("label_day", "")),
+            auc=_finite(record["roc_auc"]),
+            rows=int(record.get("rows") or 0),
+            auc_high=_finite(drop.get("ci_high")),
+            drop=_finite(drop.get("drop")),
+            drop_low=_finite(drop.get("drop_ci_low")),
+            drop_high=_finite(drop.get("drop_ci_high")),
+            reference_auc=_finite(drop.get("reference_auc")),
+            model_version=None if version is None else int(version),
+            serving_version=serving_version,
+        )
+
+
+@dataclass(frozen=True)
+class EstimatedPerformance:
+    """Label-free estimate of today's ROC AUC (``include.monitoring.cbpe``), with its interval."""
+
+    auc: float | None
+    low: float | None
+    high: float | None
+    rows: int
+    reference_auc: float | None
+    valid: bool
+    note: str = ""
+
+    @property
+    def drop_low(self) -> float | None:
+        """Lower end of the estimated drop's interval (``reference - high``), when valid."""
+        if not self.valid or self.high is None or self.reference_auc is None:
+            return None
+        return self.reference_auc - self.high
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> EstimatedPerformance | None:
+        if not data:
+            return None
+        return cls(
+            auc=_finite(data.get("auc")),
+            low=_finite(data.get("low")),
+            high=_finite(data.get("high")),
+            rows=int(data.get("rows") or 0),
+            reference_auc=_finite(data.get("reference_auc")),
+            valid=bool(data.get("valid")),
+            note=str(data.get("note") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One input of a verdict as the dashboard shows it: ``value`` compared with ``threshold``;
+    ``fired`` when it crossed it; ``held_by`` names what kept a fired signal from deciding
+    (``cooldown``, ``cap``, ``breaker``, ``no_impact``, ``not_enabled``, ``superseded``,
+    ``answered``, ``insufficient_data``)."""
+
+    kind: SignalKind
+    value: float | None
+    threshold: float | None
+    fired: bool
+    held_by: str | None
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "value": self.value,
+            "threshold": self.threshold,
+            "fired": self.fired,
+            "held_by": self.held_by,
+            "text": self.text,
+        }
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
 class DriftVerdict:
     """What to do about today's drift, with the reasons a human reads.
 
-    ``state`` is ``retrain`` only when the window asks for it and no guard holds. Flags:
+    ``state`` is ``retrain`` only when a fired signal is enabled and no guard holds it; ``trigger``
+    names that signal's kind, ``signals`` lists every signal with its numbers. Flags:
     ``cooldown`` and ``capped`` mean they suppressed a retrain today; ``circuit_open`` means the
-    breaker is open (a human must look), whatever today's drift. ``decision_id`` is a digest of
+    breaker is open (a human must look), whatever today's drift, ``half_open`` that it lets one
+    probe through; ``breach`` that the champion's realized AUC is below the floor (an alert
+    whatever the loop does about it). ``decision_id`` is a digest of
     model, partition and state: a rerun that decides the same thing gets the same id, so
     downstream side effects (the retrain trigger, the alert) can be keyed by it.
     """
@@ -162,6 +365,10 @@ class DriftVerdict:
     cooldown: bool = False
     capped: bool = False
     circuit_open: bool = False
+    signals: tuple[Signal, ...] = field(default=(), compare=True)
+    trigger: SignalKind | None = None
+    breach: bool = False
+    half_open: bool = False
 
     @property
     def retrain(self) -> bool:
@@ -169,8 +376,9 @@ class DriftVerdict:
 
     @property
     def needs_human(self) -> bool:
-        """True when the loop cannot help itself: breaker open, or drift persists at the cap."""
-        return self.circuit_open or self.capped
+        """True when the loop cannot help itself (breaker open, a signal persists at its cap) or
+        the champion is in a performance breach."""
+        return self.circuit_open or self.capped or self.breach
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +395,10 @@ class DriftVerdict:
             "capped": self.capped,
             "circuit_open": self.circuit_open,
             "needs_human": self.needs_human,
+            "signals": [signal.to_dict() for signal in self.signals],
+            "trigger": self.trigger,
+            "breach": self.breach,
+            "half_open": self.half_open,
         }
 
 
@@ -227,22 +439,190 @@ def _fmt(score: float | None) -> str:
     return "n/a" if score is None else f"{score:.3f}"
 
 
-def decide(history: Sequence[DayDrift], today: DayDrift, state: LoopState, policy: DriftSpec) -> DriftVerdict:
-    """Decide what today's drift calls for (see the module docstring for the rules)."""
-    reasons: list[str] = []
-    breaker_open = state.consecutive_rejections >= policy.circuit_breaker_rejections
-    breaker_reason = (
-        f"circuit breaker open: the last {state.consecutive_rejections} challengers were rejected by the gate "
-        f"(limit {policy.circuit_breaker_rejections}); no automatic retrain until a human resets it"
+def _realized_signals(
+    realized: RealizedPerformance | None, policy: DriftSpec, floor: float | None
+) -> tuple[Signal, Signal]:
+    """The ``performance_drop`` and ``breach`` signals of the day whose labels arrived today."""
+    floor_value = max(RANDOM_AUC, policy.performance_floor if policy.performance_floor is not None else floor or 0.0)
+    if realized is None:
+        text = "no labelled day measured today (labels not arrived, or one class only)"
+        return (
+            Signal("performance_drop", None, policy.performance_drop, False, None, text),
+            Signal("breach", None, floor_value, False, None, text),
+        )
+    held = "superseded" if realized.superseded else None
+    retired = (
+        f"; that day was scored by v{realized.model_version}, v{realized.serving_version} serves now: "
+        "it says nothing about today's model"
+        if held
+        else ""
     )
+    measured = f"realized ROC AUC {_fmt(realized.auc)} on {realized.label_day} ({realized.rows} labelled rows)"
+    if realized.drop_low is None:
+        drop_fired = False
+        drop_text = f"{measured}; no reference AUC, so no drop interval"
+    else:
+        drop_fired = realized.drop_low > policy.performance_drop
+        drop_text = (
+            f"{measured}: drop {_fmt(realized.drop)} from the reference {_fmt(realized.reference_auc)}, "
+            f"interval [{_fmt(realized.drop_low)}, {_fmt(realized.drop_high)}] "
+            f"{'entirely above' if drop_fired else 'not entirely above'} {policy.performance_drop}"
+        )
+    breach_value = realized.auc_high if realized.auc_high is not None else realized.auc
+    breach_fired = breach_value is not None and breach_value < floor_value
+    bound = "upper end of its interval" if realized.auc_high is not None else "point estimate"
+    if breach_fired and breach_value is not None and breach_value < RANDOM_AUC:
+        breach_text = f"performance breach: {measured}, worse than random ({bound} {_fmt(breach_value)} < 0.5)"
+    elif breach_fired:
+        breach_text = f"performance breach: {measured}, below the floor {floor_value} ({bound} {_fmt(breach_value)})"
+    else:
+        breach_text = f"{measured}: not below the floor {floor_value} ({bound} {_fmt(breach_value)})"
+    return (
+        Signal("performance_drop", realized.drop_low, policy.performance_drop, drop_fired, held if drop_fired else None,
+               drop_text + (retired if drop_fired else "")),
+        Signal("breach", breach_value, floor_value, breach_fired, held if breach_fired else None,
+               breach_text + (retired if breach_fired else "")),
+    )  # fmt: skip
+
+
+def _estimated_signal(estimated: EstimatedPerformance | None, policy: DriftSpec) -> Signal:
+    """The ``estimated_drop`` signal: CBPE's estimate of today's AUC against the reference."""
+    threshold = policy.estimated_drop
+    if estimated is None:
+        return Signal("estimated_drop", None, threshold, False, None, "no label-free estimate (no calibrator)")
+    value = estimated.drop_low
+    if value is None:
+        return Signal("estimated_drop", None, threshold, False, None, f"no valid estimate: {estimated.note}")
+    fired = value > threshold
+    return Signal(
+        "estimated_drop",
+        value,
+        threshold,
+        fired,
+        None,
+        f"estimated ROC AUC {_fmt(estimated.auc)} [{_fmt(estimated.low)}, {_fmt(estimated.high)}] from "
+        f"{estimated.rows} unlabelled rows against the reference {_fmt(estimated.reference_auc)}: drop at least "
+        f"{_fmt(value)}, {'above' if fired else 'not above'} {threshold}",
+    )
+
+
+def _persistent(
+    signal: Signal, history: Iterable[DayDrift], today: DayDrift, policy: DriftSpec, attribute: str
+) -> Signal:
+    """A drop fires only when it is significant today and on ``performance_window_m`` of the last
+    ``performance_window_n`` days that measured it (today included): one day's AUC swings with its
+    weather and mix (flights, March to May 2013: realized daily AUC 0.52-0.73 around a reference
+    of 0.64, a significant single-day drop on 11 of 92 days, mostly gone the next day)."""
+    if not signal.fired or signal.threshold is None:
+        return signal
+    latest: dict[str, float] = {}
+    for day in history:
+        value = getattr(day, attribute)
+        if day.model != today.model or day.day >= today.day or value is None:
+            continue
+        if today.reference is not None and day.reference != today.reference:
+            continue
+        latest[day.day.isoformat()] = value
+    n, m = policy.performance_window_n, policy.performance_window_m
+    earlier = [latest[key] for key in sorted(latest)][-(n - 1) :] if n > 1 else []
+    hits = 1 + sum(value > signal.threshold for value in earlier)
+    span = f"significant on {hits} of the last {len(earlier) + 1} measured days (need {m} of {n})"
+    return replace(signal, fired=hits >= m, text=f"{signal.text}; {span}")
+
+
+def _half_open(day: date, state: LoopState, policy: DriftSpec) -> bool:
+    """``breaker_probe_days`` after the last rejection, with no retrain decided since: one probe."""
+    since = state.breaker_since
+    if since is None or (day - since).days < policy.breaker_probe_days:
+        return False
+    return not any(d > since for d in state.retrains_except(day))
+
+
+def _guards(
+    day: date, state: LoopState, policy: DriftSpec, kind: SignalKind, realized: RealizedPerformance | None
+) -> list[tuple[str, str]]:
+    """``(held_by, reason)`` of every budget guard that holds a ``kind`` retrain on ``day``."""
+    budget = BUDGET[kind]
+    held: list[tuple[str, str]] = []
+    if kind in ("performance_drop", "breach") and realized is not None and realized.label_day:
+        # Labels scored before the latest retrain (of any kind) was decided ask for nothing new:
+        # that retrain's challenger is the answer.
+        labelled = _as_date(realized.label_day)
+        answering = [d for d in state.retrains_except(day) if labelled <= d < day]
+        if answering:
+            held.append(("answered", f"{kind} retrain held (answered): a retrain was decided on "
+                         f"{answering[-1].isoformat()}, on or after the labelled day {labelled.isoformat()}"))  # fmt: skip
+    if budget == "breach":
+        return held  # no cooldown and no cap
+    if budget == "data_drift":
+        cooldown_days, cap, what = policy.cooldown_days, policy.max_retrains, "drift"
+    else:
+        cooldown_days, cap, what = policy.performance_cooldown_days, policy.performance_max_retrains, "the drop"
+    # Guards look both ways: a day decided late (a delayed or re-delivered event, after later
+    # days were decided) must not retrain inside a later retrain's cooldown or break the cap.
+    others = state.retrains_except(day, budget)
+    earlier = [d for d in others if d < day]
+    later = [d for d in others if d > day and (d - day).days < cooldown_days]
+    if earlier and (day - earlier[-1]).days < cooldown_days:
+        since = (day - earlier[-1]).days
+        held.append(("cooldown", f"{kind} retrain suppressed (cooldown): last {budget} retrain on "
+                     f"{earlier[-1].isoformat()}, {since} days ago, cooldown is {cooldown_days} days"))  # fmt: skip
+    elif later:
+        held.append(("cooldown", f"{kind} retrain suppressed (cooldown): a {budget} retrain was already decided on "
+                     f"{later[0].isoformat()}, {(later[0] - day).days} days after this late day; "
+                     f"cooldown is {cooldown_days} days"))  # fmt: skip
+    period = policy.max_retrains_period_days
+    busiest = _busiest_period(day, others, period)
+    if busiest >= cap:
+        held.append(("cap", f"{kind} retrain suppressed (cap): {busiest} {budget} retrains in the last {period} days "
+                     f"(cap {cap}); {what} persists after retraining, a human should look"))  # fmt: skip
+    return held
+
+
+def decide(
+    history: Sequence[DayDrift],
+    today: DayDrift,
+    state: LoopState,
+    policy: DriftSpec,
+    *,
+    realized: RealizedPerformance | None = None,
+    estimated: EstimatedPerformance | None = None,
+    floor: float | None = None,
+) -> DriftVerdict:
+    """Decide what today's signals call for (see the module docstring for the rules).
+
+    ``realized``: the labelled day's performance; ``estimated``: CBPE's estimate of today's;
+    ``floor``: the breach floor when ``policy.performance_floor`` is unset (the gate's minimum)."""
+    reasons: list[str] = []
+    day = today.day
+    breaker_open = state.consecutive_rejections >= policy.circuit_breaker_rejections
+    half_open = breaker_open and _half_open(day, state, policy)
+    if half_open and state.breaker_since is not None:
+        breaker_reason = (
+            f"circuit breaker half-open: {state.consecutive_rejections} challengers rejected in a row, the last on "
+            f"{state.breaker_since.isoformat()}, {(day - state.breaker_since).days} days ago (probe after "
+            f"{policy.breaker_probe_days}): one probe retrain is allowed"
+        )
+    else:
+        breaker_reason = (
+            f"circuit breaker open: the last {state.consecutive_rejections} challengers were rejected by the gate "
+            f"(limit {policy.circuit_breaker_rejections}); no automatic retrain until a human resets it"
+            + (f" or the probe after {policy.breaker_probe_days} days" if state.breaker_since is not None else "")
+        )
+    performance_signal, breach_signal = _realized_signals(realized, policy, floor)
+    performance_signal = _persistent(performance_signal, history, today, policy, "drop_low")
+    estimated_signal = _persistent(_estimated_signal(estimated, policy), history, today, policy, "estimated_drop_low")
+    breach = breach_signal.fired
 
     def verdict(
         verdict_state: VerdictState,
+        signals: Sequence[Signal],
         *,
         alerts: int = 0,
         days: int = 0,
         cooldown: bool = False,
         capped: bool = False,
+        trigger: SignalKind | None = None,
     ) -> DriftVerdict:
         if breaker_open and breaker_reason not in reasons:
             reasons.append(breaker_reason)
@@ -259,71 +639,114 @@ def decide(history: Sequence[DayDrift], today: DayDrift, state: LoopState, polic
             cooldown=cooldown,
             capped=capped,
             circuit_open=breaker_open,
+            signals=tuple(signals),
+            trigger=trigger,
+            breach=breach,
+            half_open=half_open,
         )
 
+    # Harm measured on a retired version's labels says nothing about today's model.
+    harm = [s for s in (breach_signal, performance_signal, estimated_signal) if s.fired and s.held_by is None]
     if not _sufficient(today, policy):
         reasons.append(
             f"insufficient data: {today.n_rows} rows, at least {policy.min_rows} needed to judge drift; "
             "no alarm and no retrain for this day"
         )
-        return verdict("insufficient_data")
+        quiet = [
+            Signal("data_drift", today.score, policy.alert, False, None, "insufficient data: drift not judged"),
+            Signal("prediction_drift", today.prediction_psi, policy.alert, False, None, "insufficient data"),
+        ]
+        measured = [
+            replace(s, held_by=s.held_by or "insufficient_data") if s.fired else s
+            for s in (performance_signal, estimated_signal, breach_signal)
+        ]
+        reasons.extend(s.text for s in measured if s.fired)
+        return verdict("insufficient_data", [*quiet, *measured])
 
     level = day_level(today, policy)
     days = window(history, today, policy)
-    alerts = sum(day_level(day, policy) == "alert" for day in days)
+    alerts = sum(day_level(d, policy) == "alert" for d in days)
     top = f" (top: {', '.join(today.top_features[:3])})" if today.top_features else ""
     span = f"{alerts} of the last {len(days)} days at alert level (need {policy.window_m} of {policy.window_n})"
+    sustained = level == "alert" and alerts >= policy.window_m
+    prediction_alert = today.prediction_psi is not None and today.prediction_psi >= policy.alert
+    feature_alert = level == "alert" and (
+        not prediction_alert
+        or (today.score is not None and today.score >= policy.alert)
+        or any(name != PREDICTION for name in today.top_features)
+    )
+    drift_signals = {
+        "data_drift": Signal(
+            "data_drift", today.score, policy.alert, sustained and feature_alert, None,
+            f"feature drift: score {_fmt(today.score)}, status {today.status}{top}; {span}",
+        ),
+        "prediction_drift": Signal(
+            "prediction_drift", today.prediction_psi, policy.alert, sustained and prediction_alert, None,
+            f"prediction drift: PSI {_fmt(today.prediction_psi)} (alert {policy.alert}); {span}",
+        ),
+    }  # fmt: skip
 
     if level == "ok":
         reasons.append(f"no drift: score {_fmt(today.score)} below warn {policy.warn}")
         if alerts:
             reasons.append(f"earlier alert days in the window do not count once today is quiet ({span})")
-        return verdict("ok", alerts=alerts, days=len(days))
-    if level == "warn":
+    elif level == "warn":
         reasons.append(f"drift warning: score {_fmt(today.score)} at or above warn {policy.warn}{top}")
-        reasons.append(f"no retrain: today is below alert level {policy.alert}; {span}")
-        return verdict("warn", alerts=alerts, days=len(days))
+        reasons.append(f"no retrain from drift: today is below alert level {policy.alert}; {span}")
+    else:
+        reasons.append(f"drift alert: score {_fmt(today.score)}, status {today.status}{top}")
+        reasons.append(f"sustained drift: {span}" if sustained else f"no retrain from drift yet: {span}")
 
-    reasons.append(f"drift alert: score {_fmt(today.score)}, status {today.status}{top}")
-    if alerts < policy.window_m:
-        reasons.append(f"no retrain yet: {span}")
-        return verdict("warn", alerts=alerts, days=len(days))
-    reasons.append(f"sustained drift: {span}")
-
-    day = today.day
-    # Guards look both ways: a day decided late (a delayed or re-delivered event, after later
-    # days were decided) must not retrain inside a later retrain's cooldown or break the cap.
-    others = state.retrains_except(day)
-    earlier = [d for d in others if d < day]
-    later = [d for d in others if d > day and (d - day).days < policy.cooldown_days]
-    cooldown = False
-    if earlier and (day - earlier[-1]).days < policy.cooldown_days:
-        cooldown = True
-        since = (day - earlier[-1]).days
-        reasons.append(
-            f"retrain suppressed (cooldown): last retrain on {earlier[-1].isoformat()}, {since} days ago, "
-            f"cooldown is {policy.cooldown_days} days"
-        )
-    elif later:
-        cooldown = True
-        reasons.append(
-            f"retrain suppressed (cooldown): a retrain was already decided on {later[0].isoformat()}, "
-            f"{(later[0] - day).days} days after this late day; cooldown is {policy.cooldown_days} days"
-        )
-    period = policy.max_retrains_period_days
-    busiest = _busiest_period(day, others, period)
-    capped = busiest >= policy.max_retrains
-    if capped:
-        reasons.append(
-            f"retrain suppressed (cap): {busiest} retrains in the last {period} days "
-            f"(cap {policy.max_retrains}); drift persists after retraining, a human should look"
-        )
-    if breaker_open or cooldown or capped:
-        if breaker_open:
-            reasons.append(breaker_reason)
-        return verdict("warn", alerts=alerts, days=len(days), cooldown=cooldown, capped=capped)
-    reasons.append("retrain: train a challenger on recent data and send it through the gate")
-    return verdict("retrain", alerts=alerts, days=len(days))
+    signals: dict[str, Signal] = {
+        **drift_signals,
+        "performance_drop": performance_signal,
+        "estimated_drop": estimated_signal,
+        "breach": breach_signal,
+    }
+    for signal in (breach_signal, performance_signal, estimated_signal):
+        if signal.fired or signal.value is not None:
+            reasons.append(signal.text)
+    trigger: SignalKind | None = None
+    cooldown = capped = False
+    for kind in PRIORITY:
+        signal = signals[kind]
+        if not signal.fired or signal.held_by is not None:
+            continue
+        enabling = ENABLED_BY[kind]
+        if enabling is not None and enabling not in policy.retrain_on:
+            if BUDGET[kind] == "data_drift" and not harm:
+                held_by = "no_impact"
+                reasons.append(
+                    f"drift without impact: {kind.replace('_', ' ')} is sustained but neither the realized nor the "
+                    "estimated performance dropped; reported, no retrain (drift.retrain_on does not list data_drift)"
+                )
+            else:
+                held_by = "not_enabled"
+                reasons.append(f"{kind} fired but drift.retrain_on does not list {enabling}: reported, no retrain")
+            signals[kind] = replace(signal, held_by=held_by)
+            continue
+        if trigger is not None:
+            continue
+        guards = _guards(day, state, policy, kind, realized)
+        if breaker_open and not half_open:
+            guards.append(("breaker", f"{kind} retrain suppressed (circuit breaker)"))
+        if guards:
+            cooldown = cooldown or any(name == "cooldown" for name, _ in guards)
+            capped = capped or any(name == "cap" for name, _ in guards)
+            reasons.extend(text for name, text in guards if name != "breaker")
+            signals[kind] = replace(signal, held_by=guards[0][0])
+            continue
+        trigger = kind
+    ordered = [
+        signals[kind] for kind in ("data_drift", "prediction_drift", "performance_drop", "estimated_drop", "breach")
+    ]
+    common = {"alerts": alerts, "days": len(days), "cooldown": cooldown, "capped": capped}
+    if trigger is not None:
+        probe = " (the half-open breaker's one probe)" if breaker_open else ""
+        reasons.append(f"retrain on {trigger}{probe}: train a challenger on recent data and send it through the gate")
+        return verdict("retrain", ordered, trigger=trigger, **common)  # type: ignore[arg-type]
+    state_now: VerdictState = "warn" if level != "ok" or any(s.fired for s in ordered) else "ok"
+    return verdict(state_now, ordered, **common)  # type: ignore[arg-type]
 
 
 def _busiest_period(day: date, others: Sequence[date], period_days: int) -> int:
@@ -340,14 +763,21 @@ def _busiest_period(day: date, others: Sequence[date], period_days: int) -> int:
 
 
 def apply_verdict(state: LoopState, verdict: DriftVerdict) -> LoopState:
-    """The loop state after acting on ``verdict`` (a retrain is recorded on its partition)."""
-    return state.with_retrain(verdict.partition) if verdict.retrain else state
+    """The loop state after acting on ``verdict`` (a retrain is recorded on its partition, in the
+    budget of its trigger)."""
+    if not verdict.retrain:
+        return state
+    return state.with_retrain(verdict.partition, BUDGET[verdict.trigger or "data_drift"])
 
 
 __all__ = [
+    "BUDGET",
     "DayDrift",
     "DriftVerdict",
+    "EstimatedPerformance",
     "LoopState",
+    "RealizedPerformance",
+    "Signal",
     "apply_verdict",
     "day_level",
     "decide",

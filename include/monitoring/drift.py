@@ -856,10 +856,8 @@ def performance(scores: Any, labels: Any, threshold: float = 0.5) -> Performance
     n = int(s.shape[0])
     if n == 0:
         return Performance(math.nan, math.nan, math.nan, math.nan, 0, 0)
-    _, starts, y_sorted = _grouped(s, y)
-    auc = float(_weighted_auc(np.ones((1, n)), y_sorted, starts)[0])
     return Performance(
-        roc_auc=auc,
+        roc_auc=expected_auc(s, y),
         pr_auc=_average_precision(s, y),
         brier=float(np.mean((s - y) ** 2)),
         accuracy=float(np.mean((s >= threshold) == (y == 1.0))),
@@ -903,6 +901,15 @@ def performance_drop(
     return PerformanceDrop(float(reference_auc), current, float(low), float(high), n, n_boot, confidence)
 
 
+def expected_auc(scores: np.ndarray, y: np.ndarray) -> float:
+    """ROC AUC of ``scores`` against ``y`` (0/1 labels or soft probabilities), ties count half."""
+    n = int(scores.shape[0])
+    if n == 0:
+        return math.nan
+    _, starts, y_sorted = _grouped(scores, y)
+    return float(_weighted_auc(np.ones((1, n)), y_sorted, starts)[0])
+
+
 __all__ = [
     "EPS",
     "OTHER",
@@ -917,6 +924,7 @@ __all__ = [
     "ProfileError",
     "build_reference",
     "compute_drift",
+    "expected_auc",
     "performance",
     "performance_drop",
     "psi",

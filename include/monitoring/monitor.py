@@ -1,5 +1,6 @@
 """One day of monitoring: drift of the scored day against the champion's reference, realized
-performance of the day whose labels arrived today, and the retrain decision.
+performance of the day whose labels arrived today, the label-free estimate of today's performance
+(CBPE, with the calibrator stored in the reference profile), and the retrain decision.
 
 The reference is the profile logged with the version that scored the day (so it switches
 together with the champion). Every day writes ``reports/<model>/drift/ds=<date>.json`` (all
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DRIFT_KIND = "drift"
 REJECTED_ACTIONS = ("reject", "approval_rejected")
+# A new champion, or a human who looked, closes the circuit breaker.
+BREAKER_CLOSING_ACTIONS = ("promote", "rollback", "breaker_reset")
 
 
 def record_name(ds: date) -> str:
@@ -45,18 +49,39 @@ def read_history(lake: Lake, model: str, before: date) -> list[dict[str, Any]]:
 
 
 def loop_state(lake: Lake, model: str, history: list[dict[str, Any]]) -> Any:
-    """Retrains decided so far (from the drift history) and consecutive gate rejections (ledger)."""
-    from include.monitoring.decision import LoopState
+    """Retrains decided so far, each in the budget of its trigger (from the drift history), and the
+    circuit breaker's count of consecutive gate rejections with the day of the latest (ledger).
+
+    A record written before verdicts named their trigger counts as a data-drift retrain. A
+    promotion, a rollback or a human ``breaker_reset`` entry closes the breaker."""
+    from include.monitoring.decision import BUDGET, LoopState
     from include.registry.ledger import read_ledger
 
-    retrains = tuple(date.fromisoformat(r["partition"]) for r in history if r["verdict"]["state"] == "retrain")
+    untyped: list[date] = []
+    kinds = []
+    for record in history:
+        verdict = record["verdict"]
+        if verdict["state"] != "retrain":
+            continue
+        day = date.fromisoformat(record["partition"])
+        if verdict.get("trigger"):
+            kinds.append((day, BUDGET[verdict["trigger"]]))
+        else:
+            untyped.append(day)
     rejections = 0
+    since: date | None = None
     for entry in read_ledger(lake, model):
         if entry["action"] in REJECTED_ACTIONS:
             rejections += 1
-        elif entry["action"] in ("promote", "rollback"):
-            rejections = 0
-    return LoopState(retrain_dates=retrains, consecutive_rejections=rejections)
+            since = date.fromisoformat(str(entry["time"])[:10])
+        elif entry["action"] in BREAKER_CLOSING_ACTIONS:
+            rejections, since = 0, None
+    return LoopState(
+        retrain_dates=tuple(untyped),
+        consecutive_rejections=rejections,
+        retrain_kinds=tuple(sorted(kinds)),
+        breaker_since=since,
+    )
 
 
 def _predictions(lake: Lake, spec: ModelSpec, ds: date) -> pd.DataFrame:
@@ -129,7 +154,10 @@ def monitor_day(
 
     ``html_report=False`` skips the Evidently page (seconds per day; ``airloop replay`` runs a
     year of days and reads only the record). The numbers and the decision are the same."""
-    from include.monitoring.decision import decide
+    from dataclasses import replace
+
+    from include.monitoring.cbpe import estimate_performance
+    from include.monitoring.decision import EstimatedPerformance, RealizedPerformance, decide
     from include.monitoring.drift import compute_drift
     from include.monitoring.report import evidently_report_html
 
@@ -156,6 +184,23 @@ def monitor_day(
         seed=spec.training.seed,
     )
     today = report.day(spec.name, ds.isoformat(), reference=f"v{version}")
+    performance = realized_performance(lake, spec, ds, reference_auc)
+    estimated = estimate_performance(
+        profile.get("calibrator"),
+        predictions["score"].to_numpy(),
+        min_rows=spec.drift.min_rows,
+        seed=spec.training.seed,
+    )
+    realized = RealizedPerformance.from_record(performance, serving_version=version)
+    estimate = EstimatedPerformance.from_dict(estimated)
+    prediction_psi = report.prediction.psi if report.prediction is not None else math.nan
+    # The day's harm figures join its history line: later days read them for persistence.
+    today = replace(
+        today,
+        prediction_psi=float(prediction_psi) if math.isfinite(prediction_psi) else None,
+        drop_low=realized.drop_low if realized is not None and not realized.superseded else None,
+        estimated_drop_low=estimate.drop_low if estimate is not None else None,
+    )
     # Every other day's record: the window reads the earlier ones, the guards also the later ones
     # (this day may be decided late); the record of this very day (a rerun) is left out.
     history_records = [r for r in read_history(lake, spec.name, date.max) if r["partition"] != ds.isoformat()]
@@ -163,7 +208,15 @@ def monitor_day(
 
     history = [DayDrift.from_dict(r["day"]) for r in history_records]
     state = loop_state(lake, spec.name, history_records)
-    verdict = decide(history, today, state, spec.drift)
+    verdict = decide(
+        history,
+        today,
+        state,
+        spec.drift,
+        realized=realized,
+        estimated=estimate,
+        floor=spec.gate.min_roc_auc,
+    )
     html_path = lake.report_path(spec.name, DRIFT_KIND, f"ds={ds.isoformat()}.html")
     reference_frame = _reference_frame(lake, spec, tags) if html_report else None
     if reference_frame is not None:
@@ -185,7 +238,8 @@ def monitor_day(
         "day": today.to_dict(),
         "verdict": verdict.to_dict(),
         "drift": report.to_dict(),
-        "performance": realized_performance(lake, spec, ds, reference_auc),
+        "performance": performance,
+        "estimated_performance": estimated,
         "reference_auc": reference_auc,
         "report_uri": report_uri,
         "rows_scored": int(len(predictions)),
@@ -194,12 +248,13 @@ def monitor_day(
         lake.report_path(spec.name, DRIFT_KIND, record_name(ds)), json.dumps(record, default=str).encode()
     )
     log.info(
-        "%s %s: drift %s (score %s); verdict %s: %s",
+        "%s %s: drift %s (score %s); verdict %s (trigger %s): %s",
         spec.name,
         ds,
         report.status,
         today.score,
         verdict.state,
+        verdict.trigger,
         "; ".join(verdict.reasons),
     )
     return record

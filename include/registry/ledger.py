@@ -125,6 +125,40 @@ def read_ledger(lake: Lake, model: str) -> list[dict[str, Any]]:
     return history
 
 
+def record_breaker_reset(
+    lake: Lake,
+    model: str,
+    *,
+    by: str,
+    reason: str,
+    time: datetime,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Record that a human closed the retrain circuit breaker (``monitor.loop_state`` reads it:
+    the rejections before it no longer count). ``by`` and ``reason`` are required, as for any
+    manual override. The entry's id digests time, person and reason: a retried task (same time)
+    records it once, a later reset is a new entry. Returns the entry's URI."""
+    who, why = by.strip(), reason.strip()
+    if not who or not why:
+        raise LedgerError(f"{model}: a breaker reset must say who resets it (--by) and why (--reason)")
+    digest = hashlib.sha256(json.dumps([model, time.astimezone(UTC).isoformat(), who, why]).encode()).hexdigest()
+    entry = LedgerEntry(
+        time=time,
+        action="breaker_reset",
+        model=model,
+        version=None,
+        previous_version=None,
+        decision_id="r" + digest[:19],
+        summary=f"circuit breaker reset by {who}: {why}",
+        approver=who,
+        reason=why,
+        dag_id=dag_id,
+        run_id=run_id,
+    )
+    return append_entry(lake, entry)
+
+
 def ledger_jsonl(lake: Lake, model: str) -> str:
     """The whole history as JSON lines (what the UI shows and rollback reads)."""
     return "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in read_ledger(lake, model))

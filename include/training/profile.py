@@ -37,6 +37,7 @@ MAX_OTHER_NAMES = 1000
 OTHER_CATEGORY = "__other__"
 SCORE_SAMPLE_SIZE = 2000
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+CALIBRATOR_KEY = "calibrator"
 
 
 def reference_profile(frame: pd.DataFrame, spec: ModelSpec, scores: Sequence[float] | np.ndarray) -> dict[str, Any]:
@@ -69,6 +70,19 @@ def reference_profile(frame: pd.DataFrame, spec: ModelSpec, scores: Sequence[flo
     if label in frame.columns:
         labels = frame[label].dropna()
         profile["label"] = {"rows": len(labels), "positive_rate": _float(labels.mean()) if len(labels) else None}
+    return profile
+
+
+def add_calibrator(profile: dict[str, Any], scores: Sequence[float] | np.ndarray, labels: Any) -> dict[str, Any]:
+    """Store under ``calibrator`` the CBPE calibrator of the model's held-out ``scores`` and their
+    ``labels`` (:func:`include.monitoring.cbpe.fit_calibrator`): the monitor estimates each day's
+    AUC from its scores with it before the labels arrive. Nothing is stored when the rows cannot
+    calibrate (too few, one class). Returns ``profile``."""
+    from include.monitoring.cbpe import fit_calibrator
+
+    calibrator = fit_calibrator(scores, labels)
+    if calibrator is not None:
+        profile[CALIBRATOR_KEY] = calibrator
     return profile
 
 

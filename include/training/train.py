@@ -64,7 +64,7 @@ from include.training.onnx_export import (
     parity,
     prepare_features,
 )
-from include.training.profile import reference_profile
+from include.training.profile import add_calibrator, reference_profile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -302,6 +302,7 @@ def train_model(
 
         t0 = time.perf_counter()
         profile = reference_profile(data.holdout, spec, proba)
+        add_calibrator(profile, proba, y_hold)  # CBPE: the day's AUC estimated before labels arrive
         client.log_dict(run_id, profile, PROFILE_ARTIFACT)
         importance = _permutation_importance(pipeline, x_hold, y_hold, seed)
         client.log_figure(run_id, _importance_figure(importance, spec.name), IMPORTANCE_ARTIFACT)

@@ -25,7 +25,7 @@ HEAVY = [
     "skl2onnx",
     "pyarrow",
 ]
-MANUAL_ONLY = ("__rollback", "__replay")  # DAGs that are deliberately schedule=None
+MANUAL_ONLY = ("__rollback", "__replay", "__breaker_reset")  # DAGs that are deliberately schedule=None
 
 
 def _dagbag(specs_dir: Path | None = None):  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ def test_every_dag_serializes(dagbag) -> None:  # type: ignore[no-untyped-def]
         assert data["dag"]["dag_id"] == dag_id
 
 
-@pytest.mark.parametrize("step", ["train", "promote", "rollback", "replay"])
+@pytest.mark.parametrize("step", ["train", "promote", "rollback", "replay", "breaker_reset"])
 def test_manual_trigger_params_are_documented_and_bounded(dagbag, step: str) -> None:  # type: ignore[no-untyped-def]
     """The trigger form of every manual action: each Param has a title, a description, and an
     enum or bounds (integers: minimum; strings: enum, format or a maximum length)."""
@@ -146,6 +146,7 @@ def test_manual_trigger_params_are_documented_and_bounded(dagbag, step: str) -> 
         "train": {"window_days", "search_budget", "estimator", "reason"},
         "promote": {"mode"},
         "rollback": {"target_version", "reason"},
+        "breaker_reset": {"by", "reason"},
         "replay": {"start", "end", "policies", "calendar_days", "search_budget", "window_days"},
     }
     assert expected[step] <= set(params)

@@ -26,6 +26,7 @@ POLICY = DriftSpec(
     max_retrains=2,
     max_retrains_period_days=30,
     circuit_breaker_rejections=3,
+    retrain_on=["performance", "estimated_performance", "data_drift"],  # the data-drift rules alone
 )
 START = date(2024, 3, 1)
 OK, WARN, ALERT = 0.02, 0.15, 0.4

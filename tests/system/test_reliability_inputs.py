@@ -245,7 +245,8 @@ def test_truncated_onnx_bytes_are_refused_before_any_output(tmp_path: Path, flig
 
 
 POLICY = SPEC.drift.model_copy(update={"window_m": 2, "window_n": 3, "cooldown_days": 7, "max_retrains": 2,
-                                       "max_retrains_period_days": 30, "min_rows": 100})  # fmt: skip
+                                       "max_retrains_period_days": 30, "min_rows": 100,
+                                       "retrain_on": ["data_drift"]})  # fmt: skip  # the drift rules alone
 START = date(2013, 3, 1)
 
 

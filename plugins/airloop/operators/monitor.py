@@ -130,6 +130,7 @@ class SignalRetrainOperator(StepOperator):
         extra = {
             "partition": summary["partition"],
             "decision_id": verdict["decision_id"],
+            "trigger": verdict.get("trigger"),  # the signal kind that decided (decision.PRIORITY)
             "score": summary["score"],
             "top_features": verdict["top_features"],
             "report_uri": summary["report_uri"],
