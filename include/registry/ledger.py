@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LEDGER_KIND = "ledger"
-Action = Literal["promote", "reject", "dry_run", "rollback", "approval_rejected"]
-ACTIONS: tuple[Action, ...] = ("promote", "reject", "dry_run", "rollback", "approval_rejected")
+# ``pending``: the gate is waiting for the challenger's clean shadow days; not a rejection
+Action = Literal["promote", "reject", "dry_run", "pending", "rollback", "approval_rejected"]
+ACTIONS: tuple[Action, ...] = ("promote", "reject", "dry_run", "pending", "rollback", "approval_rejected")
 
 
 class LedgerError(ValueError):
