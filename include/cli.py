@@ -355,6 +355,7 @@ def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.Argumen
     rep.add_argument("--publish-key", help="publish the report to the lake as reports/<model>/replay/<key>__*")
     rep.add_argument("--lake", default=None, help="with --publish-key: lake URI (default AIRLOOP_LAKE_URI)")
     rep.set_defaults(func=cmd_replay)
+
     def cmd_breaker_reset(args: argparse.Namespace) -> int:
         from include.registry.ledger import record_breaker_reset
         from include.spec import get_spec

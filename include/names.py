@@ -26,7 +26,8 @@ Policy = Literal["drift", "calendar", "frozen"]
 """How ``airloop replay`` retrains: on drift decisions, every ``calendar_days``, or never."""
 POLICIES: tuple[Policy, ...] = get_args(Policy)
 
-GateAction = Literal["promote", "reject", "dry_run", "rollback", "approval_rejected", "breaker_reset"]
+# ``pending``: the gate waits for the challenger's clean shadow days; not a rejection
+GateAction = Literal["promote", "reject", "dry_run", "pending", "rollback", "approval_rejected", "breaker_reset"]
 """What a gate, a rollback or a human reset of the breaker did, as the ledger records it."""
 GATE_ACTIONS: tuple[GateAction, ...] = get_args(GateAction)
 
@@ -89,3 +90,12 @@ class Tag:
     RESTORE_REASON: Final = "airloop.restore_reason"
     ROLLED_BACK_AT: Final = "airloop.rolled_back_at"
     ROLLBACK_REASON: Final = "airloop.rollback_reason"
+    # a retrain answering a performance break (include/training/break_window.py)
+    BREAK_DAY: Final = "airloop.break_day"
+    TRIGGER: Final = "airloop.trigger"
+    TRAINING_RULE: Final = "airloop.training_rule"
+    TRAINING_RULE_REASON: Final = "airloop.training_rule_reason"
+
+
+BREAK_TRIGGERS: Final = ("performance_drop", "breach")
+"""Monitor triggers that answer a break in the concept: their retrain follows the break."""

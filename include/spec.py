@@ -209,6 +209,11 @@ class TrainingSpec(_Strict):
     # OpenMP/BLAS threads while fitting. 1 by default: a worker runs several tasks at once and
     # HistGradientBoosting would otherwise take every core for each of them.
     threads: int = Field(default=1, ge=1, le=64)
+    # A retrain answering a performance break trains on the days since the break when they hold
+    # this many labelled rows; otherwise on the usual window, recent days weighted more (the
+    # weight halves every ``recency_half_life_days`` back from the last training day).
+    min_rows_after_break: int = Field(default=5000, ge=1)
+    recency_half_life_days: float = Field(default=7.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> TrainingSpec:
@@ -232,6 +237,9 @@ class GateSpec(_Strict):
     shadow_days: int = Field(default=0, ge=0, le=60)
     evaluation_days: int = Field(default=7, ge=1, le=365)
     bootstrap_samples: int = Field(default=200, ge=10, le=10000)
+    # A challenger trained because of a break is judged on labelled days after the break when
+    # they hold this many rows; otherwise on the usual evaluation days.
+    min_post_break_rows: int = Field(default=2000, ge=1)
 
 
 class ScoringSpec(_Strict):

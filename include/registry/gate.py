@@ -10,12 +10,17 @@ Three steps, each a plain function over arrays and small frozen value objects:
   rows for both models, so the interval reflects the difference between the models and not the
   noise of the sample (unpaired intervals of two correlated AUCs are several times wider).
 - :func:`decide_promotion` is a pure function of the policy and the figures: no I/O, no clock.
-  Its ``decision_id`` is a digest of every input, so a rerun of the same gate gets the same id
-  (the ledger uses it to stay idempotent).
+  It runs the named checks of :data:`CHECKS` (each returns a :class:`Check` with its numbers and
+  its reason in words). Its ``decision_id`` is a digest of every input, so a rerun of the same
+  gate gets the same id (the ledger uses it to stay idempotent).
 
 No regression is judged on the *lower* bound of the paired gain: a challenger is promoted only if
 we are confident it is not worse than the champion by more than ``max_regression``. Slice drops
-are judged the same way, on the lower bound of each drop (:func:`_auc_standard_error`).
+are judged the same way, on the lower bound of each drop (:func:`_auc_standard_error`). And the
+gate never trades down: a gain interval entirely below zero rejects, whatever ``max_regression``
+tolerates (a replay promoted a challenger with gain -0.0042 in [-0.0070, -0.0011] before this),
+unless the champion is in a performance breach (:func:`champion_breach`): then the comparative
+checks are waived and the challenger wins if it clears the floor.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -151,10 +156,28 @@ class Check:
 
 
 @dataclass(frozen=True)
+class ChampionPerformance:
+    """The champion's latest realized performance in production: one labelled day of a monitor
+    record (``performance`` of ``reports/<model>/drift/ds=<date>.json``). A breach is judged on it."""
+
+    version: int
+    label_day: str
+    roc_auc: float
+    roc_auc_upper: float | None  # upper bound of the day's bootstrap interval; None: not computed
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
 class GateDecision:
     """The verdict. ``promote`` is what to do; ``would_promote`` is the verdict of the checks
     (the same as ``promote`` when enabled, recorded for dry runs; False when disabled, since the
-    ``gate_mode`` check fails)."""
+    ``gate_mode`` check fails). ``pending``: only ``shadow_days`` failed, so the challenger waits
+    for its clean shadow days and is gated again (not a rejection). ``breach``: why the champion
+    is in a performance breach (comparative checks waived), or ``None``. ``evaluated_on``: which
+    rows the figures come from, in words."""
 
     decision_id: str
     promote: bool
@@ -166,6 +189,9 @@ class GateDecision:
     summary: str
     figures: dict[str, float | int | str | None]
     context: dict[str, Any] = field(default_factory=dict)
+    pending: bool = False
+    breach: str | None = None
+    evaluated_on: str | None = None
 
     @property
     def failed(self) -> list[Check]:
@@ -413,6 +439,169 @@ def _number(parity: Mapping[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def breach_floor(policy: GateSpec) -> float:
+    """The ROC AUC under which a champion is in a performance breach: the spec's floor, and
+    never under 0.5 (a model worse than a coin is in breach whatever the floor says)."""
+    return max(float(policy.min_roc_auc), 0.5)
+
+
+def champion_breach(policy: GateSpec, realized: ChampionPerformance | None) -> str | None:
+    """Why the champion is in a performance breach, in words; ``None`` when it is not (or unknown).
+
+    Judged on the upper bound of the day's bootstrap interval when the record has one: one
+    labelled day of ~900 rows moves the AUC by about ±0.045, and a breach waives the comparative
+    checks, so it needs the champion to be below the floor with confidence."""
+    if realized is None:
+        return None
+    judged = realized.roc_auc if realized.roc_auc_upper is None else realized.roc_auc_upper
+    floor = breach_floor(policy)
+    if not (math.isfinite(judged) and judged < floor):
+        return None
+    bound = "" if realized.roc_auc_upper is None else f", 95% upper bound {_fmt(realized.roc_auc_upper)}"
+    return (
+        f"champion v{realized.version} is in a performance breach: realized ROC AUC {_fmt(realized.roc_auc)}"
+        f"{bound} on {realized.label_day} ({realized.rows:,} labelled rows) < floor {_fmt(floor)}"
+    )
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """What every check reads; ``breach`` is :func:`champion_breach` of the realized figures."""
+
+    policy: GateSpec
+    challenger: Evaluation
+    champion: Evaluation | None
+    comparison: Comparison | None
+    parity: Mapping[str, Any]
+    shadow_clean_days: int | None
+    mode: GateMode
+    breach: str | None = None
+
+
+def _waived(check: Check, breach: str | None) -> Check:
+    """A failed comparison with a champion in breach passes: against a broken champion the best
+    candidate above the floor wins (the floor itself is never waived)."""
+    if check.passed or breach is None:
+        return check
+    return replace(check, passed=True, detail=f"waived, {breach}: {check.detail}")
+
+
+def check_floor(gate: GateInputs) -> Check:
+    """The challenger's ROC AUC on the evaluation set is at least ``min_roc_auc``."""
+    return _at_least("min_roc_auc", gate.challenger.roc_auc, gate.policy.min_roc_auc, "challenger ROC AUC")
+
+
+def check_no_regression(gate: GateInputs) -> Check | None:
+    """Not worse than the champion by more than ``max_regression``, judged on the lower bound."""
+    comparison, champion = gate.comparison, gate.champion
+    if comparison is None or champion is None:
+        return None
+    threshold = -gate.policy.max_regression
+    ok = math.isfinite(comparison.gain_lower) and comparison.gain_lower >= threshold
+    detail = (
+        f"AUC gain {_fmt(comparison.gain, True)} (challenger {_fmt(gate.challenger.roc_auc)} vs champion "
+        f"{_fmt(champion.roc_auc)}), {CONFIDENCE:.0%} lower bound {_fmt(comparison.gain_lower, True)} "
+        f"{'>=' if ok else '<'} {_fmt(threshold, True)}"
+    )
+    return _waived(Check("no_regression", threshold, comparison.gain_lower, ok, detail), gate.breach)
+
+
+def check_never_trade_down(gate: GateInputs) -> Check | None:
+    """The gain interval is not entirely below zero, whatever ``max_regression`` tolerates: a
+    challenger measurably worse than the champion is never promoted over a healthy champion."""
+    comparison = gate.comparison
+    if comparison is None or gate.champion is None:
+        return None
+    ok = math.isfinite(comparison.gain_upper) and comparison.gain_upper >= 0.0
+    interval = f"[{_fmt(comparison.gain_lower, True)}, {_fmt(comparison.gain_upper, True)}]"
+    detail = (
+        f"AUC gain {CONFIDENCE:.0%} interval {interval} reaches zero: not measurably worse than the champion"
+        if ok
+        else f"AUC gain {CONFIDENCE:.0%} interval {interval} lies entirely below zero: measurably worse than the champion"
+    )
+    return _waived(Check("never_trade_down", 0.0, comparison.gain_upper, ok, detail), gate.breach)
+
+
+def check_min_gain(gate: GateInputs) -> Check | None:
+    """The point gain reaches ``min_gain`` (only when the policy asks for a positive gain)."""
+    comparison = gate.comparison
+    if comparison is None or gate.champion is None or gate.policy.min_gain <= 0:
+        return None
+    ok = comparison.gain >= gate.policy.min_gain
+    detail = f"AUC gain {_fmt(comparison.gain, True)} {'>=' if ok else '<'} {_fmt(gate.policy.min_gain, True)}"
+    return _waived(Check("min_gain", gate.policy.min_gain, comparison.gain, ok, detail), gate.breach)
+
+
+def check_slice_regression(gate: GateInputs) -> Check | None:
+    """The worst slice drop (its lower bound when known) is at most ``max_slice_drop``."""
+    comparison, threshold = gate.comparison, gate.policy.max_slice_drop
+    if comparison is None or gate.champion is None:
+        return None
+    judged = comparison.judged_slice_drop
+    if comparison.worst_slice_drop is None or judged is None:
+        detail = "no slice with enough rows and both classes in both models"
+        return Check("slice_regression", threshold, None, True, detail)
+    ok = judged <= threshold
+    bound = "" if comparison.worst_slice_drop_lower is None else f", 95% lower bound {_fmt(judged)}"
+    detail = (
+        f"worst slice {comparison.worst_slice}: AUC drop {_fmt(comparison.worst_slice_drop)}{bound} "
+        f"{'<=' if ok else '>'} {_fmt(threshold)}"
+    )
+    return _waived(Check("slice_regression", threshold, judged, ok, detail), gate.breach)
+
+
+def check_parity_mean_abs_diff(gate: GateInputs) -> Check:
+    """ONNX and scikit-learn probabilities agree within ``parity_mean_abs_diff`` (from training)."""
+    observed = _number(gate.parity, "mean_abs_diff")
+    return _at_most("parity_mean_abs_diff", observed, gate.policy.parity_mean_abs_diff, "ONNX vs sklearn mean |p diff|")
+
+
+def check_parity_label_agreement(gate: GateInputs) -> Check:
+    """ONNX and scikit-learn labels agree on at least ``parity_label_agreement`` of the rows."""
+    observed = _number(gate.parity, "label_agreement")
+    threshold = gate.policy.parity_label_agreement
+    return _at_least("parity_label_agreement", observed, threshold, "ONNX vs sklearn label agreement")
+
+
+def check_latency(gate: GateInputs) -> Check:
+    """onnxruntime scores 1,000 rows within ``latency_ms_per_1k`` milliseconds."""
+    observed = _number(gate.parity, "onnx_ms_per_1k_rows")
+    return _at_most("latency", observed, gate.policy.latency_ms_per_1k, "ONNX ms per 1k rows")
+
+
+def check_shadow_days(gate: GateInputs) -> Check | None:
+    """At least ``shadow_days`` clean shadow days (only with a champion to shadow beside)."""
+    required, clean = gate.policy.shadow_days, gate.shadow_clean_days
+    if required <= 0 or gate.champion is None:
+        return None
+    if clean is None:
+        return Check("shadow_days", required, None, False, "no shadow record for this challenger")
+    ok = clean >= required
+    return Check("shadow_days", required, clean, ok, f"{clean} clean shadow days {'>=' if ok else '<'} {required}")
+
+
+def check_gate_mode(gate: GateInputs) -> Check | None:
+    """A disabled gate lists one check that never passes."""
+    if gate.mode != "disabled":
+        return None
+    return Check("gate_mode", "enabled", "disabled", False, "gate disabled: nothing is promoted")
+
+
+CHECKS: tuple[Callable[[GateInputs], Check | None], ...] = (
+    check_floor,
+    check_no_regression,
+    check_never_trade_down,
+    check_min_gain,
+    check_slice_regression,
+    check_parity_mean_abs_diff,
+    check_parity_label_agreement,
+    check_latency,
+    check_shadow_days,
+    check_gate_mode,
+)
+"""The gate's checks in report order; each returns ``None`` where it does not apply."""
+
+
 def decide_promotion(
     policy: GateSpec,
     challenger: Evaluation,
@@ -422,131 +611,31 @@ def decide_promotion(
     shadow_clean_days: int | None,
     mode_override: str | None = None,
     context: Mapping[str, Any] | None = None,
+    *,
+    realized: ChampionPerformance | None = None,
+    evaluated_on: str | None = None,
 ) -> GateDecision:
     """Judge a challenger against the policy; pure (same inputs, same decision and id).
 
     ``parity`` holds ``mean_abs_diff``, ``label_agreement`` and ``onnx_ms_per_1k_rows`` (a missing
     figure fails its check). ``context`` (model, versions, run ids) is recorded and hashed into
-    ``decision_id`` but judged by nothing. Every check is always listed, so a rejected challenger
-    shows every reason at once. A first model (no champion) is judged on the absolute floor,
-    parity and latency only.
+    ``decision_id`` but judged by nothing. Every applicable check of :data:`CHECKS` is listed, so
+    a rejected challenger shows every reason at once. A first model (no champion) is judged on the
+    absolute floor, parity and latency only. ``realized`` is the champion's latest realized
+    performance: below the floor (:func:`champion_breach`) it waives the comparative checks.
+    ``evaluated_on`` says in words which rows the figures come from (recorded in the summary).
+    A challenger whose only failed check is ``shadow_days`` is *pending*, not rejected.
     """
     mode = _MODE_BY_NAME.get(mode_override or policy.mode)
     if mode is None:
         raise GateInputError(f"unknown gate mode {mode_override!r}: expected one of {list(MODES)}")
-    first_model = champion is None
-    if not first_model and comparison is None:
+    if champion is not None and comparison is None:
         raise GateInputError("a champion exists but no comparison was given: run compare() first")
-
-    checks = [_at_least("min_roc_auc", challenger.roc_auc, policy.min_roc_auc, "challenger ROC AUC")]
-    if comparison is not None and champion is not None:
-        checks.append(
-            Check(
-                name="no_regression",
-                threshold=-policy.max_regression,
-                observed=comparison.gain_lower,
-                passed=math.isfinite(comparison.gain_lower) and comparison.gain_lower >= -policy.max_regression,
-                detail=(
-                    f"AUC gain {_fmt(comparison.gain, True)} (challenger {_fmt(challenger.roc_auc)} vs champion "
-                    f"{_fmt(champion.roc_auc)}), {CONFIDENCE:.0%} lower bound {_fmt(comparison.gain_lower, True)} "
-                    f"{'>=' if comparison.gain_lower >= -policy.max_regression else '<'} "
-                    f"{_fmt(-policy.max_regression, True)}"
-                ),
-            )
-        )
-        if policy.min_gain > 0:
-            ok = comparison.gain >= policy.min_gain
-            checks.append(
-                Check(
-                    name="min_gain",
-                    threshold=policy.min_gain,
-                    observed=comparison.gain,
-                    passed=ok,
-                    detail=f"AUC gain {_fmt(comparison.gain, True)} {'>=' if ok else '<'} {_fmt(policy.min_gain, True)}",
-                )
-            )
-        if comparison.worst_slice_drop is None:
-            checks.append(
-                Check(
-                    name="slice_regression",
-                    threshold=policy.max_slice_drop,
-                    observed=None,
-                    passed=True,
-                    detail="no slice with enough rows and both classes in both models",
-                )
-            )
-        else:
-            judged = comparison.judged_slice_drop
-            assert judged is not None
-            ok = judged <= policy.max_slice_drop
-            bound = "" if comparison.worst_slice_drop_lower is None else ", 95% lower bound"
-            checks.append(
-                Check(
-                    name="slice_regression",
-                    threshold=policy.max_slice_drop,
-                    observed=judged,
-                    passed=ok,
-                    detail=(
-                        f"worst slice {comparison.worst_slice}: AUC drop {_fmt(comparison.worst_slice_drop)}"
-                        + (f"{bound} {_fmt(judged)}" if bound else "")
-                        + f" {'<=' if ok else '>'} {_fmt(policy.max_slice_drop)}"
-                    ),
-                )
-            )
-    checks.append(
-        _at_most(
-            "parity_mean_abs_diff",
-            _number(parity, "mean_abs_diff"),
-            policy.parity_mean_abs_diff,
-            "ONNX vs sklearn mean |p diff|",
-        )
-    )
-    checks.append(
-        _at_least(
-            "parity_label_agreement",
-            _number(parity, "label_agreement"),
-            policy.parity_label_agreement,
-            "ONNX vs sklearn label agreement",
-        )
-    )
-    checks.append(
-        _at_most("latency", _number(parity, "onnx_ms_per_1k_rows"), policy.latency_ms_per_1k, "ONNX ms per 1k rows")
-    )
-    if policy.shadow_days > 0 and not first_model:
-        if shadow_clean_days is None:
-            checks.append(Check("shadow_days", policy.shadow_days, None, False, "no shadow record for this challenger"))
-        else:
-            ok = shadow_clean_days >= policy.shadow_days
-            checks.append(
-                Check(
-                    "shadow_days",
-                    policy.shadow_days,
-                    shadow_clean_days,
-                    ok,
-                    f"{shadow_clean_days} clean shadow days {'>=' if ok else '<'} {policy.shadow_days}",
-                )
-            )
-    if mode == "disabled":
-        checks.append(Check("gate_mode", "enabled", "disabled", False, "gate disabled: nothing is promoted"))
-
+    breach = champion_breach(policy, realized) if champion is not None else None
+    gate = GateInputs(policy, challenger, champion, comparison, parity, shadow_clean_days, mode, breach)
+    checks = [check for judge in CHECKS if (check := judge(gate)) is not None]
     would_promote = all(c.passed for c in checks)
-    promote = would_promote and mode == "enabled"
-    figures: dict[str, float | int | str | None] = {
-        "challenger_roc_auc": challenger.roc_auc,
-        "challenger_roc_auc_lower": challenger.roc_auc_lower,
-        "challenger_roc_auc_upper": challenger.roc_auc_upper,
-        "champion_roc_auc": champion.roc_auc if champion else None,
-        "gain": comparison.gain if comparison else None,
-        "gain_lower": comparison.gain_lower if comparison else None,
-        "gain_upper": comparison.gain_upper if comparison else None,
-        "worst_slice": comparison.worst_slice if comparison else None,
-        "worst_slice_drop": comparison.worst_slice_drop if comparison else None,
-        "mean_abs_diff": _number(parity, "mean_abs_diff"),
-        "label_agreement": _number(parity, "label_agreement"),
-        "onnx_ms_per_1k_rows": _number(parity, "onnx_ms_per_1k_rows"),
-        "shadow_clean_days": shadow_clean_days,
-        "holdout_rows": challenger.n,
-    }
+    pending = [c.name for c in checks if not c.passed] == ["shadow_days"]
     inputs = {
         "policy": policy.model_dump(mode="json"),
         "challenger": challenger.to_dict(),
@@ -556,41 +645,62 @@ def decide_promotion(
         "shadow_clean_days": shadow_clean_days,
         "mode_override": mode_override,
         "context": dict(context or {}),
+        "realized": realized.to_dict() if realized else None,
+        "evaluated_on": evaluated_on,
     }
-    digest = hashlib.sha256(json.dumps(jsonable(inputs), sort_keys=True).encode()).hexdigest()[:16]
     decision = GateDecision(
-        decision_id=digest,
-        promote=promote,
+        decision_id=hashlib.sha256(json.dumps(jsonable(inputs), sort_keys=True).encode()).hexdigest()[:16],
+        promote=would_promote and mode == "enabled",
         would_promote=would_promote,
         mode=mode,
-        first_model=first_model,
+        first_model=champion is None,
         approval_required=policy.approval_required,
         checks=checks,
-        summary=_summary(mode, promote, would_promote, first_model, checks, challenger, champion, comparison),
-        figures=figures,
+        summary=_summary(gate, checks, pending, evaluated_on),
+        figures=_figures(gate, realized),
         context=dict(context or {}),
+        pending=pending,
+        breach=breach,
+        evaluated_on=evaluated_on,
     )
     log.info("gate decision %s: %s", decision.decision_id, decision.summary)
     return decision
 
 
-def _summary(
-    mode: str,
-    promote: bool,
-    would_promote: bool,
-    first_model: bool,
-    checks: list[Check],
-    challenger: Evaluation,
-    champion: Evaluation | None,
-    comparison: Comparison | None,
-) -> str:
-    if mode == "disabled":
+def _figures(gate: GateInputs, realized: ChampionPerformance | None) -> dict[str, float | int | str | None]:
+    challenger, champion, comparison = gate.challenger, gate.champion, gate.comparison
+    return {
+        "challenger_roc_auc": challenger.roc_auc,
+        "challenger_roc_auc_lower": challenger.roc_auc_lower,
+        "challenger_roc_auc_upper": challenger.roc_auc_upper,
+        "champion_roc_auc": champion.roc_auc if champion else None,
+        "gain": comparison.gain if comparison else None,
+        "gain_lower": comparison.gain_lower if comparison else None,
+        "gain_upper": comparison.gain_upper if comparison else None,
+        "worst_slice": comparison.worst_slice if comparison else None,
+        "worst_slice_drop": comparison.worst_slice_drop if comparison else None,
+        "mean_abs_diff": _number(gate.parity, "mean_abs_diff"),
+        "label_agreement": _number(gate.parity, "label_agreement"),
+        "onnx_ms_per_1k_rows": _number(gate.parity, "onnx_ms_per_1k_rows"),
+        "shadow_clean_days": gate.shadow_clean_days,
+        "holdout_rows": challenger.n,
+        "champion_realized_roc_auc": realized.roc_auc if realized else None,
+        "champion_realized_label_day": realized.label_day if realized else None,
+    }
+
+
+def _summary(gate: GateInputs, checks: list[Check], pending: bool, evaluated_on: str | None) -> str:
+    would_promote = all(c.passed for c in checks)
+    if gate.mode == "disabled":
         verdict = "DISABLED (gate off, nothing promoted)"
-    elif mode == "dry_run":
-        verdict = f"DRY RUN (would {'promote' if would_promote else 'reject'})"
+    elif gate.mode == "dry_run":
+        verdict = f"DRY RUN (would {'promote' if would_promote else 'wait for shadow days' if pending else 'reject'})"
+    elif pending:
+        verdict = f"PENDING (waiting for {gate.policy.shadow_days} clean shadow days, re-gated when they exist)"
     else:
-        verdict = "PROMOTE" if promote else "REJECT"
-    if first_model or champion is None or comparison is None:
+        verdict = "PROMOTE" if would_promote else "REJECT"
+    challenger, champion, comparison = gate.challenger, gate.champion, gate.comparison
+    if champion is None or comparison is None:
         figures = f"first model (no champion): ROC AUC {_fmt(challenger.roc_auc)}"
     else:
         figures = (
@@ -598,12 +708,13 @@ def _summary(
             f"{_fmt(comparison.gain, True)} [{_fmt(comparison.gain_lower, True)}, {_fmt(comparison.gain_upper, True)}]"
         )
     failed = [c for c in checks if not c.passed and c.name != "gate_mode"]
-    passed = sum(c.passed for c in checks if c.name != "gate_mode")
-    total = sum(1 for c in checks if c.name != "gate_mode")
-    tail = f"{passed}/{total} checks passed"
+    judged = [c for c in checks if c.name != "gate_mode"]
+    tail = f"{len(judged) - len(failed)}/{len(judged)} checks passed"
     if failed:
         tail += "; failed: " + "; ".join(f"{c.name} ({c.detail})" for c in failed)
-    return f"{verdict}: {figures}; {tail}"
+    waived = gate.breach and f"{gate.breach}: comparisons with it are waived, the best candidate above the floor wins"
+    why = [text for text in (evaluated_on, waived) if text]
+    return f"{verdict}: {figures}; {tail}" + "".join(f"; {text}" for text in why)
 
 
 def jsonable(value: Any) -> Any:

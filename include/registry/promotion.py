@@ -5,6 +5,12 @@ the lake, that come after the challenger's last *training* day (its ``airloop.tr
 tag): the challenger's holdout days plus any newer labelled days. Neither model trained on
 them (the champion is older, so its training ended earlier still). Both models are scored
 with onnxruntime from their registered ONNX files, so the gate judges what will serve.
+
+A challenger trained because of a break (``airloop.break_day`` and ``airloop.trigger`` tags,
+see :mod:`include.training.break_window`) is judged on those days that fall on or after the
+break, when they hold at least ``gate.min_post_break_rows`` rows: days before the break measure
+the concept that stopped holding. The champion's latest realized performance (the monitor's
+records) tells the gate whether the champion is in a performance breach.
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from include.lake import Lake, Zone
-from include.names import CHALLENGER, CHAMPION, Tag
+from include.names import BREAK_TRIGGERS, CHALLENGER, CHAMPION, Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
+
+    from include.registry.gate import ChampionPerformance
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +43,81 @@ class PromotionError(RuntimeError):
 class EvaluationSet:
     frame: pd.DataFrame
     days: list[date]
+    basis: Literal["holdout", "post_break"] = "holdout"
+    note: str = ""  # which rows, and why, in words (recorded in the decision's summary)
 
 
-def evaluation_set(spec: ModelSpec, lake: Lake, after: date | None) -> EvaluationSet:
-    """Validated rows with labels of the last ``evaluation_days`` labelled days after ``after``."""
-    import pandas as pd
-
+def evaluation_set(spec: ModelSpec, lake: Lake, after: date | None, break_day: date | None = None) -> EvaluationSet:
+    """Validated rows with labels of the last ``evaluation_days`` labelled days after ``after``;
+    with a ``break_day``, of those on or after it when they hold ``gate.min_post_break_rows`` rows."""
     labelled = set(lake.list_partitions(Zone.LABELS, spec.name))
-    days = [
+    candidates = [
         d for d in lake.list_partitions(Zone.VALIDATED, spec.name) if d in labelled and (after is None or d > after)
     ]
-    days = days[-spec.gate.evaluation_days :]
+    days = candidates[-spec.gate.evaluation_days :]
     if not days:
         raise PromotionError(
             f"{spec.name}: no validated day with labels after {after}: nothing to evaluate the challenger on yet"
         )
+    if break_day is None:
+        return EvaluationSet(_labelled_rows(spec, lake, days), days)
+    minimum = spec.gate.min_post_break_rows
+    post = [d for d in candidates if d >= break_day][-spec.gate.evaluation_days :]
+    frame = _labelled_rows(spec, lake, post) if post else None
+    rows = 0 if frame is None else len(frame)
+    since = f"{len(post)} labelled days after the break on {break_day} ({rows:,} rows)"
+    if frame is not None and rows >= minimum:
+        note = f"judged on the {since}, >= gate.min_post_break_rows {minimum:,}"
+        return EvaluationSet(frame, post, "post_break", note)
+    frame = _labelled_rows(spec, lake, days)
+    note = (
+        f"judged on the usual evaluation days {days[0]}..{days[-1]} ({len(frame):,} rows): only {since}, "
+        f"< gate.min_post_break_rows {minimum:,}"
+    )
+    return EvaluationSet(frame, days, "holdout", note)
+
+
+def _labelled_rows(spec: ModelSpec, lake: Lake, days: list[date]) -> pd.DataFrame:
+    """Validated rows of ``days`` joined with their labels (inner join on the key columns)."""
+    import pandas as pd
+
     keys = spec.dataset.key_columns
     frames = []
     for day in days:
         features = lake.read_table(Zone.VALIDATED, spec.name, day).to_pandas()
         labels = lake.read_table(Zone.LABELS, spec.name, day).to_pandas().drop_duplicates(keys)
         frames.append(features.merge(labels, on=keys, how="inner", validate="one_to_one"))
-    return EvaluationSet(frame=pd.concat(frames, ignore_index=True), days=days)
+    return pd.concat(frames, ignore_index=True)
+
+
+def champion_performance(lake: Lake, model: str, champion: int) -> ChampionPerformance | None:
+    """The champion's latest realized performance: the newest monitor record whose labelled day
+    the champion scored (``performance.model_version``) and that has a ROC AUC; ``None`` if none."""
+    from include.monitoring.monitor import read_history
+    from include.registry.gate import ChampionPerformance
+
+    for record in reversed(read_history(lake, model, date.max)):
+        performance = record.get("performance") or {}
+        if performance.get("model_version") != champion or performance.get("roc_auc") is None:
+            continue
+        upper = (performance.get("drop") or {}).get("ci_high")
+        return ChampionPerformance(
+            version=champion,
+            label_day=str(performance["label_day"]),
+            roc_auc=float(performance["roc_auc"]),
+            roc_auc_upper=None if upper is None else float(upper),
+            rows=int(performance.get("rows") or 0),
+        )
+    return None
+
+
+def break_of(tags: dict[str, str]) -> date | None:
+    """The break a challenger was trained to answer (its ``airloop.break_day`` tag, set only with a
+    performance trigger), or ``None``."""
+
+    if tags.get(Tag.TRIGGER) not in BREAK_TRIGGERS or not tags.get(Tag.BREAK_DAY):
+        return None
+    return date.fromisoformat(tags[Tag.BREAK_DAY])
 
 
 def onnx_scores(onnx_bytes: bytes, frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
@@ -112,7 +173,7 @@ def run_gate(
         raise PromotionError(f"{spec.name}: version {challenger} is already the champion")
     tags = _tags(client, spec.name, challenger)
     train_end = date.fromisoformat(tags[Tag.TRAIN_END]) if tags.get(Tag.TRAIN_END) else None
-    evalset = evaluation_set(spec, lake, train_end)
+    evalset = evaluation_set(spec, lake, train_end, break_of(tags))
     labels = evalset.frame[spec.dataset.target.name].to_numpy()
     slices = {c: evalset.frame[c].astype(str).to_numpy() for c in spec.dataset.slice_columns}
     gate = spec.gate
@@ -145,6 +206,8 @@ def run_gate(
             "champion": champion,
             "days": [str(d) for d in evalset.days],
         },
+        realized=champion_performance(lake, spec.name, champion) if champion is not None else None,
+        evaluated_on=evalset.note or None,
     )
     log.info("%s gate: %s", spec.name, decision.summary)
     report = {
@@ -153,6 +216,7 @@ def run_gate(
         "champion_version": champion,
         "evaluation_days": [d.isoformat() for d in evalset.days],
         "evaluation_rows": len(evalset.frame),
+        "evaluation_basis": evalset.basis,
         "decision": decision.to_dict(),
         "challenger": challenger_eval.to_dict(),
         "champion": champion_eval.to_dict() if champion_eval else None,
@@ -230,7 +294,7 @@ def apply_decision(
         "run_id": run_id,
     }
     if not decision["promote"]:
-        action: Literal["dry_run", "reject"] = "dry_run" if decision.get("mode") == "dry_run" else "reject"
+        action = _not_promoted_action(decision)
         append_entry(lake, LedgerEntry(action=action, **base))
         tag_version(client, spec.name, challenger, {Tag.GATE: action, Tag.GATE_DECISION_ID: decision["decision_id"]})
         return {"promoted": False, "action": action, "version": challenger, "champion": champion}
@@ -271,6 +335,27 @@ def apply_decision(
     card_uri = write_model_card(spec, lake, client, gate_report, approver=approver)
     append_entry(lake, LedgerEntry(action="promote", **base))
     return {"promoted": True, "action": "promote", "version": challenger, "champion": champion, "model_card": card_uri}
+
+
+def _not_promoted_action(decision: dict[str, Any]) -> Literal["dry_run", "pending", "reject"]:
+    """``pending`` (waiting for shadow days) is recorded as such: it is no rejection, so it never
+    counts toward the circuit breaker, which counts ``reject`` entries."""
+    if decision.get("mode") == "dry_run":
+        return "dry_run"
+    return "pending" if decision.get("pending") else "reject"
+
+
+def regate_due(spec: ModelSpec, lake: Lake, version: int) -> bool:
+    """True when ``version``'s latest gate entry in the ledger is ``pending`` and its clean shadow
+    days now reach ``gate.shadow_days``: the promote DAG should gate it again."""
+    from include.registry.ledger import last_entry, read_ledger
+    from include.scoring.shadow import clean_shadow_days
+
+    mine = [e for e in read_ledger(lake, spec.name) if e.get("version") == version]
+    latest = last_entry(mine, ("promote", "reject", "pending", "dry_run", "approval_rejected"))
+    if latest is None or latest["action"] != "pending":
+        return False
+    return clean_shadow_days(lake, spec.name, version) >= spec.gate.shadow_days
 
 
 def _user(value: Any) -> str | None:

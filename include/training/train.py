@@ -145,6 +145,7 @@ def train_model(
     tags: dict[str, str],
     reason: str,
     threads: int | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> TrainResult:
     """Search, fit, evaluate, export and parity-check a model; track it all in MLflow.
 
@@ -155,7 +156,9 @@ def train_model(
     ``threads`` caps OpenMP/BLAS threads while training; ``None`` keeps the libraries'
     defaults. Results do not depend on it. On a shared 2-core machine one thread was faster
     (HGB fit on 63k rows: 8.5 s vs 18-35 s; logistic regression 2-10x), because spinning
-    OpenMP workers fight other processes for the cores. Raises :class:`UnsupportedEstimatorError`
+    OpenMP workers fight other processes for the cores. ``sample_weight`` (one per row of
+    ``data.train``) weights the final fit; the search ranks candidates unweighted (see
+    :mod:`include.training.break_window`). Raises :class:`UnsupportedEstimatorError`
     before touching MLflow, :class:`ParityError` after marking the run FAILED.
     """
     from mlflow import MlflowClient
@@ -256,7 +259,7 @@ def train_model(
 
         t0 = time.perf_counter()
         pipeline = build_pipeline(estimator, numeric, categorical, best_params, seed)
-        pipeline.fit(x_train, y_train)
+        pipeline.fit(x_train, y_train, model__sample_weight=sample_weight)
         timings["fit_s"] = time.perf_counter() - t0
         log.info(
             "%s: final fit on %s rows in %.1f s (%.0f rows/s)",

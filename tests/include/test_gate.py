@@ -13,6 +13,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 
 from include.registry.card import card_sections, model_card_html, model_card_markdown
 from include.registry.gate import (
+    ChampionPerformance,
     Comparison,
     Evaluation,
     GateInputError,
@@ -253,6 +254,7 @@ POLICY = GateSpec(
 ALL_CHECKS = [
     "min_roc_auc",
     "no_regression",
+    "never_trade_down",
     "slice_regression",
     "parity_mean_abs_diff",
     "parity_label_agreement",
@@ -280,7 +282,7 @@ def test_baseline_passes_every_check_and_promotes() -> None:
     assert decision.promote and decision.would_promote
     assert decision.mode == "enabled" and not decision.first_model
     assert decision.summary.startswith("PROMOTE: ROC AUC 0.7500 vs champion 0.7400, gain +0.0100")
-    assert "6/6 checks passed" in decision.summary
+    assert "7/7 checks passed" in decision.summary
 
 
 @pytest.mark.parametrize(
@@ -436,6 +438,106 @@ def test_decide_refuses_inconsistent_inputs() -> None:
         _decide(comparison=None)
     with pytest.raises(GateInputError, match="unknown gate mode 'yolo'"):
         _decide(mode_override="yolo")
+
+
+# --------------------------------------------------------------------------- never trade down, breach, pending
+MEASURED = {"gain": -0.0042, "gain_lower": -0.0070, "gain_upper": -0.0011, "prob_worse": 0.995}
+BROKEN_CHAMPION = ChampionPerformance(version=3, label_day="2013-03-04", roc_auc=0.31, roc_auc_upper=0.35, rows=912)
+
+
+def test_measured_case_a_gain_interval_below_zero_is_rejected_whatever_max_regression_says() -> None:
+    """Real dataset S: gain -0.0042 in [-0.0070, -0.0011] passed `no_regression` (max 0.01) and was promoted."""
+    decision = _decide(challenger=_evaluation(0.7458), comparison=_comparison(**MEASURED))
+    assert decision.check("no_regression").passed  # -0.0070 >= -0.01: the old rule let it through
+    assert [c.name for c in decision.failed] == ["never_trade_down"]
+    check = decision.check("never_trade_down")
+    assert (check.threshold, check.observed) == (0.0, -0.0011)
+    assert check.detail == (
+        "AUC gain 95% interval [-0.0070, -0.0011] lies entirely below zero: measurably worse than the champion"
+    )
+    assert not decision.promote and not decision.pending and decision.breach is None
+    assert decision.summary.startswith("REJECT") and "failed: never_trade_down" in decision.summary
+
+
+def test_measured_case_with_the_champion_in_breach_is_promoted_and_says_why() -> None:
+    decision = _decide(challenger=_evaluation(0.7458), comparison=_comparison(**MEASURED), realized=BROKEN_CHAMPION)
+    assert decision.promote and not decision.failed
+    breach = (
+        "champion v3 is in a performance breach: realized ROC AUC 0.3100, 95% upper bound 0.3500 on 2013-03-04 "
+        "(912 labelled rows) < floor 0.6000"
+    )
+    assert decision.breach == breach
+    check = decision.check("never_trade_down")
+    assert check.passed and check.observed == -0.0011
+    assert check.detail.startswith(f"waived, {breach}: AUC gain 95% interval [-0.0070, -0.0011] lies entirely")
+    assert decision.summary.startswith("PROMOTE: ROC AUC 0.7458 vs champion 0.7400, gain -0.0042")
+    assert decision.summary.endswith(
+        f"; {breach}: comparisons with it are waived, the best candidate above the floor wins"
+    )
+    assert decision.figures["champion_realized_roc_auc"] == 0.31
+    assert (
+        decision.decision_id != _decide(challenger=_evaluation(0.7458), comparison=_comparison(**MEASURED)).decision_id
+    )
+
+
+def test_a_breach_waives_comparisons_but_never_the_floor_parity_or_latency() -> None:
+    worse = _comparison(gain=-0.2, gain_lower=-0.25, gain_upper=-0.15, worst_slice_drop=0.3)
+    decision = _decide(challenger=_evaluation(0.58), comparison=worse, realized=BROKEN_CHAMPION)
+    assert [c.name for c in decision.failed] == ["min_roc_auc"] and not decision.promote
+    assert all(decision.check(n).passed for n in ("no_regression", "never_trade_down", "slice_regression"))
+    slow = _decide(comparison=worse, realized=BROKEN_CHAMPION, parity={**GOOD_PARITY, "onnx_ms_per_1k_rows": 80.0})
+    assert [c.name for c in slow.failed] == ["latency"]
+
+
+@pytest.mark.parametrize(
+    ("min_roc_auc", "realized", "in_breach"),
+    [
+        pytest.param(0.6, ChampionPerformance(3, "2013-03-04", 0.58, 0.65, 900), False, id="upper-bound-above-floor"),
+        pytest.param(0.6, ChampionPerformance(3, "2013-03-04", 0.58, 0.599, 900), True, id="confidently-below"),
+        pytest.param(0.6, ChampionPerformance(3, "2013-03-04", 0.58, None, 900), True, id="no-interval-point"),
+        pytest.param(0.4, ChampionPerformance(3, "2013-03-04", 0.45, 0.48, 900), True, id="worse-than-random"),
+        pytest.param(0.6, None, False, id="no-record"),
+    ],
+)
+def test_breach_is_judged_on_the_upper_bound_against_the_floor_and_one_half(
+    min_roc_auc: float, realized: ChampionPerformance | None, in_breach: bool
+) -> None:
+    policy = POLICY.model_copy(update={"min_roc_auc": min_roc_auc})
+    decision = _decide(policy=policy, comparison=_comparison(**MEASURED), realized=realized)
+    assert (decision.breach is not None, decision.promote) == (in_breach, in_breach)
+
+
+def test_an_interval_that_reaches_zero_is_not_a_trade_down() -> None:
+    check = _decide(comparison=_comparison(gain=-0.003, gain_lower=-0.008, gain_upper=0.0)).check("never_trade_down")
+    assert check.passed and "reaches zero" in check.detail
+
+
+def test_first_model_ignores_the_realized_figures() -> None:
+    decision = _decide(champion=None, comparison=None, realized=BROKEN_CHAMPION)
+    assert decision.promote and decision.breach is None and "never_trade_down" not in [c.name for c in decision.checks]
+
+
+def test_waiting_for_shadow_days_is_pending_not_rejected() -> None:
+    policy = POLICY.model_copy(update={"shadow_days": 3})
+    waiting = _decide(policy=policy, shadow_clean_days=1)
+    assert (waiting.pending, waiting.promote, waiting.would_promote) == (True, False, False)
+    assert waiting.summary.startswith("PENDING (waiting for 3 clean shadow days, re-gated when they exist)")
+    assert waiting.to_dict()["pending"] is True
+    # another failure besides the shadow days: nothing to wait for
+    bad = _decide(policy=policy, shadow_clean_days=1, challenger=_evaluation(0.5))
+    assert not bad.pending and bad.summary.startswith("REJECT")
+    # the same challenger with its clean days is gated again under another decision id
+    ready = _decide(policy=policy, shadow_clean_days=3)
+    assert ready.promote and not ready.pending and ready.decision_id != waiting.decision_id
+    dry = _decide(policy=policy, shadow_clean_days=1, mode_override="dry_run")
+    assert dry.pending and dry.summary.startswith("DRY RUN (would wait for shadow days)")
+
+
+def test_the_evaluation_basis_is_stated_and_hashed() -> None:
+    basis = "judged on 3 labelled days after the break on 2013-03-01 (2,710 rows)"
+    decision = _decide(evaluated_on=basis)
+    assert decision.evaluated_on == basis and decision.summary.endswith(f"; {basis}")
+    assert decision.decision_id != _decide().decision_id
 
 
 # --------------------------------------------------------------------------- model card
