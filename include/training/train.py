@@ -56,7 +56,7 @@ from include.training.onnx_export import (
     parity,
     prepare_features,
 )
-from include.training.profile import reference_profile
+from include.training.profile import reference_profile, sample_rows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -366,7 +366,9 @@ def train_model(
         client.set_tag(run_id, "airloop.parity", "passed")
 
         t0 = time.perf_counter()
-        profile = reference_profile(data.holdout, spec, proba)
+        profile = reference_profile(
+            data.holdout, spec, proba, window=sample_rows((data.train, data.holdout), seed=seed)
+        )
         client.log_dict(run_id, profile, PROFILE_ARTIFACT)
         importance = _permutation_importance(pipeline, x_hold, y_hold, seed)
         client.log_figure(run_id, _importance_figure(importance, spec.name), IMPORTANCE_ARTIFACT)
