@@ -195,6 +195,18 @@ class ContractSpec(_Strict):
     unseen_category: Severity = "warn"
     allow_extra_columns: bool = True
     severity: dict[str, Severity] = Field(default_factory=dict)
+    # Share bounds per category, ``{column: {category: [min_share, max_share]}}``: a partition
+    # outside them is flagged ``anomalous`` (scored, but kept out of training and references).
+    mix: dict[Column, dict[str, tuple[Fraction, Fraction]]] = Field(default_factory=dict)
+
+    @field_validator("mix")
+    @classmethod
+    def _check_mix(cls, value: dict[str, dict[str, tuple[float, float]]]) -> dict[str, dict[str, tuple[float, float]]]:
+        for column, bounds in value.items():
+            for category, (low, high) in bounds.items():
+                if low > high:
+                    raise ValueError(f"mix.{column}.{category}: min_share {low} above max_share {high}")
+        return value
 
 
 class TrainingSpec(_Strict):

@@ -32,6 +32,12 @@ and everything else unknown as ``__unseen__``; so does a profile whose ``n_categ
 nothing was pooled. Otherwise, if ``__other__`` has reference mass, unknown values go to
 ``__other__`` (a rare known category cannot be told from a new one).
 
+**Suspect reference**: when more than ``SUSPECT_UNSEEN`` (half) of a day's values of a
+categorical feature fall in categories the reference never saw, the reference, not the day, is
+the likely problem (built from an anomalous stretch: one segment only). The report then sets
+``reference_suspect`` with a ``reference_note`` in words, and that feature's PSI is reported but
+left out of the day's score and status, so a blind reference does not read as drift every day.
+
 **Null rate**: Evidently ignores NaN, so a column that turns 30% null reads as "no drift" there.
 Here the absolute change of the null rate is its own signal (``null_warn``/``null_alert``).
 
@@ -84,6 +90,7 @@ KS_MAX_ROWS = 20_000
 SAMPLE_SIZE = 2_000
 MAX_CATEGORIES = 50
 TOP_FEATURES = 5
+SUSPECT_UNSEEN = 0.5
 # Up to this many inner edges, counting "x < edge" per edge beats searchsorted + bincount
 # (1M float64: 1.6 ms for 9 edges vs 18-36 ms; measured on this 2-core machine).
 _COMPARE_MAX_EDGES = 32
@@ -398,6 +405,8 @@ class DriftReport:
     performance: Performance | None = None
     performance_drop: PerformanceDrop | None = None
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    reference_suspect: bool = False
+    reference_note: str = ""
 
     def feature(self, name: str) -> FeatureDrift:
         for item in self.features:
@@ -438,6 +447,8 @@ class DriftReport:
             "performance": self.performance.to_dict() if self.performance else None,
             "performance_drop": self.performance_drop.to_dict() if self.performance_drop else None,
             "thresholds": {key: float(value) for key, value in self.thresholds.items()},
+            "reference_suspect": self.reference_suspect,
+            "reference_note": self.reference_note,
         }
 
 
@@ -482,13 +493,28 @@ def build_reference(
     sample_size: int = SAMPLE_SIZE,
     max_categories: int = MAX_CATEGORIES,
     seed: int = 0,
+    max_rows: int | None = None,
 ) -> dict[str, Any]:
     """The reference profile of a training frame (the JSON shape described in the module docstring).
+
+    Pass the whole training window (without anomalous days), not only its last days: a few days
+    describe only themselves. Above ``max_rows`` rows (default
+    ``include.training.profile.REFERENCE_MAX_ROWS``) the frame and its ``scores`` are profiled
+    from a seeded uniform sample of that many rows.
 
     Numeric edges are the unique ``bins``-quantiles of the finite values (so equal-frequency bins,
     fewer when values repeat); categorical frequencies keep the ``max_categories`` most frequent
     categories and pool the rest into ``__other__`` (named in ``other_categories``).
     """
+    from include.training.profile import REFERENCE_MAX_ROWS, sample_rows
+
+    limit = REFERENCE_MAX_ROWS if max_rows is None else max_rows
+    if len(frame) > limit:
+        position = "__airloop_position__"
+        chosen = sample_rows([frame[[]].assign(**{position: np.arange(len(frame))})], limit, seed)[position]
+        frame = frame.iloc[chosen.to_numpy()]
+        if scores is not None:
+            scores = np.asarray(scores, dtype=np.float64).ravel()[chosen.to_numpy()]
     rng = np.random.default_rng(seed)
     n_rows = len(frame)
     profile: dict[str, Any] = {"n_rows": n_rows, "bin_rule": LEFT_CLOSED, "numeric": {}, "categorical": {}}
@@ -738,7 +764,18 @@ def compute_drift(
         if reference_auc is not None:
             drop = performance_drop(reference_auc, score_values, labels, n_boot=n_boot, seed=seed)
 
-    judged = [f for f in features if f.name not in spec.ignore]  # ignored ones are still reported
+    suspect = [f for f in features if f.kind == "categorical" and f.n and f.unseen_fraction > SUSPECT_UNSEEN]
+    note = "; ".join(
+        f"{f.unseen_fraction:.0%} of today's {f.name} values ({f.n} rows) are in categories the reference never saw "
+        f"({', '.join(f.new_categories)}): PSI {f.psi:.2f} is reported, not counted as drift"
+        for f in suspect
+    )
+    if note:
+        note = f"reference suspect (built from data unlike today's, e.g. an anomalous stretch): {note}"
+        log.warning("%s", note)
+    # Ignored and suspect features are still reported, but not judged.
+    left_out = {*spec.ignore, *(f.name for f in suspect)}
+    judged = [f for f in features if f.name not in left_out]
     psis = [f.psi for f in judged if math.isfinite(f.psi)]
     score = max(psis) if psis else 0.0
     if enough:
@@ -765,6 +802,8 @@ def compute_drift(
             "null_alert": null_alert,
             "min_rows": spec.min_rows,
         },
+        reference_suspect=bool(suspect),
+        reference_note=note,
     )
 
 

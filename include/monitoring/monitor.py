@@ -134,17 +134,22 @@ def realized_performance(lake: Lake, spec: ModelSpec, ds: date, reference_auc: f
 
 
 def _reference_frame(lake: Lake, spec: ModelSpec, tags: dict[str, str]) -> pd.DataFrame | None:
-    """Raw rows of the version's holdout days (for the Evidently page people read)."""
-    import pandas as pd
+    """A sample of the raw rows of the version's training window, from its first day to its last
+    holdout day, without anomalous days: the rows its reference profile was built from (for the
+    Evidently page people read)."""
+    from include.monitoring.report import MAX_ROWS
+    from include.quality.anomaly import exclude_anomalous
+    from include.training.profile import sample_rows
 
-    holdout = tags.get(Tag.HOLDOUT_DAYS, "")
-    if ".." not in holdout:
+    window, holdout = tags.get(Tag.DATA_WINDOW, ""), tags.get(Tag.HOLDOUT_DAYS, "")
+    if ".." not in window or ".." not in holdout:
         return None
-    start, end = (date.fromisoformat(x) for x in holdout.split(".."))
-    days = lake.list_partitions(Zone.VALIDATED, spec.name, start, end)
+    start, end = date.fromisoformat(window.split("..")[0]), date.fromisoformat(holdout.split("..")[1])
+    days = exclude_anomalous(lake, spec.name, lake.list_partitions(Zone.VALIDATED, spec.name, start, end))
     if not days:
         return None
-    return pd.concat([lake.read_table(Zone.VALIDATED, spec.name, d).to_pandas() for d in days], ignore_index=True)
+    frames = (lake.read_table(Zone.VALIDATED, spec.name, d).to_pandas() for d in days)
+    return sample_rows(frames, MAX_ROWS, seed=spec.training.seed)
 
 
 def monitor_day(

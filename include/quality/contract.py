@@ -188,6 +188,9 @@ def contract_problems(spec: ModelSpec) -> list[str]:
             problems.append(
                 f"contract.allowed.{column}: {column!r} is a numeric feature; allowed sets apply to categories"
             )
+    for column in contract.mix:
+        if column not in features.categorical:
+            problems.append(f"contract.mix.{column}: {column!r} is not a categorical feature; mix bounds apply to one")
     if contract.max_rows is not None and contract.max_rows < contract.min_rows:
         problems.append(f"contract.max_rows: {contract.max_rows} is below min_rows {contract.min_rows}")
     return problems

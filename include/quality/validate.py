@@ -11,6 +11,10 @@ ephemeral GX context over a pandas dataframe batch, and turns GX's result into o
 - an expectation that crashed (GX reports ``success=False`` with ``exception_info``) fails with the
   exception text in ``detail``.
 
+Mix: a partition outside the contract's ``mix`` share bounds is *anomalous*, not failed: it passes
+(and is scored), the result carries ``anomalous`` and ``mix_findings``, and a marker in the lake
+keeps it out of training windows and drift references (``include.quality.anomaly``).
+
 GX pitfalls handled here: an empty batch passes most expectations, so ``row_count`` has a
 floor of 1 row; range checks skip NaN, so a failed range reports its NaN count separately and leaves
 them to ``null_rate``; datetime bounds are ``Timestamp`` objects; pandas extension dtypes
@@ -48,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake
+from include.quality.anomaly import describe, mix_findings, record_anomaly
 from include.quality.contract import Rule, partition_window, rules_for
 from include.spec import ModelSpec, Severity
 
@@ -113,6 +118,13 @@ class ValidationResult:
     report_json_uri: str | None = None
     data_docs_uri: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Outside the contract's ``mix`` bounds (include.quality.anomaly): valid, scored, but kept
+    # out of training windows and drift references.
+    mix_findings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def anomalous(self) -> bool:
+        return bool(self.mix_findings)
 
     def failed_rules(self) -> list[str]:
         return [o.rule for o in (*self.errors, *self.warnings)]
@@ -127,6 +139,8 @@ class ValidationResult:
             "warnings": [o.rule for o in self.warnings],
             "report_json_uri": self.report_json_uri,
             "data_docs_uri": self.data_docs_uri,
+            "anomalous": self.anomalous,
+            "mix_findings": self.mix_findings,
         }
 
 
@@ -537,6 +551,8 @@ def _write_reports(
         "passed": result.passed,
         "rows": result.rows,
         "summary": result.summary,
+        "anomalous": result.anomalous,
+        "mix_findings": result.mix_findings,
         "timings": result.timings,
         "outcomes": [{**asdict(o), "status": o.status} for o in result.outcomes],
         "gx_validation_result": gx_result,
@@ -596,6 +612,7 @@ def validate_partition(
 
     gx_json: dict[str, Any] | None = None
     rows = 0
+    findings: list[dict[str, Any]] = []
     if frame is not None:
         frame = canonical_frame(frame)
         rows = len(frame)
@@ -603,20 +620,34 @@ def validate_partition(
         gx_outcomes, gx_json = _run_gx(spec, rules, frame, ds)
         outcomes.extend(gx_outcomes)
         timings["gx_s"] = round(time.perf_counter() - gx_started, 4)
+        findings = mix_findings(frame, spec)
 
     errors = [o for o in outcomes if not o.success and o.severity == "error"]
     warnings = [o for o in outcomes if not o.success and o.severity == "warn"]
     passed = not errors
     summary = _summary(passed, errors, warnings, len(outcomes), rows)
-    result = ValidationResult(passed, rows, outcomes, errors, warnings, summary, timings=timings)
+    if findings:
+        summary += f"; anomalous mix: {'; '.join(describe(f) for f in findings)}"
+    result = ValidationResult(passed, rows, outcomes, errors, warnings, summary, timings=timings, mix_findings=findings)
     if lake is not None:
         key = report_key or f"adhoc-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         report_started = time.perf_counter()
         json_uri, html_uri = _write_reports(spec, ds, lake, key, report_prefix or REPORT_KIND, result, gx_json, source)
         timings["report_s"] = round(time.perf_counter() - report_started, 4)
         result = ValidationResult(
-            passed, rows, outcomes, errors, warnings, summary, json_uri, html_uri, timings=timings
+            passed,
+            rows,
+            outcomes,
+            errors,
+            warnings,
+            summary,
+            json_uri,
+            html_uri,
+            timings=timings,
+            mix_findings=findings,
         )
+        if frame is not None:
+            record_anomaly(lake, spec.name, ds, findings, json_uri)
     timings["total_s"] = round(time.perf_counter() - started, 4)
     log.info("%s ds=%s: %s", spec.name, ds, summary)
     return result

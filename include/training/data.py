@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, Zone
+from include.quality.anomaly import exclude_anomalous
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def assemble_training_data(
     label = dataset.target.name
     feature_columns = list(dict.fromkeys([*keys, dataset.time_column, *dataset.features.all]))
 
-    validated = lake.list_partitions(Zone.VALIDATED, spec.name, start, end)
+    validated = exclude_anomalous(lake, spec.name, lake.list_partitions(Zone.VALIDATED, spec.name, start, end))
     if not validated:
         raise InsufficientDataError(
             f"{where}: no validated partitions (looked under {lake.to_uri(lake.path(Zone.VALIDATED.value, spec.name))})"

@@ -64,7 +64,7 @@ from include.training.onnx_export import (
     parity,
     prepare_features,
 )
-from include.training.profile import add_calibrator, reference_profile
+from include.training.profile import add_calibrator, reference_profile, sample_rows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -304,7 +304,9 @@ def train_model(
         client.set_tag(run_id, Tag.PARITY, "passed")
 
         t0 = time.perf_counter()
-        profile = reference_profile(data.holdout, spec, proba)
+        profile = reference_profile(
+            data.holdout, spec, proba, window=sample_rows((data.train, data.holdout), seed=seed)
+        )
         add_calibrator(profile, proba, y_hold)  # CBPE: the day's AUC estimated before labels arrive
         client.log_dict(run_id, profile, PROFILE_ARTIFACT)
         importance = _permutation_importance(pipeline, x_hold, y_hold, seed)

@@ -320,6 +320,61 @@ def test_ignored_features_are_reported_but_not_judged(reference: tuple[pd.DataFr
     assert ignoring.score == max(f.psi for f in ignoring.features if f.name != "temp") < 0.1
 
 
+def test_a_reference_most_of_the_day_has_never_seen_is_suspect_not_drift(
+    reference: tuple[pd.DataFrame, np.ndarray, dict],
+) -> None:
+    _, _, profile = reference
+    frame, scores = make_day(DAILY_ROWS, seed=11)
+    frame["origin"] = np.where(np.arange(DAILY_ROWS) < 0.8 * DAILY_ROWS, "SWF", frame["origin"])  # 80% unseen
+    report = compute_drift(profile, frame, NUMERIC, CATEGORICAL, scores=scores)
+    origin = report.feature("origin")
+    assert origin.unseen_fraction == pytest.approx(0.8) and origin.psi > 5 and origin.status == "alert"
+    assert report.reference_suspect is True
+    assert report.reference_note.startswith("reference suspect")
+    assert "80% of today's origin values (900 rows)" in report.reference_note and "SWF" in report.reference_note
+    assert report.status == "ok" and "origin" not in report.top_features  # reported, not judged
+    assert report.score == max(f.psi for f in report.features if f.name != "origin") < 0.1
+    assert report.to_dict()["reference_suspect"] is True and report.to_dict()["reference_note"] == report.reference_note
+    # A new category on 40% of the day is drift the reference can judge: no suspicion, an alert.
+    frame["origin"] = np.where(
+        np.arange(DAILY_ROWS) < 0.4 * DAILY_ROWS, "SWF", make_day(DAILY_ROWS, seed=11)[0]["origin"]
+    )
+    partial = compute_drift(profile, frame, NUMERIC, CATEGORICAL, scores=scores)
+    assert partial.reference_suspect is False and partial.reference_note == ""
+    assert partial.status == "alert" and partial.top_features[0] == "origin"
+
+
+def test_build_reference_samples_long_windows_with_scores_aligned() -> None:
+    frame, scores = make_day(5_000, seed=3)
+    profile = build_reference(frame, NUMERIC, CATEGORICAL, scores=frame["distance"].to_numpy(), max_rows=1_000, seed=4)
+    assert profile["n_rows"] == 1_000
+    # The scores were sampled with the same rows: profiled like distance, they bin identically.
+    assert profile["scores"]["edges"] == profile["numeric"]["distance"]["edges"]
+    assert profile["scores"]["fractions"] == profile["numeric"]["distance"]["fractions"]
+    again = build_reference(frame, NUMERIC, CATEGORICAL, scores=frame["distance"].to_numpy(), max_rows=1_000, seed=4)
+    assert json.dumps(again) == json.dumps(profile)
+    whole = build_reference(frame, NUMERIC, CATEGORICAL, scores=scores)
+    assert whole["n_rows"] == 5_000  # under the default cap: every row
+    assert profile["categorical"]["origin"]["frequencies"]["EWR"] == pytest.approx(0.4, abs=0.05)
+
+
+def test_sample_rows_is_uniform_over_the_stream_bounded_and_seeded() -> None:
+    from include.training.profile import sample_rows
+
+    first = pd.DataFrame({"part": 0, "i": np.arange(1_000)})
+    second = pd.DataFrame({"part": 1, "i": np.arange(3_000)})
+    sample = sample_rows(iter([first, second]), max_rows=400, seed=9)
+    assert len(sample) == 400 and list(sample.columns) == ["part", "i"]
+    assert (sample["part"] == 1).mean() == pytest.approx(0.75, abs=0.06)  # proportional to rows, not to parts
+    assert sample.equals(sample_rows([first, second], max_rows=400, seed=9))
+    assert not sample.equals(sample_rows([first, second], max_rows=400, seed=10))
+    ordered = sample[["part", "i"]].to_numpy().tolist()
+    assert ordered == sorted(ordered)  # stream order kept
+    assert sample_rows([first, second], max_rows=10_000).shape == (4_000, 2)
+    with pytest.raises(ValueError, match="no frames"):
+        sample_rows([], max_rows=10)
+
+
 def test_resamples_of_the_same_distribution_raise_no_alarm(reference: tuple[pd.DataFrame, np.ndarray, dict]) -> None:
     """False-alarm rate at default thresholds: <= 1% of 200 daily-sized resamples (seeded)."""
     _, _, profile = reference

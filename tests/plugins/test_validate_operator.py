@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from airflow.sdk.execution_time.context import OutletEventAccessors
@@ -62,6 +63,30 @@ def test_valid_day_is_published_with_event_and_links(lake: Lake) -> None:
     # a rerun is idempotent: same validated rows, one partition
     op.execute(_context(try_number=2))  # type: ignore[arg-type]
     assert lake.list_partitions(Zone.VALIDATED, "flights") == [DS]
+
+
+def test_anomalous_day_is_published_marked_and_alerted(lake: Lake) -> None:
+    import json
+
+    from include.lake import default_lake_uri
+    from include.quality.anomaly import anomalous_partitions
+
+    land_day(get_spec("flights"), lake, DS)
+    table = lake.read_table(Zone.LANDING, "flights", DS)
+    without_jfk = table.filter(pc.not_equal(table["origin"], "JFK"))  # one airport's flights vanish
+    lake.write_partition(Zone.LANDING, "flights", DS, without_jfk)
+    ctx = _context(run_id="manual__anomalous")
+    ctx["ti"] = SimpleNamespace(try_number=1, dag_id="flights__validate", run_id="manual__anomalous", task_id="mix")
+    alerts = Lake(default_lake_uri())  # where the alert notifier writes
+    alert = alerts.report_path("flights", "alerts", "flights__validate__manual__anomalous__mix.json")
+    assert not alerts.exists(alert)
+    summary = _operator(lake).execute(ctx)  # type: ignore[arg-type]
+    assert summary["passed"] is True and summary["anomalous"] is True
+    assert summary["mix_findings"][0]["category"] == "JFK" and summary["mix_findings"][0]["share"] == 0.0
+    assert lake.read_table(Zone.VALIDATED, "flights", DS).num_rows == without_jfk.num_rows  # scored as usual
+    assert anomalous_partitions(lake, "flights") == {DS}
+    message = json.loads(alerts.read_bytes(alert))["message"]
+    assert message.startswith("flights 2013-01-09: PASS") and "origin=JFK share 0.000 below" in message
 
 
 def test_bad_day_is_quarantined_with_report_and_fails_without_retry(lake: Lake) -> None:

@@ -12,6 +12,7 @@ from airloop.assets import model_asset
 from airloop.execution import StepOperator
 from airloop.hooks.lake import LakeHook
 from airloop.links import DataDocsLink, ValidationJsonLink, report_url
+from airloop.notifiers.alerts import AlertNotifier
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -123,6 +124,8 @@ class ValidateDataOperator(StepOperator):
                 f"The partition is quarantined at {result['quarantine_uri']}. "
                 f"Report: {self.report_links.get('data_docs', 'n/a')}"
             )
+        if result.get("anomalous"):  # scored, kept out of training and references: a human should know
+            AlertNotifier(self.model, f"{self.model} {self.ds}: {result['summary']}").notify(context)
         context["outlet_events"][model_asset(self.model, "validated")].extra = {
             "partition": self.ds,
             "rows": result["validated_rows"],
