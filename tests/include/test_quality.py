@@ -25,7 +25,7 @@ from include.lake import Lake
 from include.quality.contract import contract_problems, rules_for
 from include.quality.infer import infer_contract, infer_contract_file, infer_range, write_contract_yaml
 from include.quality.validate import ValidationResult, report_name, validate_partition
-from include.spec import ContractSpec, ModelSpec, get_spec
+from include.spec import ContractSpec, ModelSpec, SpecError, get_spec, load_spec
 
 SHIPPED = get_spec("flights")
 DS = date(2013, 1, 3)
@@ -119,6 +119,23 @@ def test_contract_problems_name_the_mistake() -> None:
     assert any(p.startswith("contract.ranges.carrier") for p in problems)
     assert any("min 10.0 is above max 1.0" in p for p in problems)
     assert any(p.startswith("contract.allowed.distance") for p in problems)
+
+
+def test_mix_bounds_are_checked_where_the_spec_is_read(tmp_path: Path) -> None:
+    spec = spec_with(mix={"distance": {"1": [0.0, 1.0]}, "origin": {"JFK": [0.1, 0.5]}})
+    assert contract_problems(spec) == [
+        "contract.mix.distance: 'distance' is not a categorical feature; mix bounds apply to one"
+    ]
+    data = SHIPPED.model_dump(mode="json")
+    data["contract"] = {**BASE, "mix": {"origin": {"JFK": [0.6, 0.2]}}}
+    path = tmp_path / "flights.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"flights.yaml: contract.mix: expected mix.origin.JFK: min_share 0.6 above"):
+        load_spec(path)
+    data["contract"]["mix"] = {"origin": {"JFK": [0.1, 1.5]}}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"contract.mix.origin.JFK.1"):
+        load_spec(path)
 
 
 # ------------------------------------------------------------------------------------- cases
