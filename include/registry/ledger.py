@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from include.registry.gate import jsonable
+from include.reports.format import jsonable
 
 if TYPE_CHECKING:
     from include.lake import Lake
