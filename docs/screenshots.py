@@ -1,15 +1,22 @@
 """Screenshots of the demo for the docs, from Debian's Chromium (run after ``make demo``).
 
     .venv/bin/python docs/screenshots.py            # writes docs/images/07..09-*.png
+    .venv/bin/python docs/screenshots.py dashboard  # writes docs/images/03-airloop-dashboard.png
 
 Logs in to the embedded stack with the password in ``.airloop/stack/secrets.json`` and
 captures: the asset graph around ``flights.drift`` (monitor -> drift -> train -> challenger ->
 promote -> champion, with the event that started a retrain), the Dags list after the demo, and
-MLflow's registered model with its aliases. The airloop view's own screenshots come from
-``tests/system/test_ui_browser.py`` (``AIRLOOP_DOCS_SCREENSHOTS=1``)."""
+MLflow's registered model with its aliases. The airloop view inside the Airflow UI comes from
+``tests/system/test_ui_browser.py`` (``AIRLOOP_DOCS_SCREENSHOTS=1``).
+
+``dashboard`` needs no stack: it builds the dashboard tests' lake (``tests/dashboard_world.py``,
+about a minute), renders the flights dashboard with plotly.js inlined, and captures the whole
+page once the charts are drawn."""
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,5 +64,27 @@ def main() -> None:
         browser.close()
 
 
+def dashboard() -> None:
+    from playwright.sync_api import sync_playwright
+
+    from airloop.dashboard_view import model_html
+    from include.dashboard import gather_dashboard
+    from tests.dashboard_world import MODEL, build_world
+
+    with tempfile.TemporaryDirectory(prefix="airloop-screenshot-") as folder:
+        world = build_world(Path(folder))
+        page_file = Path(folder) / "dashboard.html"
+        page_file.write_text(model_html(gather_dashboard(world.lake, MODEL, None), plotly_src=None, days=90))
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+            page.goto(page_file.as_uri())
+            page.locator("#performance-chart .main-svg").first.wait_for()
+            time.sleep(1)
+            page.screenshot(path=str(IMAGES / "03-airloop-dashboard.png"), full_page=True)
+            browser.close()
+    print("wrote", IMAGES / "03-airloop-dashboard.png")
+
+
 if __name__ == "__main__":
-    main()
+    dashboard() if sys.argv[1:] == ["dashboard"] else main()

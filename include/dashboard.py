@@ -4,9 +4,13 @@
   version with its gate outcome (version tags).
 * **Ledger** (``reports/<model>/ledger/``): the gate decisions, approvals and rollbacks, in order.
 * **Drift records** (``reports/<model>/drift/ds=<date>.json``, one per monitored day, written by
-  :func:`include.monitoring.monitor.monitor_day`): PSI per feature, the day's verdict (a
-  ``retrain`` verdict is a retrain event) and the realized performance of the day whose labels
-  arrived (delayed-label ROC AUC).
+  :func:`include.monitoring.monitor.monitor_day`): PSI per feature and of the predictions, the
+  day's verdict (a ``retrain`` verdict is a retrain event) with the signals it weighed (which
+  fired, which a guard held back, which one decided), the realized performance of the day whose
+  labels arrived (delayed-label ROC AUC with its bootstrap interval) and the label-free estimate
+  of the day's performance. Fields newer records carry (``verdict.signals``,
+  ``verdict.trigger``, ``estimated_performance``) are read with ``.get``: older records show
+  without them.
 * **Predictions** (``predictions/<model>/ds=<date>/data.parquet``): rows in, scored and rejected,
   read from the file's ``airloop.*`` footer metadata (sharded and unsharded runs write the same
   keys), so no data is read.
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, LakeError, Zone
 from include.names import CHALLENGER, CHAMPION, Tag
+from include.reports.format import finite
 
 if TYPE_CHECKING:
     from include.spec import ModelSpec
@@ -75,8 +79,27 @@ class TimelineEvent:
 
 
 @dataclass(frozen=True)
+class Signal:
+    """One signal a verdict weighed: its figure against its threshold, whether it fired, and the
+    guard that held it back (``cooldown``, ``cap``, ``breaker``, ``no_impact``...) if one did."""
+
+    kind: str
+    value: float | None
+    threshold: float | None
+    fired: bool
+    held_by: str | None = None
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        """``prediction_drift`` -> ``prediction drift``."""
+        return self.kind.replace("_", " ")
+
+
+@dataclass(frozen=True)
 class DriftDay:
-    """One monitored day: PSI per feature, the day's score (max judged PSI) and the verdict."""
+    """One monitored day: PSI per feature and of the predictions, the day's score (max judged
+    PSI), the verdict, the signals it weighed and the kind that decided it (``trigger``)."""
 
     day: date
     model_version: int | None
@@ -86,6 +109,37 @@ class DriftDay:
     verdict: str
     prediction_psi: float | None = None
     top_features: tuple[str, ...] = ()
+    signals: tuple[Signal, ...] = ()
+    trigger: str | None = None
+    reasons: tuple[str, ...] = ()
+    alert: float = 0.25  # the spec's drift.alert, the threshold of the fallback figure
+
+    @property
+    def fired(self) -> tuple[Signal, ...]:
+        """Signals that fired and acted (no guard held them back)."""
+        return tuple(s for s in self.signals if s.fired and not s.held_by)
+
+    @property
+    def held(self) -> tuple[Signal, ...]:
+        """Signals that fired but a guard held back."""
+        return tuple(s for s in self.signals if s.held_by)
+
+    @property
+    def deciding(self) -> Signal:
+        """The figure that decided the verdict: the trigger's signal; else the first signal that
+        fired; else the one nearest its threshold; records without signals give the day's
+        data-drift score (max judged PSI) against ``drift.alert``."""
+        if self.trigger:
+            for signal in self.signals:
+                if signal.kind == self.trigger:
+                    return signal
+        for signal in self.signals:
+            if signal.fired:
+                return signal
+        measured = [s for s in self.signals if s.value is not None and s.threshold]
+        if measured:
+            return max(measured, key=lambda s: (s.value or 0.0) / (s.threshold or 1.0))
+        return Signal("data_drift", self.score, self.alert, self.status == "alert", text="max judged PSI")
 
 
 @dataclass(frozen=True)
@@ -110,6 +164,24 @@ class RealizedDay:
     rows: int
     model_version: int | None
     reference_auc: float | None = None
+    low: float | None = None  # bootstrap interval of the day's ROC AUC (``performance.drop``)
+    high: float | None = None
+    significant: bool = False  # the whole interval lies below the reference AUC
+
+
+@dataclass(frozen=True)
+class EstimatedDay:
+    """Label-free estimate of ``day``'s ROC AUC from its scores alone, with its interval;
+    ``valid`` False (with ``note``) when the estimate cannot be trusted (e.g. concept drift)."""
+
+    day: date
+    auc: float
+    low: float | None
+    high: float | None
+    rows: int
+    reference_auc: float | None
+    valid: bool
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +202,7 @@ class Dashboard:
     alert: float
     ignored: tuple[str, ...] = ()  # reported but not judged (the spec's ``drift.ignore``)
     registry_error: str | None = None
+    estimated: tuple[EstimatedDay, ...] = ()
 
     @property
     def champion_changes(self) -> tuple[TimelineEvent, ...]:
@@ -249,15 +322,20 @@ def drift_records(lake: Lake, model: str) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: str(r["partition"]))
 
 
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+def _signal(item: Mapping[str, Any]) -> Signal:
+    return Signal(
+        kind=str(item.get("kind", "")),
+        value=finite(item.get("value")),
+        threshold=finite(item.get("threshold")),
+        fired=bool(item.get("fired")),
+        held_by=item.get("held_by") or None,
+        text=str(item.get("text") or ""),
+    )
 
 
-def drift_days(records: Sequence[Mapping[str, Any]]) -> list[DriftDay]:
-    """PSI per feature, score and verdict of each monitored day."""
+def drift_days(records: Sequence[Mapping[str, Any]], alert: float = 0.25) -> list[DriftDay]:
+    """PSI per feature and of the predictions, score, verdict and signals of each monitored day
+    (``alert``: the spec's ``drift.alert``, the threshold shown for records without signals)."""
     days = []
     for record in records:
         drift = record.get("drift") or {}
@@ -268,12 +346,16 @@ def drift_days(records: Sequence[Mapping[str, Any]]) -> list[DriftDay]:
             DriftDay(
                 day=date.fromisoformat(str(record["partition"])[:10]),
                 model_version=record.get("model_version"),
-                psi={name: _finite(item.get("psi")) for name, item in features.items()},
-                score=_finite(drift.get("score")),
+                psi={name: finite(item.get("psi")) for name, item in features.items()},
+                score=finite(drift.get("score")),
                 status=str(drift.get("status", "")),
                 verdict=str(verdict.get("state", "")),
-                prediction_psi=_finite(prediction.get("psi")),
+                prediction_psi=finite(prediction.get("psi")),
                 top_features=tuple(verdict.get("top_features") or ()),
+                signals=tuple(_signal(item) for item in verdict.get("signals") or ()),
+                trigger=verdict.get("trigger") or None,
+                reasons=tuple(str(r) for r in verdict.get("reasons") or ()),
+                alert=alert,
             )
         )
     return days
@@ -284,9 +366,10 @@ def realized_days(records: Sequence[Mapping[str, Any]]) -> list[RealizedDay]:
     points = []
     for record in records:
         perf = record.get("performance") or {}
-        auc = _finite(perf.get("roc_auc"))
+        auc = finite(perf.get("roc_auc"))
         if auc is None or not perf.get("label_day"):
             continue
+        drop = perf.get("drop") or {}
         points.append(
             RealizedDay(
                 day=date.fromisoformat(str(record["partition"])[:10]),
@@ -294,7 +377,33 @@ def realized_days(records: Sequence[Mapping[str, Any]]) -> list[RealizedDay]:
                 roc_auc=auc,
                 rows=int(perf.get("rows", perf.get("n", 0))),
                 model_version=perf.get("model_version"),
-                reference_auc=_finite(record.get("reference_auc")),
+                reference_auc=finite(record.get("reference_auc")),
+                low=finite(drop.get("ci_low")),
+                high=finite(drop.get("ci_high")),
+                significant=bool(drop.get("significant")),
+            )
+        )
+    return points
+
+
+def estimated_days(records: Sequence[Mapping[str, Any]]) -> list[EstimatedDay]:
+    """The label-free performance estimates in the drift records (``estimated_performance``)."""
+    points = []
+    for record in records:
+        estimate = record.get("estimated_performance") or {}
+        auc = finite(estimate.get("auc"))
+        if auc is None:
+            continue
+        points.append(
+            EstimatedDay(
+                day=date.fromisoformat(str(record["partition"])[:10]),
+                auc=auc,
+                low=finite(estimate.get("low")),
+                high=finite(estimate.get("high")),
+                rows=int(estimate.get("rows") or 0),
+                reference_auc=finite(estimate.get("reference_auc")),
+                valid=bool(estimate.get("valid", True)),
+                note=str(estimate.get("note") or ""),
             )
         )
     return points
@@ -366,7 +475,7 @@ def gather_dashboard(
         registry_error = "no MLflow tracking URI configured"
 
     records = drift_records(lake, model)
-    drift = drift_days(records)
+    drift = drift_days(records, alert=float(policy.alert))
     if spec is not None:
         features = [*spec.dataset.features.numeric, *spec.dataset.features.categorical]
     else:
@@ -388,6 +497,7 @@ def gather_dashboard(
         alert=float(policy.alert),
         ignored=tuple(policy.ignore),
         registry_error=registry_error,
+        estimated=tuple(estimated_days(records)),
     )
 
 
@@ -398,7 +508,12 @@ def last_days(dash: Dashboard, days: int) -> Dashboard:
     from dataclasses import replace
     from datetime import timedelta
 
-    newest = [d.day for d in dash.drift] + [v.day for v in dash.volume] + [r.day for r in dash.realized]
+    newest = [
+        *(d.day for d in dash.drift),
+        *(v.day for v in dash.volume),
+        *(r.day for r in dash.realized),
+        *(e.day for e in dash.estimated),
+    ]
     if days <= 0 or not newest:
         return dash
     since = max(newest) - timedelta(days=days - 1)
@@ -407,6 +522,7 @@ def last_days(dash: Dashboard, days: int) -> Dashboard:
         drift=tuple(d for d in dash.drift if d.day >= since),
         volume=tuple(v for v in dash.volume if v.day >= since),
         realized=tuple(r for r in dash.realized if r.day >= since),
+        estimated=tuple(e for e in dash.estimated if e.day >= since),
         retrain_days=tuple(d for d in dash.retrain_days if d >= since),
     )
 
@@ -426,12 +542,15 @@ def model_names(lake: Lake) -> list[str]:
 __all__ = [
     "Dashboard",
     "DriftDay",
+    "EstimatedDay",
     "RealizedDay",
+    "Signal",
     "TimelineEvent",
     "VersionInfo",
     "VolumeDay",
     "drift_days",
     "drift_records",
+    "estimated_days",
     "gather_dashboard",
     "last_days",
     "model_names",

@@ -18,8 +18,9 @@ Policies, each in its own lake and MLflow store under ``out_dir/<policy>/``:
 
 The first window is landed and validated once; no day is scored before a first champion
 exists (that is the same for every policy). Each day's ROC AUC is measured once its labels
-have arrived, on the predictions the loop really made that day. The report (``report.html``
-plus PNG charts and ``replay.json``) puts the policies side by side with their compute time.
+have arrived, on the predictions the loop really made that day. The report (``report.html``,
+self-contained with interactive charts, and ``replay.json``) puts the policies side by side with
+their compute time.
 """
 
 from __future__ import annotations
@@ -333,9 +334,16 @@ def _replay_policy(
             record.drift_state, record.drift_score = verdict["state"], monitored["day"]["score"]
             if verdict["state"] == "retrain":
                 _train_and_gate(
-                    spec, lake, uri, day, settings, result, record, f"drift:{verdict['decision_id']}",
+                    spec,
+                    lake,
+                    uri,
+                    day,
+                    settings,
+                    result,
+                    record,
+                    f"drift:{verdict['decision_id']}",
                     [verdict["decision_id"]],
-                )  # fmt: skip
+                )
                 last_train = day
         elif policy == "calendar" and last_train and (day - last_train).days >= settings.calendar_days:
             _train_and_gate(spec, lake, uri, day, settings, result, record, "schedule")
@@ -412,7 +420,7 @@ def summarise(result: PolicyResult) -> dict[str, Any]:
 
 
 def replay(spec: ModelSpec, out_dir: Path, settings: ReplaySettings, data_lake: Lake | None = None) -> dict[str, Any]:
-    """Prepare the data once, run every policy, write ``replay.json``, charts and ``report.html``."""
+    """Prepare the data once, run every policy, write ``replay.json`` and ``report.html`` (with its charts)."""
     unknown = [p for p in settings.policies if p not in POLICIES]
     if unknown:
         raise ReplayError(f"unknown policy {unknown[0]!r}: expected one of {', '.join(POLICIES)}")
@@ -451,7 +459,10 @@ def replay(spec: ModelSpec, out_dir: Path, settings: ReplaySettings, data_lake: 
 
 
 def render_report(out_dir: Path) -> str:
-    """(Re)draw the charts and ``report.html`` from ``out_dir/replay.json``; return the report path."""
+    """(Re)write ``report.html`` from ``out_dir/replay.json``; return the report path. The page
+    is self-contained: its charts are plotly figures drawn by the plotly.js inlined in it."""
+    from include.reports.render import write_page
+
     payload = json.loads((out_dir / "replay.json").read_text())
     results = {
         policy: PolicyResult(
@@ -461,130 +472,133 @@ def render_report(out_dir: Path) -> str:
         )
         for policy in payload["days"]
     }
-    charts = _charts(out_dir, results, payload["monthly_auc"])
-    (out_dir / "report.html").write_text(_html(payload, charts))
+    write_page(out_dir / "report.html", report_html(payload, replay_charts(results, payload["monthly_auc"])))
     return str(out_dir / "report.html")
 
 
-def _charts(out_dir: Path, results: dict[str, PolicyResult], monthly: dict[str, dict[str, float]]) -> list[str]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def replay_charts(results: dict[str, PolicyResult], monthly: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The report's charts (element id -> plotly figure): daily ROC AUC with retrain markers,
+    monthly ROC AUC and compute time, per policy."""
+    from include.reports.charts import POLICY_COLORS, layout
 
-    colours = {"drift": "#c0392b", "calendar": "#2471a3", "frozen": "#7f8c8d"}
-    names = []
-    fig = Figure(figsize=(11, 4.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    daily: list[dict[str, Any]] = []
     floor = 1.0
     for policy, result in results.items():
-        points = [(date.fromisoformat(d.day), d.roc_auc) for d in result.days if d.roc_auc is not None]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            floor = min(floor, *ys)
-            ax.plot(xs, ys, lw=0.6, alpha=0.3, color=colours[policy])
-            week = [sum(ys[max(0, i - 6) : i + 1]) / len(ys[max(0, i - 6) : i + 1]) for i in range(len(ys))]
-            ax.plot(xs, week, lw=1.8, color=colours[policy], label=f"{policy} (7-day mean; thin: daily)")
-    for row, (policy, result) in enumerate(results.items()):  # markers: a row per policy at the bottom
-        y = floor - 0.03 - 0.025 * row
-        for d in result.days:
-            if d.trained and d.trained > 1:
-                day = date.fromisoformat(d.day)
-                face = colours[policy] if d.promoted else "white"
-                ax.plot([day], [y], marker="^", ms=6, color=colours[policy], markerfacecolor=face)  # type: ignore[arg-type]
-    ax.set_ylabel("ROC AUC of the day's champion")
-    ax.set_title("Daily ROC AUC; triangles: retrains (filled: promoted, hollow: rejected by the gate)")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.savefig(out_dir / "daily_auc.png", dpi=110, bbox_inches="tight")
-    names.append("daily_auc.png")
-
-    fig = Figure(figsize=(11, 4.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    months = sorted({m for values in monthly.values() for m in values})
-    width = 0.8 / max(1, len(monthly))
-    for i, (policy, by_month) in enumerate(monthly.items()):
-        positions = [months.index(m) + i * width for m in by_month]
-        ax.bar(positions, list(by_month.values()), width=width, color=colours[policy], label=policy)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(months))], months, rotation=45)
-    lows = [v for by_month in monthly.values() for v in by_month.values()]
-    ax.set_ylim(max(0.0, min(lows, default=0.5) - 0.05), min(1.0, max(lows, default=1.0) + 0.03))
-    ax.set_ylabel("ROC AUC (pooled per month)")
-    ax.set_title("Monthly ROC AUC by policy")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.savefig(out_dir / "monthly_auc.png", dpi=110, bbox_inches="tight")
-    names.append("monthly_auc.png")
-
-    fig = Figure(figsize=(8, 3.6))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    steps = ["train", "gate", "score", "monitor"]
-    bottom = [0.0] * len(results)
-    for step in steps:
-        seconds = [r.seconds.get(step, 0.0) for r in results.values()]
-        ax.bar(list(results), seconds, bottom=bottom, label=step)
-        bottom = [b + v for b, v in zip(bottom, seconds, strict=True)]
-    ax.set_ylabel("compute seconds")
-    ax.set_title("Compute time per policy")
-    ax.legend()
-    fig.savefig(out_dir / "compute.png", dpi=110, bbox_inches="tight")
-    names.append("compute.png")
-    return names
-
-
-def _html(payload: dict[str, Any], charts: list[str]) -> str:
-    from html import escape
-
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{escape(str(v))}</td>"
-            for v in (
-                s["policy"],
-                s["days_scored"],
-                s["rows_scored"],
-                s["mean_daily_auc"],
-                s["weighted_daily_auc"],
-                s["retrains"],
-                s["promotions"],
-                s["seconds"].get("train", 0),
-                s["seconds"].get("total", 0),
-            )
+        points = [(d.day, d.roc_auc) for d in result.days if d.roc_auc is not None]
+        if not points:
+            continue
+        xs, ys = (list(v) for v in zip(*points, strict=True))
+        floor = min(floor, *ys)
+        week = [sum(ys[max(0, i - 6) : i + 1]) / len(ys[max(0, i - 6) : i + 1]) for i in range(len(ys))]
+        color = POLICY_COLORS.get(policy, "#424242")
+        daily.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{policy} daily",
+                "legendgroup": policy,
+                "x": xs,
+                "y": ys,
+                "line": {"color": color, "width": 0.8},
+                "opacity": 0.35,
+                "hovertemplate": f"{policy} %{{x}}: ROC AUC %{{y:.4f}}<extra></extra>",
+            }
         )
-        + "</tr>"
-        for s in payload["summary"].values()
-    )
+        daily.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{policy} (7-day mean)",
+                "legendgroup": policy,
+                "x": xs,
+                "y": week,
+                "line": {"color": color, "width": 2},
+                "hovertemplate": f"{policy} %{{x}}: 7-day mean %{{y:.4f}}<extra></extra>",
+            }
+        )
+    for row, (policy, result) in enumerate(results.items()):  # retrains: a row of triangles per policy
+        trained = [d for d in result.days if d.trained and d.trained > 1]
+        if not trained:
+            continue
+        color = POLICY_COLORS.get(policy, "#424242")
+        daily.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{policy} retrains",
+                "legendgroup": policy,
+                "x": [d.day for d in trained],
+                "y": [round(floor - 0.03 - 0.025 * row, 4)] * len(trained),
+                "marker": {
+                    "symbol": ["triangle-up" if d.promoted else "triangle-up-open" for d in trained],
+                    "size": 9,
+                    "color": color,
+                },
+                "text": [f"v{d.trained} {'promoted' if d.promoted else 'rejected'}" for d in trained],
+                "hovertemplate": f"{policy} retrain %{{x}}: %{{text}}<extra></extra>",
+            }
+        )
+    months = sorted({m for values in monthly.values() for m in values})
+    monthly_bars = [
+        {
+            "type": "bar",
+            "name": policy,
+            "x": months,
+            "y": [by_month.get(m) for m in months],
+            "marker": {"color": POLICY_COLORS.get(policy, "#424242")},
+            "hovertemplate": f"{policy} %{{x}}: ROC AUC %{{y:.4f}}<extra></extra>",
+        }
+        for policy, by_month in monthly.items()
+    ]
+    lows = [v for by_month in monthly.values() for v in by_month.values()]
+    steps = ["train", "gate", "score", "monitor"]
+    compute = [
+        {
+            "type": "bar",
+            "name": step,
+            "x": list(results),
+            "y": [round(r.seconds.get(step, 0.0), 3) for r in results.values()],
+            "hovertemplate": f"%{{x}} {step}: %{{y:.1f}} s<extra></extra>",
+        }
+        for step in steps
+    ]
+    return {
+        "daily-auc": {
+            "data": daily,
+            "layout": layout(
+                height=380,
+                yaxis={"title": {"text": "ROC AUC"}},
+            ),
+        },
+        "monthly-auc": {
+            "data": monthly_bars,
+            "layout": layout(
+                height=320,
+                barmode="group",
+                xaxis={"type": "category"},
+                yaxis={"range": [max(0.0, min(lows, default=0.5) - 0.05), min(1.0, max(lows, default=1.0) + 0.03)]},
+            ),
+        },
+        "compute": {
+            "data": compute,
+            "layout": layout(height=300, barmode="stack", yaxis={"title": {"text": "compute seconds"}}),
+        },
+    }
+
+
+def report_html(payload: dict[str, Any], charts: dict[str, Any], plotly_src: str | None = None) -> str:
+    """The replay report page (the report kit's ``replay.html``); plotly.js inlined unless
+    ``plotly_src`` says where to load it from."""
+    from include.reports.render import charts_context, render
+
+    trainings = [{"policy": policy, **d} for policy, days in payload["days"].items() for d in days if d["trained"]]
     months = sorted({m for v in payload["monthly_auc"].values() for m in v})
-    monthly_rows = "".join(
-        f"<tr><td>{m}</td>"
-        + "".join(f"<td>{payload['monthly_auc'][p].get(m, '')}</td>" for p in payload["monthly_auc"])
-        + "</tr>"
-        for m in months
+    return render(
+        "replay.html",
+        title=f"airloop replay {payload['model']}",
+        payload=payload,
+        months=months,
+        trainings=trainings,
+        failed_days=json.dumps(payload["prepared"]["failed"]),
+        **charts_context(charts, plotly_src),
     )
-    head = "".join(f"<th>{escape(p)}</th>" for p in payload["monthly_auc"])
-    retrain_rows = "".join(
-        f"<tr><td>{escape(policy)}</td><td>{d['day']}</td><td>v{d['trained']}</td>"
-        f"<td>{'promoted' if d['promoted'] else 'rejected'}</td><td>{escape(str(d['drift_state'] or ''))}</td>"
-        f'<td style="text-align:left">{escape(str(d["gate"]))}</td></tr>'
-        for policy, days in payload["days"].items()
-        for d in days
-        if d["trained"]
-    )
-    images = "".join(f'<p><img src="{c}" alt="{c}" style="max-width:100%"></p>' for c in charts)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>airloop replay {escape(payload["model"])}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><body>
-<h1>Replay of {escape(payload["model"])}: {payload["from"]} to {payload["to"]}</h1>
-<p>The same step functions as the DAGs, day by day, under three retraining policies. ROC AUC is
-measured on each day's real predictions once its labels arrived.</p>
-<table><tr><th>policy</th><th>days scored</th><th>rows scored</th><th>mean daily AUC</th>
-<th>row-weighted AUC</th><th>retrains</th><th>promotions</th><th>train s</th><th>total s</th></tr>{rows}</table>
-{images}
-<h2>Monthly ROC AUC</h2><table><tr><th>month</th>{head}</tr>{monthly_rows}</table>
-<h2>Every training and the gate's decision</h2>
-<table><tr><th>policy</th><th>day</th><th>version</th><th>outcome</th><th>drift state</th><th>gate</th></tr>
-{retrain_rows}</table>
-<p>Days that failed their data contract: {escape(json.dumps(payload["prepared"]["failed"]))}</p>
-</body></html>"""

@@ -261,7 +261,7 @@ def monitor_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> di
     }
 
 
-REPLAY_FILES = ("report.html", "daily_auc.png", "monthly_auc.png", "compute.png", "replay.json")
+REPLAY_FILES = ("report.html", "replay.json")
 
 
 def replay_step(spec: ModelSpec, lake: Lake, settings: Any, run_key: str) -> dict[str, Any]:

@@ -7,6 +7,10 @@ rows, two days with tripled distances), each scored day monitored with the monit
 functions (:func:`compute_drift`, :func:`decide`, :func:`realized_performance`) into a record
 of the shape :func:`include.monitoring.monitor.monitor_day` writes, and ledger entries appended
 with :func:`include.registry.ledger.append_entry`.
+
+Records after the first also carry the fields of the harm-aware monitor (``verdict.signals``,
+``verdict.trigger``, ``estimated_performance``), built by :func:`explain` from the day's
+measured numbers; the first record keeps the older shape, without them, as lakes hold both.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ REJECT_DAY = date(2013, 1, 6)
 REJECT_ROWS = (0, 7, 11)  # distance set to NaN: rejected as nonfinite:distance
 DRIFT_DAYS = (date(2013, 1, 8), date(2013, 1, 9))  # distances tripled: PSI alert on two days -> retrain
 VERSION_OF_DAY = {d: (1 if d < date(2013, 1, 8) else 3) for d in SCORE_DAYS}
+OLD_SHAPE_DAY = SCORE_DAYS[0]  # its record has no signals, trigger or estimate
+INVALID_ESTIMATE_DAY = SCORE_DAYS[-1]  # its estimate is flagged not valid
+ESTIMATE_HALF_WIDTH = 0.03
+ESTIMATED_DROP_THRESHOLD = 0.05
 
 
 @dataclass
@@ -51,6 +59,63 @@ LEDGER = [
     (datetime(2013, 1, 7, 18, tzinfo=UTC), "promote", 3, 1, "alice", None, "gain +0.012 (CI 0.002..0.021)"),
     (datetime(2013, 1, 10, 8, tzinfo=UTC), "rollback", 1, 3, None, "v3 scores drift on day one", "rolled back"),
 ]
+
+
+def expected_auc(scores: Any) -> float:
+    """ROC AUC expected if the scores were calibrated probabilities (the idea of confidence-based
+    performance estimation): each row is positive with probability ``score``, so a pair (i, j)
+    is ordered right with weight ``p_i (1 - p_j)`` when ``s_i > s_j``."""
+    import numpy as np
+
+    p = np.sort(np.asarray(scores, dtype=float))
+    below = np.concatenate([[0.0], np.cumsum(1.0 - p)[:-1]])  # sum of (1 - p_j) over lower scores
+    pairs = p.sum() * (1.0 - p).sum() - (p * (1.0 - p)).sum()
+    return float((p * below).sum() / pairs)
+
+
+def explain(record: dict[str, Any], scores: Any, alert: float) -> None:
+    """Add ``verdict.signals``, ``verdict.trigger`` and ``estimated_performance`` to ``record``
+    from its own numbers. A signal fires at or above its threshold. On the retrain day every fired
+    signal acts and data drift is the trigger; on a cooldown day the cooldown holds them; on
+    other days prediction drift and the estimated drop are held as having no impact and the rest
+    by the M-of-N window."""
+    verdict, drift, perf = record["verdict"], record["drift"], record["performance"] or {}
+    auc = expected_auc(scores)
+    reference = record["reference_auc"]
+    valid = record["partition"] != INVALID_ESTIMATE_DAY.isoformat()
+    record["estimated_performance"] = {
+        "auc": auc,
+        "low": auc - ESTIMATE_HALF_WIDTH,
+        "high": auc + ESTIMATE_HALF_WIDTH,
+        "rows": len(scores),
+        "reference_auc": reference,
+        "valid": valid,
+        "note": "" if valid else "realized AUC outside the estimate's interval: concept drift suspected",
+    }
+    drop = perf.get("drop") or {}
+    measured = [
+        ("data_drift", drift["score"], alert, "max judged feature PSI"),
+        ("prediction_drift", drift["prediction"]["psi"], alert, "PSI of the model's scores"),
+        ("estimated_drop", reference - auc, ESTIMATED_DROP_THRESHOLD, "training AUC minus the estimated AUC"),
+    ]
+    if drop:
+        measured.append(("performance_drop", drop["drop"], 0.0, "training AUC minus realized AUC, interval above 0"))
+    signals = []
+    for kind, value, threshold, text in measured:
+        fired = bool(drop["significant"]) if kind == "performance_drop" else value >= threshold
+        held = None
+        if fired and verdict["state"] != "retrain":
+            if verdict.get("cooldown"):
+                held = "cooldown"
+            elif kind in ("prediction_drift", "estimated_drop"):
+                held = "no_impact"
+            else:
+                held = "window"
+        signals.append(
+            {"kind": kind, "value": value, "threshold": threshold, "fired": fired, "held_by": held, "text": text}
+        )
+    verdict["signals"] = signals
+    verdict["trigger"] = "data_drift" if verdict["state"] == "retrain" else None
 
 
 def build_world(root: Path) -> World:
@@ -159,6 +224,8 @@ def build_world(root: Path) -> World:
             "report_uri": None,
             "rows_scored": len(predictions),
         }
+        if ds != OLD_SHAPE_DAY:
+            explain(record, predictions["score"].to_numpy(), spec.drift.alert)
         record["record_uri"] = lake.write_bytes(
             lake.report_path(MODEL, DRIFT_KIND, record_name(ds)), json.dumps(record, default=str).encode()
         )

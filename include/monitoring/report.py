@@ -23,7 +23,6 @@ apart from Evidently's random element ids.
 
 from __future__ import annotations
 
-import html
 import logging
 import warnings
 from collections.abc import Sequence
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 5_000
-_STYLE = "font-family:sans-serif;max-width:60em;margin:1em auto;padding:0.5em 1em;border:1px solid #ccc"
 
 
 def _as_datetime(value: datetime | date | str) -> datetime:
@@ -72,17 +70,16 @@ def _prepare(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[
 
 
 def _page(title: str, paragraphs: Sequence[str]) -> str:
-    body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
-    return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>'
-        f'{html.escape(title)}</title></head><body><div style="{_STYLE}"><h2>{html.escape(title)}</h2>'
-        f"{body}</div></body></html>"
-    )
+    from include.reports.render import render
+
+    return render("message.html", title=title, paragraphs=paragraphs)
 
 
 def _note(lines: Sequence[str]) -> str:
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return f'<div style="{_STYLE}"><strong>airloop note</strong><ul>{items}</ul></div>'
+    """The airloop note inserted at the top of Evidently's page (Evidently's own styles stay)."""
+    from include.reports.render import render
+
+    return render("note.html", lines=lines)
 
 
 def evidently_report_html(

@@ -37,7 +37,6 @@ and renders unstyled offline.
 from __future__ import annotations
 
 import contextlib
-import html
 import json
 import logging
 import math
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from include.lake import Lake
 from include.quality.anomaly import describe, mix_findings, record_anomaly
 from include.quality.contract import Rule, partition_window, rules_for
+from include.reports.format import fmt_short, jsonable
 from include.spec import ModelSpec, Severity
 
 if TYPE_CHECKING:
@@ -325,32 +325,6 @@ def _exception_text(info: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- outcomes
-def _jsonable(value: Any) -> Any:
-    """Numpy scalars, Timestamps and NaN in GX results -> plain JSON values."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        try:
-            return _jsonable(value.item())
-        except (ValueError, TypeError):
-            pass
-    return str(value)
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
 def _rows(count: int) -> str:
     return f"{count} row{'' if count == 1 else 's'}"
 
@@ -393,10 +367,12 @@ def _outcome_from_gx(rule: Rule, result: dict[str, Any], success: bool, rows: in
         rate = unexpected / elements if elements else 0.0
         observed = {"null_rate": round(rate, 6), "nulls": unexpected, "rows": elements}
         if not success:
-            detail = f"null rate {rate:.3g} ({unexpected} of {_rows(elements)}) > {_num(expected['max_null_rate'])}"
+            detail = (
+                f"null rate {rate:.3g} ({unexpected} of {_rows(elements)}) > {fmt_short(expected['max_null_rate'])}"
+            )
     elif rule.kind == "range":
         observed = {"outside": unexpected, "nan": missing, "rows": elements}
-        bounds = f"[{_num(expected['min']) if expected['min'] is not None else '-inf'}, {_num(expected['max']) if expected['max'] is not None else 'inf'}]"
+        bounds = f"[{fmt_short(expected['min']) if expected['min'] is not None else '-inf'}, {fmt_short(expected['max']) if expected['max'] is not None else 'inf'}]"
         detail = f"{_rows(unexpected)} outside {bounds}" if unexpected else ""
         if not success and result.get("partial_unexpected_list"):
             detail += f", e.g. {_samples(result['partial_unexpected_list'], 3)}"
@@ -417,7 +393,7 @@ def _outcome_from_gx(rule: Rule, result: dict[str, Any], success: bool, rows: in
             detail = f"{_rows(unexpected)} outside [{expected['min']}, {expected['max']}), e.g. {_samples(result.get('partial_unexpected_list'), 3)}"
     else:  # pragma: no cover - every kind is handled above
         observed = result
-    return RuleOutcome(rule.name, rule.column, rule.severity, success, _jsonable(observed), expected, detail)
+    return RuleOutcome(rule.name, rule.column, rule.severity, success, jsonable(observed), expected, detail)
 
 
 def _precheck(rule: Rule, frame: pd.DataFrame) -> RuleOutcome | None:
@@ -477,58 +453,31 @@ def report_name(ds: date, report_key: str, prefix: str = REPORT_KIND) -> str:
     return f"{prefix}_{ds.isoformat()}_{key}"[:120]
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
-h1{font-size:1.4em;margin-bottom:.2em} .meta{color:#555;margin-bottom:1em}
-.banner{padding:.6em 1em;border-radius:4px;font-weight:600;margin:1em 0}
-.banner.PASS{background:#e6f4ea;color:#1e6b34}.banner.FAIL{background:#fce8e6;color:#a50e0e}
-table{border-collapse:collapse;width:100%;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.35em .6em;text-align:left;vertical-align:top}
-th{background:#f3f3f3;position:sticky;top:0}
-td.status{font-weight:700} tr.FAIL td.status{color:#a50e0e} tr.WARN td.status{color:#9a6700}
-tr.PASS td.status{color:#1e6b34} tr.FAIL{background:#fff5f5} tr.WARN{background:#fffbea}
-code{font-size:.85em;white-space:pre-wrap;word-break:break-word}
-"""
-
-
 def render_html(spec: ModelSpec, ds: date, report_key: str, result: ValidationResult) -> str:
-    """A self-contained page (inline CSS, no scripts, no external links) of every rule's outcome."""
+    """A self-contained page (inline CSS, no scripts, no external links) of every rule's outcome,
+    failures first (the report kit's ``validation.html``)."""
+    from include.reports.render import render
+
     order = {"FAIL": 0, "WARN": 1, "PASS": 2}
-    rows = []
-    for outcome in sorted(result.outcomes, key=lambda o: order[o.status]):
-        cells = [
-            html.escape(outcome.rule),
-            html.escape(outcome.column or ""),
-            html.escape(outcome.severity),
-            outcome.status,
-            "&mdash;"
-            if outcome.observed is None
-            else f"<code>{html.escape(json.dumps(outcome.observed, default=str))}</code>",
-            f"<code>{html.escape(json.dumps(outcome.expected, default=str))}</code>",
-            html.escape(outcome.detail),
-        ]
-        classes = ["", "", "", "status", "", "", ""]
-        tds = "".join(
-            f'<td class="{c}">{v}</td>' if c else f"<td>{v}</td>" for c, v in zip(classes, cells, strict=True)
-        )
-        rows.append(f'<tr class="{outcome.status}">{tds}</tr>')
-    status = "PASS" if result.passed else "FAIL"
-    title = f"Validation of {spec.name} ds={ds.isoformat()}"
-    note = "; observed values are measured for failed rules" if RESULT_MODE == "two_pass" else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<div class="meta">report key {html.escape(report_key)} &middot; {result.rows} rows &middot; {len(result.outcomes)} rules
-&middot; validated with Great Expectations{note} (full result in the JSON report next to this page)</div>
-<div class="banner {status}">{html.escape(result.summary)}</div>
-<table>
-<thead><tr><th>rule</th><th>column</th><th>severity</th><th>status</th><th>observed</th><th>expected</th><th>detail</th></tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody></table>
-</body></html>
-"""
+    outcomes = [
+        {
+            **asdict(outcome),
+            "status": outcome.status,
+            "observed_json": json.dumps(outcome.observed, default=str),
+            "expected_json": json.dumps(outcome.expected, default=str),
+        }
+        for outcome in sorted(result.outcomes, key=lambda o: order[o.status])
+    ]
+    return render(
+        "validation.html",
+        title=f"Validation of {spec.name} ds={ds.isoformat()}",
+        report_key=report_key,
+        rows=result.rows,
+        outcomes=outcomes,
+        note="; observed values are measured for failed rules" if RESULT_MODE == "two_pass" else "",
+        status="PASS" if result.passed else "FAIL",
+        summary=result.summary,
+    )
 
 
 def _write_reports(
@@ -685,7 +634,7 @@ def _run_gx(
         "BOOLEAN_ONLY" if two_pass else RESULT_MODE,
     )
     results = {str(item.expectation_config.meta.get("rule")): item for item in first.results}
-    gx_json = _jsonable(first.to_json_dict())
+    gx_json = jsonable(first.to_json_dict())
     if two_pass:
         again = [n for n, item in results.items() if not item.success and not _exception_text(item.exception_info)]
         if again:
@@ -702,7 +651,7 @@ def _run_gx(
             detailed = {str(item.expectation_config.meta.get("rule")): item for item in second.results}
             results.update(detailed)
             detail_json = {
-                str(r["expectation_config"]["meta"].get("rule")): r for r in _jsonable(second.to_json_dict())["results"]
+                str(r["expectation_config"]["meta"].get("rule")): r for r in jsonable(second.to_json_dict())["results"]
             }
             gx_json["results"] = [
                 detail_json.get(str(r["expectation_config"]["meta"].get("rule")), r) for r in gx_json["results"]

@@ -1,21 +1,22 @@
 """Model cards: what a model is for, how good it is, why the gate let it through, where it came from.
 
 One structure (:func:`card_sections`) rendered two ways: Markdown (MLflow model version
-description, pull requests) and a self-contained HTML page (inline CSS, no scripts, no external
-assets, so it opens offline from the lake or as an MLflow artifact). Inputs are the value objects
-of :mod:`include.registry.gate` or their ``to_dict()`` forms, plus a ``lineage`` mapping.
+description, pull requests) and a self-contained HTML page (the report kit's ``card.html``:
+inline CSS, no scripts, no external assets, so it opens offline from the lake or as an MLflow
+artifact). Inputs are the value objects of :mod:`include.registry.gate` or their ``to_dict()``
+forms, plus a ``lineage`` mapping.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Required, TypedDict, Unpack
 
 from include.names import TREE_ESTIMATORS
-from include.registry.gate import MIN_SLICE_ROWS, Comparison, Evaluation, GateDecision, fmt_number
+from include.registry.gate import MIN_SLICE_ROWS, Comparison, Evaluation, GateDecision
+from include.reports.format import fmt_number as _num
 
 LINEAGE_KEYS = ("run_id", "data_hash", "code_commit", "spec_hash", "dag_id", "dag_run_id")
 _METRICS = (
@@ -62,10 +63,6 @@ def _as_dict(value: Any) -> dict[str, Any] | None:
     if isinstance(value, Evaluation | Comparison | GateDecision):
         return value.to_dict()
     return dict(value)
-
-
-def _num(value: Any) -> str:
-    return fmt_number(value)
 
 
 def card_sections(
@@ -241,46 +238,8 @@ def model_card_markdown(**kwargs: Unpack[CardInputs]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;
-color:#1f2328;line-height:1.45;padding:0 1rem}
-h1{border-bottom:2px solid #d0d7de;padding-bottom:.3rem}h2{margin-top:2rem;border-bottom:1px solid #d0d7de}
-table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;
-text-align:left;vertical-align:top}th{background:#f6f8fa}td.pass{color:#1a7f37;font-weight:600}
-td.fail{color:#cf222e;font-weight:700}code{background:#f6f8fa;padding:0 .2rem}
-"""
-
-
 def model_card_html(**kwargs: Unpack[CardInputs]) -> str:
     """The card as one self-contained HTML page (inline CSS, no scripts, no external assets)."""
-    esc = html.escape
-    title = esc(_title(kwargs["model"], kwargs.get("version")))
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{title}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{title}</h1>",
-    ]
-    for section in card_sections(**kwargs):
-        out.append(f"<section><h2>{esc(section.title)}</h2>")
-        for kind, content in section.blocks:
-            if kind == "p":
-                out.append(f"<p>{esc(content)}</p>")
-            elif kind == "h3":
-                out.append(f"<h3>{esc(content)}</h3>")
-            elif kind == "ul":
-                out.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in content) + "</ul>")
-            elif kind == "table":
-                headers, rows = content
-                out.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>")
-                out.append("<tbody>")
-                for row in rows:
-                    cells = []
-                    for cell in row:
-                        css = {"pass": ' class="pass"', "FAIL": ' class="fail"'}.get(str(cell), "")
-                        cells.append(f"<td{css}>{esc(str(cell))}</td>")
-                    out.append("<tr>" + "".join(cells) + "</tr>")
-                out.append("</tbody></table>")
-        out.append("</section>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    from include.reports.render import render
+
+    return render("card.html", title=_title(kwargs["model"], kwargs.get("version")), sections=card_sections(**kwargs))

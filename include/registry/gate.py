@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from include.names import GATE_MODES, GateMode
+from include.reports.format import fmt_number, jsonable
 
 if TYPE_CHECKING:
     from include.spec import GateSpec
@@ -402,21 +403,6 @@ def _validated(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 # --------------------------------------------------------------------------- decide
-def fmt_number(value: Any, signed: bool = False) -> str:
-    """Four decimals, unless that would hide the figure (parity ~1e-4, label agreement 0.99995)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, bool) or not isinstance(value, float | int | np.floating | np.integer):
-        return str(value)
-    if isinstance(value, int | np.integer):
-        return f"{int(value):+,}" if signed else f"{int(value):,}"
-    value = float(value)
-    text = f"{value:+.4f}" if signed else f"{value:.4f}"
-    if value != round(value, 4) and abs(round(value, 4)) in (0.0, 1.0):
-        text = f"{value:+.6g}" if signed else f"{value:.6g}"
-    return text
-
-
 _fmt = fmt_number
 
 
@@ -715,16 +701,3 @@ def _summary(gate: GateInputs, checks: list[Check], pending: bool, evaluated_on:
     waived = gate.breach and f"{gate.breach}: comparisons with it are waived, the best candidate above the floor wins"
     why = [text for text in (evaluated_on, waived) if text]
     return f"{verdict}: {figures}; {tail}" + "".join(f"; {text}" for text in why)
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types (numpy scalars to Python, NaN/inf to None so the JSON stays standard)."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from include.names import GATE_ACTIONS, GateAction
-from include.registry.gate import jsonable
+from include.reports.format import jsonable
 
 if TYPE_CHECKING:
     from include.lake import Lake

@@ -161,8 +161,9 @@ def run_gate(
     Returns a JSON-able dict (for XCom): decision, versions, evaluation days, report URIs.
     """
     from include.registry.aliases import current_alias
-    from include.registry.gate import compare, decide_promotion, evaluate, jsonable
+    from include.registry.gate import compare, decide_promotion, evaluate
     from include.registry.mlflow_registry import load_onnx_bytes
+    from include.reports.format import jsonable
 
     client = _client(tracking_uri)
     challenger = challenger_version or current_alias(client, spec.name, CHALLENGER)
@@ -232,27 +233,29 @@ def run_gate(
 
 
 def gate_report_html(report: dict[str, Any]) -> str:
-    """A self-contained HTML page of the gate decision: every check, threshold and observed value."""
-    from html import escape
+    """A self-contained HTML page of the gate decision: every check, threshold and observed value
+    (the report kit's ``gate.html``)."""
+    from include.reports.render import render
 
     decision = report["decision"]
-    rows = "".join(
-        f"<tr class={'pass' if c['passed'] else 'fail'}><td>{escape(str(c['name']))}</td>"
-        f"<td>{escape(str(c['threshold']))}</td><td>{escape(str(c['observed']))}</td>"
-        f"<td>{'PASS' if c['passed'] else 'FAIL'}</td><td>{escape(str(c.get('detail', '')))}</td></tr>"
-        for c in decision["checks"]
+    if decision["promote"]:
+        verdict, verdict_class = "PROMOTE", "promote"
+    elif decision.get("would_promote"):
+        verdict, verdict_class = "WOULD PROMOTE (dry run)", "dry_run"
+    else:
+        verdict, verdict_class = "REJECT", "reject"
+    return render(
+        "gate.html",
+        title=f"Gate {report['model']} v{report['challenger_version']}",
+        model=report["model"],
+        challenger_version=report["challenger_version"],
+        champion_version=report["champion_version"],
+        evaluation_rows=report["evaluation_rows"],
+        evaluation_days=report["evaluation_days"],
+        decision=decision,
+        verdict=verdict,
+        verdict_class=verdict_class,
     )
-    verdict = (
-        "PROMOTE" if decision["promote"] else ("WOULD PROMOTE (dry run)" if decision.get("would_promote") else "REJECT")
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Gate {escape(report["model"])} v{report["challenger_version"]}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:4px 8px}}table{{border-collapse:collapse}}
-.pass td:nth-child(4){{color:#1a7f37}}.fail td:nth-child(4){{color:#cf222e;font-weight:bold}}</style></head><body>
-<h1>{escape(report["model"])}: challenger v{report["challenger_version"]} vs champion {("v" + str(report["champion_version"])) if report["champion_version"] else "(none: first model)"}</h1>
-<p><b>{verdict}</b> &mdash; {escape(decision["summary"])}</p>
-<p>Evaluated on {report["evaluation_rows"]} labelled rows of {", ".join(report["evaluation_days"])} (days neither model trained on).</p>
-<table><tr><th>check</th><th>threshold</th><th>observed</th><th>status</th><th>detail</th></tr>{rows}</table>
-<p>decision id <code>{escape(decision["decision_id"])}</code></p></body></html>"""
 
 
 def apply_decision(

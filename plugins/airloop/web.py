@@ -1,8 +1,10 @@
 """The airloop web app, mounted by the plugin on Airflow's API server at ``/airloop``.
 
-Serves the lake's ``reports/`` (Data Docs, validation JSON, model cards, drift reports) and
-the airloop view (``/airloop/models``: the model index; ``/airloop/models/<model>``: the
-model's dashboard, see ``dashboard_view.py``) to signed-in Airflow users. Airflow does not
+Serves the lake's ``reports/`` (Data Docs, validation JSON, model cards, drift reports), the
+airloop view (``/airloop/models``: the model index; ``/airloop/models/<model>``: the model's
+dashboard, see ``dashboard_view.py``) and ``/airloop/static/plotly.min.js`` (the plotly.js
+bundle of the installed plotly package, which draws the dashboard's charts: served once and
+cached by the browser rather than inlined in every page) to signed-in Airflow users. Airflow does not
 authenticate plugin apps, so every route depends on Airflow's own ``get_user`` (the UI's
 session cookie or a bearer token).
 """
@@ -32,6 +34,18 @@ def create_app() -> Any:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         return Response(content=data, media_type=media)
+
+    @app.get("/static/plotly.min.js")
+    def plotly_js() -> Response:
+        """plotly.js from the installed plotly package: no CDN, works offline. The URL does not
+        change with the plotly version, so browsers revalidate daily rather than keep it forever."""
+        from include.reports.render import plotly_js
+
+        return Response(
+            content=plotly_js(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "private, max-age=86400"},
+        )
 
     @app.get("/models", response_class=HTMLResponse)
     def models() -> HTMLResponse:

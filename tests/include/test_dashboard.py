@@ -12,8 +12,10 @@ from include.dashboard import gather_dashboard, last_days, model_names, predicti
 from include.lake import Lake, Zone
 from tests.dashboard_world import (
     DRIFT_DAYS,
+    INVALID_ESTIMATE_DAY,
     LEDGER,
     MODEL,
+    OLD_SHAPE_DAY,
     REJECT_DAY,
     REJECT_ROWS,
     SCORE_DAYS,
@@ -89,6 +91,49 @@ def test_dashboard_reads_drift_verdicts_realized_auc_and_ledger(world: World) ->
     assert dash.timeline[3].reason == "v3 scores drift on day one"
     assert [e.action for e in dash.champion_changes] == ["promote", "promote", "rollback"]
     assert dash.total_rows_scored == sum(world.validated_rows[d] for d in SCORE_DAYS) - len(REJECT_ROWS) == 4283
+
+
+def test_dashboard_reads_signals_trigger_and_estimates(world: World) -> None:
+    dash = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+    by_day = {d.day: d for d in dash.drift}
+    for day in SCORE_DAYS:
+        verdict = world.records[day]["verdict"]
+        gathered = by_day[day]
+        assert [(s.kind, s.value, s.threshold, s.fired, s.held_by) for s in gathered.signals] == [
+            (s["kind"], s["value"], s["threshold"], s["fired"], s["held_by"]) for s in verdict.get("signals", [])
+        ]
+        assert gathered.trigger == verdict.get("trigger")
+        assert gathered.prediction_psi == world.reports[day].prediction.psi
+    (retrain,) = dash.retrain_days
+    assert by_day[retrain].trigger == "data_drift" and by_day[retrain].deciding.kind == "data_drift"
+    assert by_day[retrain].deciding.value == world.reports[retrain].score
+    assert {s.kind for s in by_day[retrain].fired} == {"data_drift", "performance_drop"} and not by_day[retrain].held
+    cooldown = by_day[DRIFT_DAYS[1]]
+    assert cooldown.trigger is None and {s.held_by for s in cooldown.held} == {"cooldown"} and not cooldown.fired
+    # an older record without signals: its max PSI against drift.alert is the figure shown
+    old = by_day[OLD_SHAPE_DAY]
+    assert old.signals == () and old.deciding.kind == "data_drift"
+    assert (old.deciding.value, old.deciding.threshold) == (world.reports[OLD_SHAPE_DAY].score, dash.alert)
+
+    # realized AUC intervals come from the bootstrap of performance_drop
+    for point in dash.realized:
+        drop = next(r["performance"]["drop"] for r in world.records.values() if r["partition"] == str(point.day))
+        assert (point.low, point.high, point.significant) == (drop["ci_low"], drop["ci_high"], drop["significant"])
+        assert point.low is not None and point.high is not None and point.low < point.roc_auc < point.high
+    # estimates: every record that has one, the invalid one with its note
+    estimates = {e.day: e for e in dash.estimated}
+    assert sorted(estimates) == [d for d in SCORE_DAYS if d != OLD_SHAPE_DAY]
+    for day, estimate in estimates.items():
+        recorded = world.records[day]["estimated_performance"]
+        assert (estimate.auc, estimate.low, estimate.high, estimate.rows) == (
+            recorded["auc"],
+            recorded["low"],
+            recorded["high"],
+            recorded["rows"],
+        )
+        assert 0.5 < estimate.auc < 1.0 and estimate.valid == (day != INVALID_ESTIMATE_DAY)
+    assert "concept drift" in estimates[INVALID_ESTIMATE_DAY].note
+    assert [e.day for e in last_days(dash, 2).estimated] == SCORE_DAYS[-2:]
 
 
 def test_last_days_keeps_the_newest_days_and_the_whole_ledger(world: World) -> None:

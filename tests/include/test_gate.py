@@ -611,3 +611,37 @@ def test_model_card_accepts_plain_dicts_and_no_decision() -> None:
     sections = {s.title: s for s in card_sections(**inputs)}
     assert ("p", "This model has not been through the gate.") in sections["Gate results"].blocks
     assert "| ROC AUC | 0.7532 |" in model_card_markdown(**inputs)
+
+
+def test_gate_report_html_shows_every_check_escaped() -> None:
+    from include.registry.promotion import gate_report_html
+
+    report = {
+        "model": "flights<script>",
+        "challenger_version": 3,
+        "champion_version": 2,
+        "evaluation_rows": 12345,
+        "evaluation_days": ["2013-01-26", "2013-01-27"],
+        "decision": {
+            "promote": False,
+            "would_promote": False,
+            "summary": "REJECT: gain -0.0061 < -0.0050 & more",
+            "decision_id": "d3reject",
+            "checks": [
+                {"name": "no_regression", "threshold": -0.005, "observed": -0.0061, "passed": False, "detail": "<x>"},
+                {"name": "parity_mean_abs", "threshold": 0.001, "observed": 0.000012, "passed": True, "detail": ""},
+            ],
+        },
+    }
+    page = gate_report_html(report)
+    assert "<h1>flights&lt;script&gt;: challenger v3 vs champion v2</h1>" in page and "<script" not in page
+    assert '<div class="banner reject" id="verdict"><b>REJECT</b> &mdash; REJECT: gain -0.0061 < -0.0050' not in page
+    assert "REJECT: gain -0.0061 &lt; -0.0050 &amp; more" in page
+    assert "Evaluated on 12,345 labelled rows of 2013-01-26, 2013-01-27" in page
+    assert (
+        '<tr class="row-FAIL"><td>no_regression</td><td class="num">-0.0050</td><td class="num">-0.0061</td>'
+        '<td class="FAIL">FAIL</td><td>&lt;x&gt;</td></tr>'
+    ) in page
+    assert '<td class="num">1.2e-05</td><td class="PASS">PASS</td>' in page  # fmt_number keeps tiny figures
+    first = {**report, "champion_version": None, "decision": {**report["decision"], "promote": True}}
+    assert "vs champion (none: first model)" in gate_report_html(first) and "<b>PROMOTE</b>" in gate_report_html(first)

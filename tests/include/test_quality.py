@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from markupsafe import escape
 
 from include.datasets.ingest import landing_columns
 from include.datasets.source import read_day
@@ -376,8 +377,11 @@ def test_reports_are_written_through_the_lake_per_run(day_table: pa.Table, tmp_p
 
     page = lake.read_bytes(lake.report_path("flights", "validation", f"{stem}.html")).decode()
     assert "<script" not in page and not re.search(r'(?:src|href)="(?:https?:)?//', page)  # self-contained
-    assert '<tr class="FAIL"><td>row_count</td>' in page
-    assert page.count("<tr class=") == len(first.outcomes)
+    assert '<tr class="row-FAIL"><td>row_count</td><td></td><td>error</td><td class="FAIL">FAIL</td>' in page
+    expected = next(o.expected for o in first.outcomes if o.rule == "row_count")
+    assert f"<code>{escape(json.dumps(expected))}</code>" in page and "&#34;min&#34;" in page  # escaped once
+    assert '<div class="banner FAIL">FAIL 1 error' in page and "50 rows" in page
+    assert page.count('<tr class="row-') == len(first.outcomes)
     assert first.to_dict()["errors"] == ["row_count"]
 
 

@@ -5,6 +5,7 @@ three policies, a report whose numbers are checked against the lake."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,13 +123,24 @@ def test_report_shows_the_numbers_and_charts(replayed: tuple[Path, dict[str, Any
     out, payload = replayed
     html = (out / "report.html").read_text()
     for policy, summary in payload["summary"].items():
-        assert f"<td>{policy}</td><td>{summary['days_scored']}</td><td>{summary['rows_scored']}</td>" in html
-        assert f"<td>{summary['mean_daily_auc']}</td>" in html
+        assert (
+            f'<tr><td>{policy}</td><td class="num">{summary["days_scored"]}</td>'
+            f'<td class="num">{summary["rows_scored"]}</td><td class="num">{summary["mean_daily_auc"]:.4f}</td>'
+        ) in html
         assert summary["seconds"]["total"] > summary["seconds"]["train"] > 0
-    for chart in ("daily_auc.png", "monthly_auc.png", "compute.png"):
-        assert f'src="{chart}"' in html
-        data = (out / chart).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    # self-contained: plotly.js inlined, the charts' figures in the page, no PNG beside it
+    assert "<script src=" not in html and "Plotly.newPlot" in html and not list(out.glob("*.png"))
+    found = re.search(r'<script type="application/json" id="airloop-charts">(.*?)</script>', html, re.S)
+    assert found
+    charts = json.loads(found.group(1))
+    assert set(charts) == {"daily-auc", "monthly-auc", "compute"}
+    for policy, days in payload["days"].items():
+        daily = next(t for t in charts["daily-auc"]["data"] if t["name"] == f"{policy} daily")
+        assert daily["y"] == [d["roc_auc"] for d in days if d["roc_auc"] is not None]
+        monthly = next(t for t in charts["monthly-auc"]["data"] if t["name"] == policy)
+        assert dict(zip(monthly["x"], monthly["y"], strict=True)) == payload["monthly_auc"][policy]
+    compute = {t["name"]: t["y"] for t in charts["compute"]["data"]}
+    assert compute["train"] == [round(s["seconds"].get("train", 0.0), 3) for s in payload["summary"].values()]
 
 
 def test_bad_requests_are_refused_before_any_work(tmp_path: Path) -> None:
