@@ -71,6 +71,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
+from include.reports.format import fmt_psi as _fmt
 from include.spec import DriftSpec
 
 DayStatus = Literal["ok", "warn", "alert", "insufficient_data"]
@@ -433,10 +434,6 @@ def window(history: Iterable[DayDrift], today: DayDrift, policy: DriftSpec) -> l
     earlier = [latest[key] for key in sorted(latest)]
     keep = earlier[-(policy.window_n - 1) :] if policy.window_n > 1 else []
     return [*keep, today]
-
-
-def _fmt(score: float | None) -> str:
-    return "n/a" if score is None else f"{score:.3f}"
 
 
 def _realized_signals(

@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from include.monitoring.decision import DayDrift
+from include.reports.format import finite as _num
 from include.spec import DriftSpec
 
 if TYPE_CHECKING:
@@ -253,14 +254,6 @@ def _ks(reference_sample: Any, values: np.ndarray) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------
 # Result objects
-
-
-def _num(value: Any) -> float | None:
-    """A JSON-able float: numpy scalars cast, NaN/inf as None."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
