@@ -138,6 +138,9 @@ def build_world(root: Path) -> World:
     numeric, categorical = spec.dataset.features.numeric, spec.dataset.features.categorical
     key, target = spec.dataset.key_columns, spec.dataset.target.name
     lake = Lake((root / "lake").as_uri())
+    # The world's drift days carry no harm: the policy opts into data-drift retraining so the
+    # dashboard has a retrain day to show (the default retrains on measured or estimated harm only).
+    policy = spec.drift.model_copy(update={"retrain_on": [*spec.drift.retrain_on, "data_drift"]})
     world = World(lake=lake)
 
     # Labels arrive label_delay_days late: landing up to day 11 brings labels up to day 9.
@@ -211,7 +214,7 @@ def build_world(root: Path) -> World:
         today = report.day(MODEL, ds.isoformat(), reference="v1")
         history_records = read_history(lake, MODEL, ds)
         history = [DayDrift.from_dict(r["day"]) for r in history_records]
-        verdict = decide(history, today, loop_state(lake, MODEL, history_records), spec.drift)
+        verdict = decide(history, today, loop_state(lake, MODEL, history_records), policy)
         record = {  # the shape monitor_day writes
             "model": MODEL,
             "partition": ds.isoformat(),
@@ -224,7 +227,10 @@ def build_world(root: Path) -> World:
             "report_uri": None,
             "rows_scored": len(predictions),
         }
-        if ds != OLD_SHAPE_DAY:
+        if ds == OLD_SHAPE_DAY:  # as written before the harm-aware monitor
+            for name in ("signals", "trigger"):
+                record["verdict"].pop(name, None)
+        else:
             explain(record, predictions["score"].to_numpy(), spec.drift.alert)
         record["record_uri"] = lake.write_bytes(
             lake.report_path(MODEL, DRIFT_KIND, record_name(ds)), json.dumps(record, default=str).encode()
