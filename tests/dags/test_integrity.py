@@ -167,3 +167,4 @@ def test_a_train_trigger_without_a_reason_records_no_reason_given(dagbag) -> Non
     manual = {"dag_run": SimpleNamespace(run_type="manual")}
     assert trigger_reason(manual, rendered) == "manual: no reason given"
     assert trigger_reason(manual, "drift on weekends") == "manual: drift on weekends"
+
