@@ -60,6 +60,9 @@ class PromotionApprovalOperator(HITLOperator):
         from airflow.sdk import Param
 
         kwargs.setdefault("subject", f"Promote the {model} challenger to champion?")
+        # Airflow hands the DAG's Params (the gate's run mode) to every task as ``params``; the
+        # approval form asks for the comment only.
+        kwargs.pop("params", None)
         super().__init__(
             options=["Approve", "Reject"],
             params={"comment": Param("", type="string", title="Comment", description="Why (recorded in the ledger)")},
