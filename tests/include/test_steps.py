@@ -235,6 +235,7 @@ def test_ingest_in_process_and_both_commands_in_subprocesses_land_the_same_day(t
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     normalised = {mode: json.loads(json.dumps(r).replace(lakes[mode].uri, "LAKE")) for mode, r in results.items()}
     assert normalised["step"] == normalised["generated"] == normalised["run"]
+    assert set(steps.STEPS["ingest"].result) <= set(normalised["run"])
     assert normalised["run"]["rows"] == 915 and normalised["run"]["landing_uri"].startswith("LAKE/landing/flights/")
     tables = {mode: lake.read_table("landing", "flights", params.ds) for mode, lake in lakes.items()}
     assert tables["step"].equals(tables["run"]) and tables["generated"].equals(tables["run"])

@@ -552,6 +552,8 @@ def test_real_ingest_and_validate_commands_match_local_mode(engine: FakeEngine, 
     ]
     assert results["docker"] == results["local"]
     assert results["local"]["ingest"]["rows"] == 915 and results["local"]["validate"]["passed"] is True
+    for name in ("ingest", "validate"):  # what the registry says every result carries
+        assert set(steps.get_step(name).result) <= set(results["local"][name]), name
     assert results["local"]["validate"]["validated_uri"] == "LAKE/validated/flights/ds=2013-01-04/data.parquet"
     assert "validated/flights/ds=2013-01-04/data.parquet" in results["docker"]["files"]
     assert _tables(docker_lake, Zone.VALIDATED).equals(_tables(local_lake, Zone.VALIDATED))
