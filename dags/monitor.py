@@ -40,5 +40,5 @@ for spec in valid_specs():
         **dag_kwargs(spec, step="monitor", doc_md=__doc__),
     ) as dag:
         monitor = MonitorDriftOperator(task_id="monitor", model=spec.name, poke_interval=10.0)
-        monitor >> SignalRetrainOperator(task_id="signal_retrain", model=spec.name)
+        SignalRetrainOperator(task_id="signal_retrain", model=spec.name, summary=monitor.output)
     globals()[dag.dag_id] = dag

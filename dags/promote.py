@@ -58,15 +58,10 @@ for spec in valid_specs():
         **dag_kwargs(spec, step="promote", doc_md=__doc__),
     ) as dag:
         evaluate = EvaluateChallengerOperator(task_id="evaluate", model=spec.name, mode="{{ params.mode }}")
-        approve_id = None
+        approval = None
         if spec.gate.approval_required:
-            approve = PromotionApprovalOperator(task_id="approve", model=spec.name)
-            approve_id = approve.task_id
-        promote = PromoteModelOperator(
-            task_id="promote", model=spec.name, approve_task_id=approve_id, trigger_rule="none_failed"
+            approval = PromotionApprovalOperator(task_id="approve", model=spec.name, report=evaluate.output).output
+        PromoteModelOperator(
+            task_id="promote", model=spec.name, report=evaluate.output, approval=approval, trigger_rule="none_failed"
         )
-        if approve_id:
-            evaluate >> approve >> promote
-        else:
-            evaluate >> promote
     globals()[dag.dag_id] = dag

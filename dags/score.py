@@ -45,7 +45,7 @@ for spec in valid_specs():
     ) as dag:
         plan = PinChampionOperator(task_id="pin_champion", model=spec.name, poke_interval=10.0)
         shards = BatchScoreOperator.partial(task_id="score", model=spec.name).expand(shard=plan.output)
-        publish = PublishPredictionsOperator(task_id="publish", model=spec.name)
+        publish = PublishPredictionsOperator(task_id="publish", model=spec.name, plan=plan.output)
         shards >> publish
         if spec.scoring.shadow:
             publish >> ShadowScoreOperator(task_id="shadow", model=spec.name)

@@ -3,8 +3,9 @@
     airloop spec check                       validate every spec in the specs folder
     airloop ingest --spec flights --ds 2013-01-01
     airloop validate | train | evaluate | promote | rollback | pin | score | publish | shadow | monitor
-                                             the other pipeline steps (`airloop <step> -h`); what
-                                             an operator runs with execution="docker"
+                                             the pipeline steps, one flag per parameter (`airloop <step> -h`)
+    airloop step <step> --params JSON        a step with its parameters as JSON: what an operator
+                                             runs with execution="docker"
     airloop infer-contract --data FILE --spec flights [--out contract.yaml]
     airloop replay --spec flights --from 2013-01-01 --to 2013-12-29 [--policy drift|calendar|frozen]
     airloop breaker reset --spec flights --by WHO --reason TEXT
@@ -48,18 +49,12 @@ def cmd_spec_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from include.lake import Lake
-    from include.spec import get_spec
-    from include.steps import ingest_step
-
-    return _print_step(ingest_step(get_spec(args.spec), Lake(args.lake), date.fromisoformat(args.ds)))
-
-
 # ---------------------------------------------------------------------------------------------
-# Pipeline steps: `airloop <step> ...` runs the include.steps function its operator runs
-# (execution="docker" runs exactly these commands in the project image). Each prints its result
-# as ONE JSON line on stdout (the operator reads the last JSON line of the container output).
+# Pipeline steps (include.steps.STEPS): `airloop step <name> --params '<json>'` is what an
+# operator runs with execution="docker"; `airloop <name> --<field> ...` is the same step with one
+# flag per field of its parameters model (generated here, never written by hand). Both parse
+# into the step's parameters model and print the result as ONE JSON line on stdout (the
+# operator reads the last JSON line of the container output).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -75,209 +70,58 @@ def _lake(args: argparse.Namespace) -> Any:
     return Lake(args.lake)
 
 
-def _tracking_uri(args: argparse.Namespace) -> str:
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        raise ValueError("no MLflow server: pass --tracking-uri or set MLFLOW_TRACKING_URI")
-    return str(uri)
+def _run_step(name: str, params: Any, args: argparse.Namespace) -> int:
+    from include.steps import run
+
+    tracking_uri = getattr(args, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI") or None
+    return _print_step(run(name, params, _lake(args), tracking_uri))
 
 
-def _json_arg(value: str | None) -> Any:
-    return json.loads(value) if value not in (None, "") else None
+def cmd_step(args: argparse.Namespace) -> int:
+    """``airloop step <name> --params JSON``."""
+    return _run_step(args.step, args.params, args)
 
 
-def _optional_int(value: str | None) -> int | None:
-    return None if value in (None, "", "None") else int(str(value))
+def cmd_generated_step(args: argparse.Namespace) -> int:
+    """``airloop <name> --<field> ...``: the flags given, as strings, into the step's model."""
+    from include.steps import get_step
+
+    fields = get_step(args.command).params.model_fields
+    return _run_step(args.command, {f: getattr(args, f) for f in fields if hasattr(args, f)}, args)
 
 
-def _now(value: str | None) -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromisoformat(value) if value else datetime.now(UTC)
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import validate_step
-
-    run_key = args.run_key or f"cli__{args.ds}"
-    return _print_step(validate_step(get_spec(args.spec), _lake(args), date.fromisoformat(args.ds), run_key))
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import train_step
-
-    result = train_step(
-        get_spec(args.spec),
-        _lake(args),
-        _tracking_uri(args),
-        date.fromisoformat(args.end),
-        reason=args.reason,
-        run_tags=_json_arg(args.tags),
-        decisions=[d for d in (args.decisions or "").split(",") if d],
-        window_days=_optional_int(args.window_days),
-        search_budget=_optional_int(args.search_budget),
-        estimator=args.estimator or None,
-    )
-    return _print_step(result)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import evaluate_step
-
-    report_key = args.report_key or "cli"
-    spec = get_spec(args.spec)
-    return _print_step(evaluate_step(spec, _lake(args), _tracking_uri(args), mode=args.mode, report_key=report_key))
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    from include.registry.promotion import apply_decision
-    from include.spec import get_spec
-    from include.steps import read_gate_report
-
-    lake = _lake(args)
-    result = apply_decision(
-        get_spec(args.spec),
-        lake,
-        _tracking_uri(args),
-        read_gate_report(lake, args.report_uri),
-        approval=_json_arg(args.approval),
-        now=_now(args.now),
-        dag_id=args.dag_id,
-        run_id=args.run_id,
-    )
-    return _print_step(result)
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import rollback_step
-
-    result = rollback_step(
-        get_spec(args.spec),
-        _lake(args),
-        _tracking_uri(args),
-        target_version=_optional_int(args.target_version),
-        reason=args.reason,
-        now=_now(args.now),
-        dag_id=args.dag_id,
-        run_id=args.run_id,
-    )
-    return _print_step(result)
-
-
-def cmd_pin(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import pin_step
-
-    spec = get_spec(args.spec)
-    return _print_step(pin_step(spec, _lake(args), _tracking_uri(args), date.fromisoformat(args.ds), args.run_key))
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import score_step
-
-    shard = {
-        "ds": args.ds,
-        "version": args.version,
-        "run_key": args.run_key,
-        "index": args.index,
-        "start": args.start,
-        "end": args.end,
-        "n_shards": args.n_shards,
-    }
-    return _print_step(score_step(get_spec(args.spec), _lake(args), _tracking_uri(args), shard, args.run_id))
-
-
-def cmd_publish(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import publish_step
-
-    spec = get_spec(args.spec)
-    return _print_step(publish_step(spec, _lake(args), date.fromisoformat(args.ds), args.run_key, args.n_shards))
-
-
-def cmd_shadow(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import shadow_step
-
-    spec = get_spec(args.spec)
-    return _print_step(shadow_step(spec, _lake(args), _tracking_uri(args), date.fromisoformat(args.ds), args.run_id))
-
-
-def cmd_monitor(args: argparse.Namespace) -> int:
-    from include.spec import get_spec
-    from include.steps import monitor_step
-
-    spec = get_spec(args.spec)
-    return _print_step(monitor_step(spec, _lake(args), _tracking_uri(args), date.fromisoformat(args.ds)))
+def step_flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def add_step_parsers(sub: Any) -> None:
-    """The step subcommands (ingest has its own block above)."""
+    """``airloop step`` and one generated subcommand per registered step (a name another command
+    already has, ``replay``, is reachable through ``airloop step`` only)."""
+    from include.steps import STEPS
 
-    def step(name: str, func: Any, text: str, *, ds: bool = True, mlflow: bool = True) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, help=text)
-        p.add_argument("--spec", required=True, help="model spec name")
-        if ds:
-            p.add_argument("--ds", required=True, help="YYYY-MM-DD")
+    def environment(p: argparse.ArgumentParser, mlflow: bool = True) -> None:
         p.add_argument("--lake", default=None, help="lake URI (default AIRLOOP_LAKE_URI)")
         if mlflow:
             p.add_argument("--tracking-uri", default=None, help="MLflow server (default MLFLOW_TRACKING_URI)")
-        p.set_defaults(func=func)
-        return p
 
-    p = step("validate", cmd_validate, "validate the landing partition; publish it or quarantine it", mlflow=False)
-    p.add_argument("--run-key", help="names the reports and the quarantine folder (default cli__<ds>)")
-
-    p = step("train", cmd_train, "train on the window ending at --end and register @challenger", ds=False)
-    p.add_argument("--end", required=True, help="last day of the training window (YYYY-MM-DD)")
-    p.add_argument("--reason", default="manual: airloop train", help="why (recorded on the run)")
-    p.add_argument("--tags", help="JSON object of extra run tags (lineage)")
-    p.add_argument("--decisions", help="comma-separated drift decision ids this training answers")
-    p.add_argument("--window-days")
-    p.add_argument("--search-budget")
-    p.add_argument("--estimator")
-
-    p = step("evaluate", cmd_evaluate, "run the promotion gate; write the gate report", ds=False)
-    p.add_argument("--mode", choices=["enabled", "dry_run", "disabled"], help="default: the spec's gate mode")
-    p.add_argument("--report-key", help="names the report (default cli)")
-
-    p = step("promote", cmd_promote, "act on a gate report: move @champion or record why not", ds=False)
-    p.add_argument("--report-uri", required=True, help="the gate report JSON written by `airloop evaluate`")
-    p.add_argument("--approval", help="the approval response (JSON), when approval is required")
-    p.add_argument("--now", help="ISO timestamp recorded in the ledger (default: now)")
-    p.add_argument("--dag-id", default="cli")
-    p.add_argument("--run-id", default="cli")
-
-    p = step("rollback", cmd_rollback, "move @champion back", ds=False)
-    p.add_argument("--target-version", help="default: the champion the current one replaced")
-    p.add_argument("--reason", default="")
-    p.add_argument("--now", help="ISO timestamp recorded in the ledger (default: now)")
-    p.add_argument("--dag-id", default="cli")
-    p.add_argument("--run-id", default="cli")
-
-    p = step("pin", cmd_pin, "resolve @champion once and plan the day's shards")
-    p.add_argument("--run-key", default="cli", help="the scoring run (names the shard folder)")
-
-    p = step("score", cmd_score, "score one shard planned by `airloop pin`")
-    for name in ("--version", "--index", "--start", "--end"):
-        p.add_argument(name, type=int, required=True)
-    p.add_argument("--n-shards", type=int, default=1)
-    p.add_argument("--run-key", default="cli")
-    p.add_argument("--run-id", default="cli")
-
-    p = step("publish", cmd_publish, "publish the run's shards as the day's predictions", mlflow=False)
-    p.add_argument("--run-key", default="cli")
-    p.add_argument("--n-shards", type=int, required=True)
-
-    p = step("shadow", cmd_shadow, "score @challenger into shadow/ and record its agreement")
-    p.add_argument("--run-id", default="cli")
-
-    step("monitor", cmd_monitor, "measure and decide the day's drift")
+    generic = sub.add_parser("step", help="run a pipeline step with its parameters as JSON (what docker mode runs)")
+    generic.add_argument("step", choices=sorted(STEPS), help="the step")
+    generic.add_argument("--params", required=True, help="the step's parameters, a JSON object")
+    environment(generic)
+    generic.set_defaults(func=cmd_step)
+    for name, entry in STEPS.items():
+        if name in sub.choices:
+            continue
+        p = sub.add_parser(name, help=entry.help)
+        for field, info in entry.params.model_fields.items():
+            required = info.is_required()
+            default = None if required else info.get_default(call_default_factory=True)
+            text = info.description or ""
+            if default not in (None, "", [], {}) and "default" not in text:
+                text += f" (default {default})"
+            p.add_argument(step_flag(field), dest=field, required=required, default=argparse.SUPPRESS, help=text)
+        environment(p, entry.needs_mlflow)
+        p.set_defaults(func=cmd_generated_step)
 
 
 def cmd_infer_contract(args: argparse.Namespace) -> int:
@@ -307,14 +151,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
         window_days=args.window_days,
         search_budget=args.budget,
     )
-    if args.publish_key:  # what the __replay DAG runs: the report goes to the lake's reports/
-        from include.steps import replay_step
-
-        return _print_step(replay_step(spec, _lake(args), settings, args.publish_key))
     out = Path(args.out or _state_home() / "replay" / spec.name)
     payload = replay(spec, out, settings)
     _print({"report": payload["report"], "summary": payload["summary"]})
     return 0
+
+
+def cmd_breaker_reset(args: argparse.Namespace) -> int:
+    """Close the retrain circuit breaker of a model (a ledger entry the next monitor run reads)."""
+    from datetime import UTC, datetime
+
+    from include.registry.ledger import record_breaker_reset
+    from include.spec import get_spec
+
+    model = get_spec(args.spec).name
+    now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+    uri = record_breaker_reset(_lake(args), model, by=args.by, reason=args.reason, time=now)
+    return _print_step(
+        {"model": model, "action": "breaker_reset", "by": args.by, "reason": args.reason, "ledger_uri": uri}
+    )
 
 
 def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
@@ -328,13 +183,6 @@ def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.Argumen
     check = spec_sub.add_parser("check", help="validate every spec; exit 1 if any is invalid")
     check.add_argument("--dir", help="specs folder (default: AIRLOOP_SPECS_DIR or include/specs)")
     check.set_defaults(func=cmd_spec_check)
-
-    ingest = sub.add_parser("ingest", help="land one day of a spec's history (replay)")
-    ingest.add_argument("--spec", required=True)
-    ingest.add_argument("--ds", required=True, help="YYYY-MM-DD")
-    ingest.add_argument("--lake", default=None, help="lake URI (default AIRLOOP_LAKE_URI)")
-    ingest.set_defaults(func=cmd_ingest)
-    add_step_parsers(sub)
 
     infer = sub.add_parser("infer-contract", help="propose a data contract (YAML) from a sample file")
     infer.add_argument("--data", required=True, help="CSV or Parquet sample")
@@ -352,19 +200,8 @@ def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.Argumen
     rep.add_argument("--window-days", type=int, help="training window (default: the spec's)")
     rep.add_argument("--budget", type=int, default=2, help="hyperparameter trials per training (default 2)")
     rep.add_argument("--out", help="output folder (default $AIRLOOP_HOME/replay/<model>)")
-    rep.add_argument("--publish-key", help="publish the report to the lake as reports/<model>/replay/<key>__*")
-    rep.add_argument("--lake", default=None, help="with --publish-key: lake URI (default AIRLOOP_LAKE_URI)")
     rep.set_defaults(func=cmd_replay)
-
-    def cmd_breaker_reset(args: argparse.Namespace) -> int:
-        from include.registry.ledger import record_breaker_reset
-        from include.spec import get_spec
-
-        model = get_spec(args.spec).name
-        uri = record_breaker_reset(_lake(args), model, by=args.by, reason=args.reason, time=_now(args.now))
-        return _print_step(
-            {"model": model, "action": "breaker_reset", "by": args.by, "reason": args.reason, "ledger_uri": uri}
-        )
+    add_step_parsers(sub)  # after every hand-written command: a step never takes a name one has
 
     breaker = sub.add_parser("breaker", help="the retrain circuit breaker")
     reset = breaker.add_subparsers(dest="breaker_command", required=True).add_parser(

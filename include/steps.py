@@ -1,25 +1,35 @@
-"""One function per pipeline step, each returning the step's JSON-able result.
+"""The pipeline steps: one registry entry per step (name, parameters model, function, needs).
 
-These are the only implementations of the steps' work: the operators call them in the worker
-(``execution="local"``) and ``airloop <step>`` (include/cli.py) calls them in a container
-(``execution="docker"``), so both modes write the same files and return the same dict. What
-needs Airflow (asset events, report links, alerts, skips, deferral) stays in the operators and
-is derived from the returned dict only.
+These are the only implementations of the steps' work. A step is called three ways, always
+with the same parameters object: in the worker (``execution="local"``:
+:func:`run`), as ``airloop step <name> --params '<json>'`` (or the generated
+``airloop <name> --<field> ...``, include/cli.py) and, in a container (``execution="docker"``),
+as :func:`step_command`, which is that same ``airloop step`` line. So every mode writes the same
+files and returns the same dict. What needs Airflow (asset events, report links, alerts, skips,
+deferral) stays in the operators and is derived from the returned dict only.
+
+Each step's parameters are one pydantic model (:class:`StepParams`): the values arrive as
+Python objects (operator), rendered templates or command-line strings (CLI), or JSON (docker),
+and are coerced in that one place: ``""`` and ``"None"`` mean "not given" for optional fields,
+numeric and ISO date strings become numbers and dates, a list field takes a list, a JSON list
+or ``a,b``; a dict field takes a dict or a JSON object. Adding a parameter to a step is a field
+of its model plus the operator argument or DAG Param that sets it.
 
 A result that means "nothing to do" carries ``"skipped": <reason>``, one that no retry can fix
 ``"failed": <reason>``; a broken data contract is ``"passed": False`` (the data was quarantined).
 These are results, not exceptions, so they cross the container boundary intact.
-
-The promote step is :func:`include.registry.promotion.apply_decision` itself (its signature
-is already the step's); every other step adapts a library function here.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 if TYPE_CHECKING:
     from include.lake import Lake
@@ -28,14 +38,182 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def ingest_step(spec: ModelSpec, lake: Lake, ds: date) -> dict[str, Any]:
-    """Land the rows of ``ds`` (and the labels due that day)."""
+# -- the one coercion rule ----------------------------------------------------------------------
+
+
+def none_if_blank(value: Any) -> Any:
+    """``None``, ``""`` and ``"None"`` (a rendered empty template) mean "not given"."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return None
+    return value
+
+
+def _list(value: Any) -> Any:
+    """A list field: a list, a JSON list, ``a,b`` (the command line) or blank (empty)."""
+    value = none_if_blank(value)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        return json.loads(text) if text.startswith("[") else [part for part in text.split(",") if part]
+    return value
+
+
+def _dict(value: Any) -> Any:
+    """A dict field: a dict, a JSON object (the command line) or blank (None)."""
+    value = none_if_blank(value)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+_BLANK = BeforeValidator(none_if_blank)
+OptInt = Annotated[int | None, _BLANK]
+OptStr = Annotated[str | None, _BLANK]
+OptDatetime = Annotated[datetime | None, _BLANK]
+OptDict = Annotated[dict[str, Any] | None, BeforeValidator(_dict)]
+StrDict = Annotated[dict[str, str], BeforeValidator(lambda v: _dict(v) or {})]
+StrList = Annotated[list[str], BeforeValidator(_list)]
+
+
+class StepParams(BaseModel):
+    """What every step takes: the model spec's name. Subclasses add the step's own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str = Field(description="model spec name")
+
+
+class DayParams(StepParams):
+    ds: date = Field(description="the day (YYYY-MM-DD)")
+
+
+@dataclass(frozen=True)
+class StepEnv:
+    """Where a step runs: the spec, the lake, and the MLflow server of steps that need one."""
+
+    spec: ModelSpec
+    lake: Lake
+    mlflow_uri: str | None = None
+
+    @property
+    def tracking_uri(self) -> str:
+        if not self.mlflow_uri:
+            raise ValueError("no MLflow server: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+        return self.mlflow_uri
+
+
+P = TypeVar("P", bound=StepParams)
+StepFunc = Callable[[P, StepEnv], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Step(Generic[P]):
+    """One registry entry. ``result`` lists the keys the step's dict result always carries
+    (on success; a skip or failure carries ``skipped`` / ``failed`` instead)."""
+
+    name: str
+    params: type[P]
+    func: StepFunc[P]
+    help: str
+    result: tuple[str, ...]
+    needs_lake: bool = True
+    needs_mlflow: bool = False
+
+    def parse(self, params: StepParams | Mapping[str, Any] | str) -> P:
+        """The step's parameters from an object, a mapping or JSON; a ValueError names the
+        step, the field and the rule broken."""
+        from pydantic import ValidationError
+
+        try:
+            if isinstance(params, str):
+                return self.params.model_validate_json(params)
+            if isinstance(params, StepParams):
+                params = params.model_dump()
+            return self.params.model_validate(params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(params)'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ValueError(f"step {self.name!r} parameters: {problems}") from None
+
+
+STEPS: dict[str, Step[Any]] = {}
+
+
+def step(
+    name: str, params: type[P], *, help: str, result: tuple[str, ...], mlflow: bool = False
+) -> Callable[[StepFunc[P]], StepFunc[P]]:
+    """Register the decorated function as step ``name`` taking ``params``."""
+
+    def register(func: StepFunc[P]) -> StepFunc[P]:
+        if name in STEPS:
+            raise ValueError(f"step {name!r} is registered twice")
+        STEPS[name] = Step(name, params, func, help, result, needs_mlflow=mlflow)
+        return func
+
+    return register
+
+
+def get_step(name: str) -> Step[Any]:
+    try:
+        return STEPS[name]
+    except KeyError:
+        raise ValueError(f"unknown step {name!r}: use one of {', '.join(sorted(STEPS))}") from None
+
+
+def run(
+    name: str, params: StepParams | Mapping[str, Any] | str, lake: Lake | None = None, tracking_uri: str | None = None
+) -> dict[str, Any]:
+    """Run step ``name`` here with ``params`` (validated by the step's model); its result."""
+    from include.lake import Lake
+    from include.spec import get_spec
+
+    entry = get_step(name)
+    parsed = entry.parse(params)
+    # a step that does not declare MLflow gets none: it cannot depend on it by accident
+    env = StepEnv(
+        get_spec(parsed.spec), lake if lake is not None else Lake(), tracking_uri if entry.needs_mlflow else None
+    )
+    if entry.needs_mlflow:
+        env.tracking_uri  # noqa: B018 - fails before any work when the server is missing
+    return entry.func(parsed, env)
+
+
+def step_command(name: str, params: StepParams) -> list[str]:
+    """The command that runs ``name`` with ``params`` in the project image (docker mode)."""
+    entry = get_step(name)
+    return ["airloop", "step", entry.name, "--params", entry.parse(params).model_dump_json()]
+
+
+# -- the steps ----------------------------------------------------------------------------------
+
+
+class IngestParams(DayParams):
+    pass
+
+
+@step(
+    "ingest",
+    IngestParams,
+    help="land one day of a spec's history (and the labels due that day)",
+    result=("model", "ds", "rows", "landing_uri", "label_ds", "label_rows"),
+)
+def ingest_step(p: IngestParams, env: StepEnv) -> dict[str, Any]:
     from include.datasets.ingest import land_day
 
-    return dict(land_day(spec, lake, ds).to_dict())
+    return dict(land_day(env.spec, env.lake, p.ds).to_dict())
 
 
-def validate_step(spec: ModelSpec, lake: Lake, ds: date, run_key: str) -> dict[str, Any]:
+class ValidateParams(DayParams):
+    run_key: OptStr = Field(None, description="names the reports and the quarantine folder (default cli__<ds>)")
+
+
+@step(
+    "validate",
+    ValidateParams,
+    help="validate the landing partition; publish it or quarantine it",
+    result=("passed", "summary", "warnings", "errors", "report_json_uri", "data_docs_uri", "partition"),
+)
+def validate_step(p: ValidateParams, env: StepEnv) -> dict[str, Any]:
     """Validate the landing partition of ``ds``; publish it to ``validated/`` or quarantine it.
 
     ``run_key`` (``<run id>__try<n>``) names the reports and the quarantine folder.
@@ -45,6 +223,8 @@ def validate_step(spec: ModelSpec, lake: Lake, ds: date, run_key: str) -> dict[s
     from include.lake import Zone
     from include.quality.validate import validate_partition
 
+    spec, lake, ds = env.spec, env.lake, p.ds
+    run_key = p.run_key or f"cli__{ds.isoformat()}"
     landing = lake.partition_file(Zone.LANDING, spec.name, ds)
     result = validate_partition(spec, landing, ds, lake=lake, report_prefix="validation", report_key=run_key)
     log.info("%s %s: %s", spec.name, ds, result.summary)
@@ -68,19 +248,24 @@ def validate_step(spec: ModelSpec, lake: Lake, ds: date, run_key: str) -> dict[s
     }
 
 
-def train_step(
-    spec: ModelSpec,
-    lake: Lake,
-    tracking_uri: str,
-    end: date,
-    *,
-    reason: str,
-    run_tags: dict[str, str] | None = None,
-    decisions: list[str] | None = None,
-    window_days: int | None = None,
-    search_budget: int | None = None,
-    estimator: str | None = None,
-) -> dict[str, Any]:
+class TrainParams(StepParams):
+    end: date = Field(description="last day of the training window (YYYY-MM-DD)")
+    reason: str = Field("manual: airloop train", description="why (recorded on the run)")
+    tags: StrDict = Field(default_factory=dict, description="extra MLflow run tags (lineage), a JSON object")
+    decisions: StrList = Field(default_factory=list, description="drift decision ids this training answers")
+    window_days: OptInt = Field(None, description="training window in days (default: the spec's)")
+    search_budget: OptInt = Field(None, description="hyperparameter trials (default: the spec's)")
+    estimator: OptStr = Field(None, description="model family (default: the spec's)")
+
+
+@step(
+    "train",
+    TrainParams,
+    help="train on the window ending at --end and register @challenger",
+    result=("model", "run_id", "experiment_id", "version", "metrics", "end_date", "reason"),
+    mlflow=True,
+)
+def train_step(p: TrainParams, env: StepEnv) -> dict[str, Any]:
     """Train on the window ending at ``end`` and register ``@challenger``.
 
     Drift ``decisions`` already answered by an earlier training are dropped; if none is left
@@ -89,33 +274,46 @@ def train_step(
     from include.training.dedupe import answered_decisions
     from include.training.job import train_challenger
 
+    decisions = list(p.decisions)
     if decisions:
-        fresh = sorted(set(decisions) - answered_decisions(tracking_uri, spec.name, decisions))
+        fresh = sorted(set(decisions) - answered_decisions(env.tracking_uri, env.spec.name, decisions))
         if not fresh:
             return {"skipped": f"drift decisions {decisions} were already answered by earlier trainings"}
         decisions = fresh
     result = train_challenger(
-        spec,
-        lake,
-        tracking_uri,
-        end,
-        reason=reason,
-        run_tags=run_tags,
+        env.spec,
+        env.lake,
+        env.tracking_uri,
+        p.end,
+        reason=p.reason,
+        run_tags=dict(p.tags),
         decisions=decisions,
-        window_days=window_days,
-        search_budget=search_budget,
-        estimator=estimator,
+        window_days=p.window_days,
+        search_budget=p.search_budget,
+        estimator=p.estimator,
     )
     return result.to_dict()
 
 
-def evaluate_step(
-    spec: ModelSpec, lake: Lake, tracking_uri: str, *, mode: str | None, report_key: str
-) -> dict[str, Any]:
+class EvaluateParams(StepParams):
+    mode: Annotated[Literal["enabled", "dry_run", "disabled"] | None, _BLANK] = Field(
+        None, description="gate mode (default: the spec's)"
+    )
+    report_key: str = Field("cli", description="names the gate report")
+
+
+@step(
+    "evaluate",
+    EvaluateParams,
+    help="run the promotion gate (challenger vs champion); write the gate report",
+    result=("decision", "challenger_version", "champion_version", "report_json_uri", "report_html_uri"),
+    mlflow=True,
+)
+def evaluate_step(p: EvaluateParams, env: StepEnv) -> dict[str, Any]:
     """Run the promotion gate (challenger vs champion); returns the gate report."""
     from include.registry.promotion import run_gate
 
-    return run_gate(spec, lake, tracking_uri, mode_override=mode or None, report_key=report_key)
+    return run_gate(env.spec, env.lake, env.tracking_uri, mode_override=p.mode, report_key=p.report_key)
 
 
 def read_gate_report(lake: Lake, report_json_uri: str) -> dict[str, Any]:
@@ -126,40 +324,94 @@ def read_gate_report(lake: Lake, report_json_uri: str) -> dict[str, Any]:
     return report
 
 
-def rollback_step(
-    spec: ModelSpec,
-    lake: Lake,
-    tracking_uri: str,
-    *,
-    target_version: int | None,
-    reason: str,
-    now: datetime,
-    dag_id: str,
-    run_id: str,
-) -> dict[str, Any]:
+class LedgerParams(StepParams):
+    """What a champion move records in the ledger besides its own fields."""
+
+    now: OptDatetime = Field(None, description="ISO timestamp recorded in the ledger (default: now)")
+    dag_id: str = Field("cli", description="recorded in the ledger")
+    run_id: str = Field("cli", description="recorded in the ledger")
+
+    def when(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
+class PromoteParams(LedgerParams):
+    report_uri: str = Field(description="the gate report JSON written by the evaluate step")
+    approval: OptDict = Field(None, description="the approval response (JSON), when approval is required")
+
+
+@step(
+    "promote",
+    PromoteParams,
+    help="act on a gate report: move @champion or record why not",
+    result=("promoted", "action", "version", "champion"),
+    mlflow=True,
+)
+def promote_step(p: PromoteParams, env: StepEnv) -> dict[str, Any]:
+    """:func:`include.registry.promotion.apply_decision` on the report the evaluate step wrote."""
+    from include.registry.promotion import apply_decision
+
+    return apply_decision(
+        env.spec,
+        env.lake,
+        env.tracking_uri,
+        read_gate_report(env.lake, p.report_uri),
+        approval=p.approval,
+        now=p.when(),
+        dag_id=p.dag_id,
+        run_id=p.run_id,
+    )
+
+
+class RollbackParams(LedgerParams):
+    target_version: OptInt = Field(None, description="default: the champion the current one replaced")
+    reason: str = Field("", description="why (recorded in the ledger and on both versions)")
+
+
+@step(
+    "rollback",
+    RollbackParams,
+    help="move @champion back",
+    result=("version", "previous_version", "reason"),
+    mlflow=True,
+)
+def rollback_step(p: RollbackParams, env: StepEnv) -> dict[str, Any]:
     """Move ``@champion`` back to ``target_version`` (default: the one it replaced)."""
     from include.registry.promotion import rollback
 
     return rollback(
-        spec,
-        lake,
-        tracking_uri,
-        target_version=target_version,
-        reason=reason,
-        now=now,
-        dag_id=dag_id,
-        run_id=run_id,
+        env.spec,
+        env.lake,
+        env.tracking_uri,
+        target_version=p.target_version,
+        reason=p.reason,
+        now=p.when(),
+        dag_id=p.dag_id,
+        run_id=p.run_id,
     )
 
 
-def pin_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, run_key: str) -> dict[str, Any]:
-    """Resolve ``@champion`` once and plan the day's shards: ``{version, rows, shards: [...]}``."""
+class PinParams(DayParams):
+    run_key: str = Field("cli", description="the scoring run (names the shard folder)")
+
+
+@step(
+    "pin",
+    PinParams,
+    help="resolve @champion once and plan the day's shards",
+    result=("version", "rows", "shards"),
+    mlflow=True,
+)
+def pin_step(p: PinParams, env: StepEnv) -> dict[str, Any]:
+    """Resolve ``@champion`` once and plan the day's shards: ``{version, rows, shards: [...]}``;
+    each shard is the :class:`ScoreParams` of one score task (without ``spec`` and ``run_id``)."""
     from mlflow import MlflowClient
 
     from include.registry.aliases import current_alias
     from include.scoring.shards import count_rows, plan_shards
 
-    version = current_alias(MlflowClient(tracking_uri, registry_uri=tracking_uri), spec.name, "champion")
+    spec, lake, ds = env.spec, env.lake, p.ds
+    version = current_alias(MlflowClient(env.tracking_uri, registry_uri=env.tracking_uri), spec.name, "champion")
     if version is None:
         return {"failed": f"{spec.name}: no version has alias 'champion' yet: promote one first"}
     rows = count_rows(lake, spec, ds)
@@ -169,7 +421,7 @@ def pin_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, run_key: 
         {
             "ds": ds.isoformat(),
             "version": version,
-            "run_key": run_key,
+            "run_key": p.run_key,
             "index": i,
             "start": s,
             "end": e,
@@ -180,35 +432,73 @@ def pin_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, run_key: 
     return {"version": version, "rows": rows, "shards": plan}
 
 
-def score_step(spec: ModelSpec, lake: Lake, tracking_uri: str, shard: dict[str, Any], run_id: str) -> dict[str, Any]:
+class ScoreParams(DayParams):
+    version: int = Field(description="the pinned champion version")
+    index: int = Field(description="the shard's position in the plan")
+    start: int = Field(description="first row of the shard")
+    end: int = Field(description="row after the shard's last")
+    n_shards: int = Field(1, description="shards in the plan")
+    run_key: str = Field("cli", description="the scoring run (names the shard folder)")
+    run_id: str = Field("cli", description="the run id recorded on every prediction row")
+
+
+@step(
+    "score",
+    ScoreParams,
+    help="score one shard planned by the pin step",
+    result=("rows_scored", "rows_rejected", "rows_per_s"),
+    mlflow=True,
+)
+def score_step(p: ScoreParams, env: StepEnv) -> dict[str, Any]:
     """Score one shard planned by :func:`pin_step` with onnxruntime."""
     from include.registry.mlflow_registry import load_onnx_bytes
     from include.scoring.shards import score_shard
 
-    onnx_bytes = load_onnx_bytes(tracking_uri, spec.name, shard["version"])
     report = score_shard(
-        spec,
-        lake,
-        date.fromisoformat(shard["ds"]),
-        onnx_bytes,
-        index=int(shard["index"]),
-        row_range=(int(shard["start"]), int(shard["end"])),
-        run_key=str(shard["run_key"]),
-        model_name=spec.name,
-        model_version=int(shard["version"]),
-        run_id=run_id,
+        env.spec,
+        env.lake,
+        p.ds,
+        load_onnx_bytes(env.tracking_uri, env.spec.name, p.version),
+        index=p.index,
+        row_range=(p.start, p.end),
+        run_key=p.run_key,
+        model_name=env.spec.name,
+        model_version=p.version,
+        run_id=p.run_id,
     )
     return dict(report.to_dict())
 
 
-def publish_step(spec: ModelSpec, lake: Lake, ds: date, run_key: str, n_shards: int) -> dict[str, Any]:
+class PublishParams(DayParams):
+    n_shards: int = Field(description="shards in the plan")
+    run_key: str = Field("cli", description="the scoring run whose shards are published")
+
+
+@step(
+    "publish",
+    PublishParams,
+    help="publish the run's shards as the day's predictions",
+    result=("rows_scored", "rows_rejected"),
+)
+def publish_step(p: PublishParams, env: StepEnv) -> dict[str, Any]:
     """Commit the run's shards as the day's predictions; returns the manifest."""
     from include.scoring.shards import publish_shards
 
-    return publish_shards(lake, spec, ds, run_key, n_shards)
+    return publish_shards(env.lake, env.spec, p.ds, p.run_key, p.n_shards)
 
 
-def shadow_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, run_id: str) -> dict[str, Any]:
+class ShadowParams(DayParams):
+    run_id: str = Field("cli", description="the run id recorded on every shadow row")
+
+
+@step(
+    "shadow",
+    ShadowParams,
+    help="score @challenger into shadow/ and record its agreement",
+    result=("rows_scored", "challenger_version", "ds"),
+    mlflow=True,
+)
+def shadow_step(p: ShadowParams, env: StepEnv) -> dict[str, Any]:
     """Score ``@challenger`` into ``shadow/`` and record its agreement with the champion's day."""
     from mlflow import MlflowClient
 
@@ -218,6 +508,7 @@ def shadow_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, run_id
     from include.scoring.score import score_partition
     from include.scoring.shadow import shadow_partition_agreement
 
+    spec, lake, ds, tracking_uri = env.spec, env.lake, p.ds, env.tracking_uri
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     challenger = current_alias(client, spec.name, "challenger")
     champion = current_alias(client, spec.name, "champion")
@@ -230,7 +521,7 @@ def shadow_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, run_id
         load_onnx_bytes(tracking_uri, spec.name, challenger),
         model_name=spec.name,
         model_version=challenger,
-        run_id=run_id,
+        run_id=p.run_id,
         zone=Zone.SHADOW,
     )
     agreement = {
@@ -245,11 +536,22 @@ def shadow_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, run_id
     return {"rows_scored": report.rows_scored, **agreement}
 
 
-def monitor_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> dict[str, Any]:
+class MonitorParams(DayParams):
+    pass
+
+
+@step(
+    "monitor",
+    MonitorParams,
+    help="measure and decide the day's drift",
+    result=("partition", "model_version", "verdict", "score", "report_uri", "record_uri", "performance"),
+    mlflow=True,
+)
+def monitor_step(p: MonitorParams, env: StepEnv) -> dict[str, Any]:
     """Measure and decide the day's drift; writes the day's record; returns its summary."""
     from include.monitoring.monitor import monitor_day
 
-    record = monitor_day(spec, lake, tracking_uri, ds)
+    record = monitor_day(env.spec, env.lake, env.tracking_uri, p.ds)
     return {
         "partition": record["partition"],
         "model_version": record["model_version"],
@@ -264,11 +566,46 @@ def monitor_step(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> di
 REPLAY_FILES = ("report.html", "replay.json")
 
 
-def replay_step(spec: ModelSpec, lake: Lake, settings: Any, run_key: str) -> dict[str, Any]:
-    """Replay ``settings`` (a :class:`~include.replay.ReplaySettings`) in a scratch folder and
-    publish the report into the lake as ``reports/<model>/replay/<run_key>__<file>``, where the
-    airloop plugin serves it. The replay has its own lakes and MLflow stores: it never touches
-    the model's lake data or registry. Returns the summary and the report's URI."""
+def _policies() -> list[str]:
+    from include.replay import POLICIES
+
+    return list(POLICIES)
+
+
+class ReplayParams(StepParams):
+    start: date = Field(description="first day of data (YYYY-MM-DD)")
+    end: date = Field(description="last day scored (YYYY-MM-DD)")
+    run_key: str = Field(description="publishes the report as reports/<model>/replay/<run_key>__*")
+    policies: StrList = Field(default_factory=_policies, description="retraining policies to compare")
+    calendar_days: int = Field(7, description="retrain period of the calendar policy")
+    window_days: OptInt = Field(None, description="training window (default: the spec's)")
+    search_budget: int = Field(2, description="hyperparameter trials per training")
+
+    def settings(self) -> Any:
+        """The :class:`~include.replay.ReplaySettings` these parameters describe."""
+        from include.replay import ReplaySettings
+
+        return ReplaySettings(
+            start=self.start,
+            end=self.end,
+            policies=tuple(self.policies),
+            calendar_days=self.calendar_days,
+            window_days=self.window_days,
+            search_budget=self.search_budget,
+        )
+
+
+@step(
+    "replay",
+    ReplayParams,
+    help="replay the loop under retraining policies and publish the report into the lake",
+    result=("report_uri", "json_uri", "summary"),
+)
+def replay_step(p: ReplayParams, env: StepEnv) -> dict[str, Any]:
+    """Replay in a scratch folder and publish the report into the lake as
+    ``reports/<model>/replay/<run_key>__<file>``, where the airloop plugin serves it. The
+    replay has its own lakes and MLflow stores: it never touches the model's lake data or
+    registry. Returns the summary and the report's URI."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -276,10 +613,11 @@ def replay_step(spec: ModelSpec, lake: Lake, settings: Any, run_key: str) -> dic
     from include.lake import safe_key
     from include.replay import replay
 
-    key = safe_key(run_key)
+    spec, lake = env.spec, env.lake
+    key = safe_key(p.run_key)
     scratch = Path(tempfile.mkdtemp(prefix=f"airloop-replay-{spec.name}-"))
     try:
-        payload = replay(spec, scratch, settings)
+        payload = replay(spec, scratch, p.settings())
         published = {}
         for name in REPLAY_FILES:
             data = (scratch / name).read_bytes()

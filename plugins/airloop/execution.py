@@ -1,15 +1,18 @@
-"""Where an operator's step runs: in the worker (``local``) or in the project image (``docker``).
+"""AirloopBaseOperator: what every airloop operator shares, and where its step runs.
 
-Every airloop operator derives from :class:`StepOperator`. Its ``execute()`` builds the step's
-``airloop <step> ...`` arguments and a local callable that runs the same ``include.steps``
-function in-process; :meth:`StepOperator.run_step` runs one or the other and returns the
-step's JSON result, from which the operator sets asset events, links and alerts exactly as
-in local mode.
+An operator names its step of the registry (``include.steps.STEPS``), builds that step's
+parameters object from its arguments and the run context, and calls :meth:`AirloopBaseOperator.run_step`,
+which runs the step in the worker (``local``: :func:`include.steps.run`) or in the project image
+(``docker``: :func:`include.steps.step_command`, i.e. ``airloop step <name> --params <json>``)
+and returns the step's JSON result, from which the operator sets asset events, links and
+alerts exactly as in local mode. The base also owns ``model``, the lake and MLflow connection
+ids and their hooks (``lake_hook``, ``mlflow_hook``).
 
 Docker mode runs the command through the Docker provider's ``DockerOperator`` (imported only
 when a docker step runs: parse time). What the container gets:
 
-* ``Cmd``: ``airloop <step> --spec <model> ...`` (no secret ever goes into the command line);
+* ``Cmd``: ``airloop step <name> --params <the parameters as JSON>`` (no secret ever goes into
+  the command line: parameters never hold one);
 * ``Env``: ``AIRLOOP_LAKE_URI``, ``MLFLOW_TRACKING_URI`` (steps that use MLflow) and, for an
   ``s3://`` lake, the AWS connection's region/endpoint; its access key, secret key and session
   token go through ``private_environment`` (not templated, not rendered in the UI);
@@ -27,8 +30,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airloop.hooks.lake import LakeHook
+    from airloop.hooks.mlflow_hook import MlflowHook
+    from include.steps import StepParams
 
 EXECUTION_MODES = ("local", "docker")
 DEFAULT_IMAGE = "airloop:0.1.0"  # what `docker build -t airloop:0.1.0 .` (Dockerfile) and compose tag
@@ -83,10 +89,15 @@ def parse_step_result(lines: Sequence[str | bytes] | str | None) -> dict[str, An
     raise StepResultError("the step printed no JSON result (see the container output above)")
 
 
-class StepOperator(BaseOperator):
-    """Base of the airloop operators: ``execution`` chooses where the step runs.
+class AirloopBaseOperator(BaseOperator):
+    """Base of the airloop operators: the model, its lake and MLflow server, and where the step runs.
 
-    :param execution: ``local`` (in the worker) or ``docker`` (``airloop <step>`` in ``image``);
+    :param model: spec name.
+    :param lake_uri: lake root (default ``AIRLOOP_LAKE_URI``).
+    :param lake_conn_id: AWS connection of an ``s3://`` lake (default ``AIRLOOP_LAKE_CONN_ID`` or ``aws_default``).
+    :param mlflow_conn_id: HTTP connection of the MLflow server (default ``mlflow_default``, then
+        ``MLFLOW_TRACKING_URI``).
+    :param execution: ``local`` (in the worker) or ``docker`` (``airloop step`` in ``image``);
         default ``AIRLOOP_EXECUTION`` or ``local``. Resolved at run time, not at parse time.
     :param image: image of docker mode (default ``AIRLOOP_IMAGE`` or ``airloop:0.1.0``).
     :param docker_url: Docker engine (default ``AIRLOOP_DOCKER_URL``, ``DOCKER_HOST``, local socket).
@@ -98,10 +109,15 @@ class StepOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ()
+    step: ClassVar[str] = ""  # the operator's step in include.steps.STEPS
 
     def __init__(
         self,
         *,
+        model: str,
+        lake_uri: str | None = None,
+        lake_conn_id: str | None = None,
+        mlflow_conn_id: str | None = None,
         execution: str | None = None,
         image: str | None = None,
         docker_url: str | None = None,
@@ -113,36 +129,59 @@ class StepOperator(BaseOperator):
         super().__init__(**kwargs)
         if execution is not None:
             resolve_execution(execution)  # a typo fails when the DAG is parsed, not at 3 am
+        self.model = model
+        self.lake_uri = lake_uri
+        self.lake_conn_id = lake_conn_id
+        self.mlflow_conn_id = mlflow_conn_id
         self.execution = execution
         self.image = image
         self.docker_url = docker_url
         self.network_mode = network_mode
         self.docker_conn_id = docker_conn_id
         self.docker_kwargs = dict(docker_kwargs or {})
+        self.report_links: dict[str, str] = {}
+
+    @cached_property
+    def lake_hook(self) -> LakeHook:
+        from airloop.hooks.lake import LakeHook
+
+        return LakeHook(lake_uri=self.lake_uri, aws_conn_id=self.lake_conn_id)
+
+    @cached_property
+    def mlflow_hook(self) -> MlflowHook:
+        from airloop.hooks.mlflow_hook import MlflowHook
+
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def link_report(self, key: str, uri: str | None) -> None:
+        """Record a link (see :mod:`airloop.links`) to a report the step wrote in the lake."""
+        from airloop.links import report_url
+
+        if uri:
+            self.report_links[key] = report_url(self.lake_hook.lake.relative(uri.split("://", 1)[1]))
 
     # -- what the container needs -------------------------------------------------------------
 
-    def step_environment(self, lake_hook: LakeHook | None, tracking_uri: str | None) -> tuple[dict, dict]:
+    def step_environment(self, tracking_uri: str | None) -> tuple[dict[str, str], dict[str, str]]:
         """(environment, private_environment) for the container: URIs, then the secrets."""
         from include.lake import default_lake_uri
 
         env: dict[str, str] = {}
         private: dict[str, str] = {}
-        if lake_hook is not None:
-            lake_uri = lake_hook.lake_uri or default_lake_uri()
-            env["AIRLOOP_LAKE_URI"] = lake_uri
-            if lake_uri.startswith("s3://"):
-                s3 = lake_hook.s3_options()
-                env["AWS_DEFAULT_REGION"] = s3.region
-                if s3.endpoint_url:
-                    env["AWS_ENDPOINT_URL_S3"] = s3.endpoint_url
-                for name, value in (
-                    ("AWS_ACCESS_KEY_ID", s3.access_key),
-                    ("AWS_SECRET_ACCESS_KEY", s3.secret_key),
-                    ("AWS_SESSION_TOKEN", s3.session_token),
-                ):
-                    if value:
-                        private[name] = value
+        lake_uri = self.lake_hook.lake_uri or default_lake_uri()
+        env["AIRLOOP_LAKE_URI"] = lake_uri
+        if lake_uri.startswith("s3://"):
+            s3 = self.lake_hook.s3_options()
+            env["AWS_DEFAULT_REGION"] = s3.region
+            if s3.endpoint_url:
+                env["AWS_ENDPOINT_URL_S3"] = s3.endpoint_url
+            for name, value in (
+                ("AWS_ACCESS_KEY_ID", s3.access_key),
+                ("AWS_SECRET_ACCESS_KEY", s3.secret_key),
+                ("AWS_SESSION_TOKEN", s3.session_token),
+            ):
+                if value:
+                    private[name] = value
         if tracking_uri:
             env["MLFLOW_TRACKING_URI"] = tracking_uri
         return env, private
@@ -173,22 +212,18 @@ class StepOperator(BaseOperator):
 
     # -- running the step -------------------------------------------------------------------
 
-    def run_step(
-        self,
-        context: Context,
-        argv: list[str],
-        local: Callable[[], dict[str, Any]],
-        *,
-        lake_hook: LakeHook | None,
-        tracking_uri: str | None = None,
-    ) -> dict[str, Any]:
-        """Run the step here (``local()``) or as ``airloop <argv>`` in a container; its result."""
+    def run_step(self, context: Context, params: StepParams, step: str | None = None) -> dict[str, Any]:
+        """Run ``step`` (default: the operator's) with ``params`` here or in a container; its result."""
+        from include.steps import get_step, run, step_command
+
+        entry = get_step(step or self.step)
+        tracking_uri = self.mlflow_hook.tracking_uri() if entry.needs_mlflow else None
         if resolve_execution(self.execution) == "local":
-            return local()
+            return run(entry.name, params, self.lake_hook.lake, tracking_uri)
         from airflow.providers.docker.exceptions import DockerContainerFailedException
 
-        env, private = self.step_environment(lake_hook, tracking_uri)
-        command = ["airloop", *argv]
+        env, private = self.step_environment(tracking_uri)
+        command = step_command(entry.name, params)
         docker = self.docker_operator(command, env, private)
         self.log.info("running %s in the image %s", " ".join(command), docker.image)  # type: ignore[attr-defined]
         self._docker = docker  # for on_kill

@@ -168,3 +168,29 @@ def test_a_train_trigger_without_a_reason_records_no_reason_given(dagbag) -> Non
     manual = {"dag_run": SimpleNamespace(run_type="manual")}
     assert trigger_reason(manual, rendered) == "manual: no reason given"
     assert trigger_reason(manual, "drift on weekends") == "manual: drift on weekends"
+
+
+def test_results_flow_between_tasks_through_outputs(tmp_path: Path) -> None:
+    """Each task that reads another's result gets it as that task's ``.output`` (an XComArg),
+    which also makes it a dependency; the gate with approval reads the approval's output too."""
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    spec = yaml.safe_load((ROOT / "include" / "specs" / "flights.yaml").read_text())
+    spec["gate"]["approval_required"] = True
+    (tmp_path / "flights.yaml").write_text(yaml.safe_dump(spec))
+    bag = _dagbag(tmp_path)
+    assert bag.import_errors == {}
+
+    def source(value: object) -> str:
+        assert isinstance(value, PlainXComArg), value
+        return value.operator.task_id
+
+    publish = bag.dags["flights__score"].get_task("publish")
+    assert source(publish.plan) == "pin_champion" and publish.upstream_task_ids == {"pin_champion", "score"}
+    signal = bag.dags["flights__monitor"].get_task("signal_retrain")
+    assert source(signal.summary) == "monitor" and signal.upstream_task_ids == {"monitor"}
+    dag = bag.dags["flights__promote"]
+    approve, promote = dag.get_task("approve"), dag.get_task("promote")
+    assert source(approve.report) == "evaluate" and approve.upstream_task_ids == {"evaluate"}
+    assert (source(promote.report), source(promote.approval)) == ("evaluate", "approve")
+    assert promote.upstream_task_ids == {"evaluate", "approve"} and promote.approval_required is True

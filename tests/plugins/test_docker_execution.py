@@ -1,4 +1,8 @@
-"""execution="docker": the exact container request, and the same result as local mode.
+"""execution="docker": the container request, and the same result as local mode.
+
+The command is the step registry's (``include.steps.step_command``): these tests decode it back
+into the step's parameters object and compare that object with the one the operator should
+build, so they check values, not the spelling of a command line.
 
 There is no Docker engine on the test machine, so the tests serve a small fake Engine API on
 127.0.0.1 that implements what docker-py and the Docker provider call (ping, version, images,
@@ -46,6 +50,7 @@ from airloop.execution import (
 from airloop.operators.ingest import ReplayIngestOperator
 from airloop.operators.train import TrainModelOperator
 from airloop.operators.validate import ContractViolation, ValidateDataOperator
+from include import steps
 from include.datasets.ingest import land_day
 from include.lake import Lake, Zone
 from include.spec import get_spec
@@ -202,6 +207,13 @@ def _env(request: dict[str, Any]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in request["Env"])
 
 
+def _decoded(request: dict[str, Any]) -> tuple[str, steps.StepParams]:
+    """The step and parameters object a container request runs (``airloop step <name> --params``)."""
+    cmd = request["Cmd"]
+    assert cmd[:2] == ["airloop", "step"] and cmd[3] == "--params" and len(cmd) == 5, cmd
+    return cmd[2], steps.get_step(cmd[2]).parse(cmd[4])
+
+
 # ------------------------------------------------------------------------------------------ units
 
 
@@ -259,7 +271,7 @@ def test_docker_ingest_sends_the_step_and_returns_what_the_container_printed(
     }
     (request,) = engine.created
     assert request["Image"] == DEFAULT_IMAGE == "airloop:0.1.0"
-    assert request["Cmd"] == ["airloop", "ingest", "--spec", "flights", "--ds", "2013-01-04"]
+    assert _decoded(request) == ("ingest", steps.IngestParams(spec="flights", ds=DS))
     assert request["Entrypoint"] == STEP_ENTRYPOINT
     assert _env(request) == {"AIRLOOP_LAKE_URI": lake_uri}  # no AIRFLOW_TMP_DIR: nothing mounted
     host = request["HostConfig"]
@@ -325,10 +337,11 @@ def test_docker_train_sends_uris_in_env_and_secrets_never_in_the_command(
     (request,) = engine.created
     cmd = request["Cmd"]
     assert request["Image"] == "airloop:test" and request["HostConfig"]["NetworkMode"] == "airloop_net"
-    assert cmd[:6] == ["airloop", "train", "--spec", "flights", "--end", "2013-01-20"]
-    assert "--reason=manual: docker" in cmd and cmd[-2:] == ["--search-budget", "2"]
-    tags = json.loads(next(a for a in cmd if a.startswith("--tags=")).removeprefix("--tags="))
-    assert tags["airloop.step"] == "train" and tags["airloop.dag_run_id"] == "manual__2013-01-04"
+    name, params = _decoded(request)
+    assert name == "train" and isinstance(params, steps.TrainParams)
+    assert (params.end, params.reason, params.search_budget) == (date(2013, 1, 20), "manual: docker", 2)
+    assert (params.window_days, params.estimator, params.decisions) == (None, None, [])
+    assert params.tags["airloop.step"] == "train" and params.tags["airloop.dag_run_id"] == "manual__2013-01-04"
     assert _env(request) == {
         "AIRLOOP_LAKE_URI": "s3://lake-bucket/lake",
         "AWS_DEFAULT_REGION": "eu-west-1",
@@ -359,7 +372,8 @@ def test_failed_container_without_a_result_fails_the_task(engine: FakeEngine, tm
 def test_every_step_operator_sends_its_command_and_uses_the_printed_result(
     engine: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Registry, scoring and monitoring operators: exact Cmd, and XCom/events/links from the printed JSON."""
+    """Registry, scoring and monitoring operators: the parameters their command carries, and
+    XCom/events/links from the printed JSON."""
     from datetime import UTC, datetime
 
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -385,39 +399,37 @@ def test_every_step_operator_sends_its_command_and_uses_the_printed_result(
     shard = {"ds": "2013-01-04", "version": 5, "run_key": "r1", "index": 0, "start": 0, "end": 900, "n_shards": 1}
     run_after = datetime(2013, 1, 4, 6, tzinfo=UTC)
     common = {"model": "flights", "lake_uri": lake.uri}
-    cases: list[tuple[Any, dict[str, Any], list[str]]] = [
+    ledger = {"now": run_after, "dag_id": "flights__test", "run_id": "manual__2013-01-04"}
+    cases: list[tuple[Any, dict[str, Any], steps.StepParams]] = [
         (
             EvaluateChallengerOperator(task_id="evaluate", mode="dry_run", **common),
             gate,
-            ["evaluate", "--spec", "flights", "--report-key=manual__2013-01-04", "--mode", "dry_run"],
+            steps.EvaluateParams(spec="flights", mode="dry_run", report_key="manual__2013-01-04"),
         ),
         (
-            PromoteModelOperator(task_id="promote", **common),
+            PromoteModelOperator(task_id="promote", report=gate, **common),
             {"promoted": True, "action": "promote", "version": 5, "champion": 4, "model_card": None},
-            ["promote", "--spec", "flights", "--report-uri", report_uri, "--now", "2013-01-04T06:00:00+00:00"]
-            + ["--dag-id=flights__test", "--run-id=manual__2013-01-04"],
+            steps.PromoteParams(spec="flights", report_uri=report_uri, approval=None, **ledger),
         ),
         (
             RollbackOperator(task_id="rollback", target_version="3", reason="bad day", **common),
             {"version": 3, "previous_version": 5, "reason": "bad day"},
-            ["rollback", "--spec", "flights", "--reason=bad day", "--now", "2013-01-04T06:00:00+00:00"]
-            + ["--dag-id=flights__test", "--run-id=manual__2013-01-04", "--target-version", "3"],
+            steps.RollbackParams(spec="flights", target_version=3, reason="bad day", **ledger),
         ),
         (
             PinChampionOperator(task_id="pin", ds="2013-01-04", **common),
             {"version": 5, "rows": 900, "shards": [shard]},
-            ["pin", "--spec", "flights", "--ds", "2013-01-04", "--run-key=manual__2013-01-04"],
+            steps.PinParams(spec="flights", ds=DS, run_key="manual__2013-01-04"),
         ),
         (
             BatchScoreOperator(task_id="score", ds="2013-01-04", shard=shard, **common),
             {"rows_scored": 899, "rows_rejected": 1, "rows_per_s": 1e5},
-            ["score", "--spec", "flights", "--ds", "2013-01-04", "--version", "5", "--index", "0", "--start", "0"]
-            + ["--end", "900", "--n-shards", "1", "--run-key=r1", "--run-id=manual__2013-01-04"],
+            steps.ScoreParams(spec="flights", run_id="manual__2013-01-04", **shard),
         ),
         (
-            PublishPredictionsOperator(task_id="publish", ds="2013-01-04", **common),
+            PublishPredictionsOperator(task_id="publish", ds="2013-01-04", plan=[shard], **common),
             {"rows_scored": 899, "rows_rejected": 1},
-            ["publish", "--spec", "flights", "--ds", "2013-01-04", "--run-key=r1", "--n-shards", "1"],
+            steps.PublishParams(spec="flights", ds=DS, run_key="r1", n_shards=1),
         ),
         (
             MonitorDriftOperator(task_id="monitor", ds="2013-01-04", **common),
@@ -430,22 +442,24 @@ def test_every_step_operator_sends_its_command_and_uses_the_printed_result(
                 "record_uri": f"{lake.uri}/reports/flights/drift/ds=2013-01-04.json",
                 "performance": None,
             },
-            ["monitor", "--spec", "flights", "--ds", "2013-01-04"],
+            steps.MonitorParams(spec="flights", ds=DS),
         ),
     ]
     results = {}
-    for op, printed, argv in cases:
+    for op, printed, expected in cases:
         engine.created.clear()
         engine.started.clear()
         engine.stdout = [json.dumps(printed)]
         ctx = _context(dag_run=SimpleNamespace(run_type="manual", run_after=run_after))
-        ctx["ti"].xcom_pull = lambda task_ids: {"evaluate": gate, "pin_champion": [shard]}.get(task_ids)
         results[op.task_id] = (op.execute(ctx), ctx["outlet_events"], op)
         (request,) = engine.created
-        assert request["Cmd"] == ["airloop", *argv], op.task_id
+        assert _decoded(request) == (op.step, expected), op.task_id
+        assert request["Cmd"] == steps.step_command(op.step, expected), op.task_id
         env = _env(request)
         assert env["AIRLOOP_LAKE_URI"] == lake.uri, op.task_id
-        assert env.get("MLFLOW_TRACKING_URI") == (None if op.task_id == "publish" else "http://mlflow:5000")
+        mlflow = steps.get_step(op.step).needs_mlflow
+        assert env.get("MLFLOW_TRACKING_URI") == ("http://mlflow:5000" if mlflow else None), op.task_id
+    assert [op.step for op, _, _ in cases] == ["evaluate", "promote", "rollback", "pin", "score", "publish", "monitor"]
     assert results["evaluate"][0] == gate
     assert results["evaluate"][2].report_links["gate_report"].endswith("/reports/flights/gate/d1.html")
     assert results["promote"][1][model_asset("flights", "champion")].extra == {
@@ -531,10 +545,15 @@ def test_real_ingest_and_validate_commands_match_local_mode(engine: FakeEngine, 
             "links": sorted(validate.report_links),
             "files": _files(lake),
         }
-    assert [c["Cmd"][1] for c in engine.created] == ["ingest", "validate"]
-    assert engine.created[1]["Cmd"][-2:] == ["--run-key", "manual__2013-01-04__try1"]
+    decoded = [_decoded(c) for c in engine.created]
+    assert decoded == [
+        ("ingest", steps.IngestParams(spec="flights", ds=DS)),
+        ("validate", steps.ValidateParams(spec="flights", ds=DS, run_key="manual__2013-01-04__try1")),
+    ]
     assert results["docker"] == results["local"]
     assert results["local"]["ingest"]["rows"] == 915 and results["local"]["validate"]["passed"] is True
+    for name in ("ingest", "validate"):  # what the registry says every result carries
+        assert set(steps.get_step(name).result) <= set(results["local"][name]), name
     assert results["local"]["validate"]["validated_uri"] == "LAKE/validated/flights/ds=2013-01-04/data.parquet"
     assert "validated/flights/ds=2013-01-04/data.parquet" in results["docker"]["files"]
     assert _tables(docker_lake, Zone.VALIDATED).equals(_tables(local_lake, Zone.VALIDATED))
@@ -602,7 +621,7 @@ def test_real_train_score_publish_commands_match_local_mode(
         trained[mode] = op.execute(ctx)  # type: ignore[arg-type]
         assert ctx["outlet_events"][model_asset("flights", "challenger")].extra["version"] == trained[mode]["version"]
         assert op.report_links["model_version"].endswith(f"/versions/{trained[mode]['version']}")
-    assert engine.created[0]["Cmd"][:2] == ["airloop", "train"]
+    assert _decoded(engine.created[0])[0] == "train"
     assert _env(engine.created[0])["MLFLOW_TRACKING_URI"] == mlflow_server
     assert trained["docker"]["version"] == trained["local"]["version"] + 1  # both registered, one after the other
     assert {k: trained["docker"][k] for k in deterministic} == {k: trained["local"][k] for k in deterministic}
@@ -625,9 +644,8 @@ def test_real_train_score_publish_commands_match_local_mode(
         score = BatchScoreOperator(task_id="score", shard=shard, docker_url=engine.url, **common)
         report = score.execute(_context())  # type: ignore[arg-type]
         engine.started.clear()
-        publish = PublishPredictionsOperator(task_id="publish", docker_url=engine.url, **common)
+        publish = PublishPredictionsOperator(task_id="publish", plan=[shard], docker_url=engine.url, **common)
         ctx = _context()
-        ctx["ti"].xcom_pull = lambda task_ids: [shard]
         manifest = publish.execute(ctx)  # type: ignore[arg-type]
         volatile = ("seconds", "rows_per_s", "peak_rss_mb")
         scored[mode] = {
@@ -635,7 +653,7 @@ def test_real_train_score_publish_commands_match_local_mode(
             "manifest_rows": (manifest["rows_scored"], manifest["rows_rejected"]),
             "event": ctx["outlet_events"][model_asset("flights", "predictions")].extra,
         }
-    assert [c["Cmd"][1] for c in engine.created[1:]] == ["score", "publish"]
+    assert [_decoded(c)[0] for c in engine.created[1:]] == ["score", "publish"]
     assert scored["docker"] == scored["local"]
     assert scored["local"]["report"]["rows_scored"] + scored["local"]["report"]["rows_rejected"] == rows
     predictions = {mode: lake.read_table(Zone.PREDICTIONS, "flights", day) for mode, lake in lakes.items()}

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airloop.assets import model_asset
-from airloop.execution import StepOperator
-from airloop.hooks.lake import LakeHook
-from airloop.hooks.mlflow_hook import MlflowHook
+from airloop.execution import AirloopBaseOperator
 from airloop.links import MlflowRunLink, ModelVersionLink
 
 if TYPE_CHECKING:
@@ -19,7 +16,7 @@ if TYPE_CHECKING:
     from include.lake import Lake
 
 
-class TrainModelOperator(StepOperator):
+class TrainModelOperator(AirloopBaseOperator):
     """Train the model of ``model`` on the validated days ending at the resolved end date.
 
     The end date is, in order: ``data_end`` if given; the newest partition named by the
@@ -27,14 +24,15 @@ class TrainModelOperator(StepOperator):
     the newest validated day. Overrides (``window_days``, ``search_budget``, ``estimator``)
     default to the spec. A parity failure or an unsupported estimator fails the task and
     registers nothing. On success the version gets alias ``challenger`` and the model's
-    ``challenger`` asset event carries ``{version, run_id, metrics}``. ``execution="docker"``
-    runs ``airloop train --end <resolved end> ...`` in the project image
-    (:class:`~airloop.execution.StepOperator`); the end date is resolved here first.
+    ``challenger`` asset event carries ``{version, run_id, metrics}``. The step ``train``; the
+    end date, reason, lineage tags and drift decisions are resolved here from the run context
+    first (:class:`~airloop.execution.AirloopBaseOperator`).
     """
 
     template_fields = ("data_end", "window_days", "search_budget", "estimator", "reason")
     operator_extra_links = (MlflowRunLink(), ModelVersionLink())
     ui_color = "#fdebd0"
+    step = "train"
 
     def __init__(
         self,
@@ -45,39 +43,24 @@ class TrainModelOperator(StepOperator):
         search_budget: int | str | None = None,
         estimator: str | None = None,
         reason: str | None = None,
-        lake_uri: str | None = None,
-        lake_conn_id: str | None = None,
-        mlflow_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [model_asset(model, "challenger")])
-        super().__init__(**kwargs)
-        self.model = model
+        super().__init__(model=model, **kwargs)
         self.data_end = data_end
         self.window_days = window_days
         self.search_budget = search_budget
         self.estimator = estimator
         self.reason = reason
-        self.lake_uri = lake_uri
-        self.lake_conn_id = lake_conn_id
-        self.mlflow_conn_id = mlflow_conn_id
-        self.report_links: dict[str, str] = {}
-
-    @cached_property
-    def lake_hook(self) -> LakeHook:
-        return LakeHook(lake_uri=self.lake_uri, aws_conn_id=self.lake_conn_id)
-
-    @cached_property
-    def mlflow_hook(self) -> MlflowHook:
-        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def resolve_end_date(self, context: Context, lake: Lake) -> date:
         from datetime import date
 
         from airloop.context import event_partitions, logical_day
         from include.lake import Zone
+        from include.steps import none_if_blank
 
-        if self.data_end not in (None, "", "None"):
+        if none_if_blank(self.data_end) is not None:
             return date.fromisoformat(str(self.data_end))
         validated = lake.list_partitions(Zone.VALIDATED, self.model)
         if not validated:
@@ -91,63 +74,27 @@ class TrainModelOperator(StepOperator):
                 return earlier[-1]
         return validated[-1]
 
-    @staticmethod
-    def _int_or_none(value: Any) -> int | None:
-        return None if value in (None, "", "None") else int(value)
-
     def execute(self, context: Context) -> dict[str, Any]:
-        import json
-
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airloop.context import drift_decision_ids, run_tags, trigger_reason
+        from include.steps import TrainParams
 
-        lake = self.lake_hook.lake
-        tracking_uri = self.mlflow_hook.tracking_uri()
-        decisions = drift_decision_ids(context)
-        end = self.resolve_end_date(context, lake)
-        reason = trigger_reason(context, self.reason)
-        tags = run_tags(context, "train")
-        window_days = self._int_or_none(self.window_days)
-        search_budget = self._int_or_none(self.search_budget)
-
-        def local() -> dict[str, Any]:
-            from include.spec import get_spec
-            from include.steps import train_step
-
-            return train_step(
-                get_spec(self.model),
-                lake,
-                tracking_uri,
-                end,
-                reason=reason,
-                run_tags=tags,
-                decisions=decisions,
-                window_days=window_days,
-                search_budget=search_budget,
-                estimator=self.estimator or None,
-            )
-
-        argv = [
-            "train",
-            "--spec",
-            self.model,
-            "--end",
-            end.isoformat(),
-            f"--reason={reason}",
-            f"--tags={json.dumps(tags)}",
-        ]
-        for flag, value in (
-            ("--decisions", ",".join(decisions)),
-            ("--window-days", window_days),
-            ("--search-budget", search_budget),
-            ("--estimator", self.estimator),
-        ):
-            if value not in (None, ""):
-                argv += [flag, str(value)]
-        result = self.run_step(context, argv, local, lake_hook=self.lake_hook, tracking_uri=tracking_uri)
+        end = self.resolve_end_date(context, self.lake_hook.lake)
+        params = TrainParams(
+            spec=self.model,
+            end=end,
+            reason=trigger_reason(context, self.reason),
+            tags=run_tags(context, "train"),
+            decisions=drift_decision_ids(context),
+            window_days=self.window_days,
+            search_budget=self.search_budget,
+            estimator=self.estimator,
+        )
+        result = self.run_step(context, params)
         if result.get("skipped"):
             raise AirflowSkipException(result["skipped"])
+        tracking_uri = self.mlflow_hook.tracking_uri()
         self.report_links = {
             "mlflow_run": f"{tracking_uri}/#/experiments/{result['experiment_id']}/runs/{result['run_id']}",
             "model_version": f"{tracking_uri}/#/models/{self.model}/versions/{result['version']}",

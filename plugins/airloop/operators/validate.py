@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from airloop.assets import model_asset
-from airloop.execution import StepOperator
-from airloop.hooks.lake import LakeHook
-from airloop.links import DataDocsLink, ValidationJsonLink, report_url
+from airloop.execution import AirloopBaseOperator
+from airloop.links import DataDocsLink, ValidationJsonLink
 from airloop.notifiers.alerts import AlertNotifier
 
 if TYPE_CHECKING:
@@ -22,7 +20,7 @@ class ContractViolation(AirflowFailException):
     """The partition broke its data contract; retrying cannot help (it is quarantined)."""
 
 
-class ValidateDataOperator(StepOperator):
+class ValidateDataOperator(AirloopBaseOperator):
     """Validate the landing partition of ``ds`` against the model's contract.
 
     Waits for the partition with a deferrable trigger (no worker slot held). Then:
@@ -33,48 +31,37 @@ class ValidateDataOperator(StepOperator):
       with the reports beside them (never deleted, never overwritten) and fail without
       retries, listing the failed rules; the DAG's failure notifier fires.
 
-    :param model: spec name.
     :param ds: the day (templated).
-    :param lake_uri: lake root (default ``AIRLOOP_LAKE_URI``).
-    :param lake_conn_id: AWS connection of an ``s3://`` lake.
     :param deferrable: wait in the triggerer (default) instead of failing at once when the
         partition is not there yet.
     :param poke_interval: seconds between checks while waiting.
     :param wait_timeout: how long to wait for the landing partition.
-    :param execution: ``local`` or ``docker`` (``airloop validate``; the wait stays in the worker
-        or triggerer, see :class:`~airloop.execution.StepOperator`).
+
+    The step ``validate`` (the wait stays in the worker or triggerer); ``model``, lake and
+    execution arguments: see :class:`~airloop.execution.AirloopBaseOperator`.
     """
 
     template_fields = ("ds",)
     operator_extra_links = (DataDocsLink(), ValidationJsonLink())
     ui_color = "#d5f5e3"
+    step = "validate"
 
     def __init__(
         self,
         *,
         model: str,
         ds: str = "{{ ds }}",
-        lake_uri: str | None = None,
-        lake_conn_id: str | None = None,
         deferrable: bool = True,
         poke_interval: float = 30.0,
         wait_timeout: timedelta = timedelta(hours=12),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [model_asset(model, "validated")])
-        super().__init__(**kwargs)
-        self.model = model
+        super().__init__(model=model, **kwargs)
         self.ds = ds
-        self.lake_uri = lake_uri
-        self.lake_conn_id = lake_conn_id
         self.deferrable = deferrable
         self.poke_interval = poke_interval
         self.wait_timeout = wait_timeout
-        self.report_links: dict[str, str] = {}
-
-    @cached_property
-    def hook(self) -> LakeHook:
-        return LakeHook(lake_uri=self.lake_uri, aws_conn_id=self.lake_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from datetime import date
@@ -82,16 +69,16 @@ class ValidateDataOperator(StepOperator):
         from include.lake import Zone
 
         ds = date.fromisoformat(self.ds)
-        if self.hook.lake.has_partition(Zone.LANDING, self.model, ds):
+        if self.lake_hook.lake.has_partition(Zone.LANDING, self.model, ds):
             return self._validate(context)
         if not self.deferrable:
             raise FileNotFoundError(
                 f"{self.model} {self.ds}: no landing partition at "
-                f"{self.hook.lake.to_uri(self.hook.lake.partition_file(Zone.LANDING, self.model, ds))}"
+                f"{self.lake_hook.lake.to_uri(self.lake_hook.lake.partition_file(Zone.LANDING, self.model, ds))}"
             )
         from airloop.triggers.lake import defer_until_partition
 
-        defer_until_partition(self, self.hook.lake, Zone.LANDING)
+        defer_until_partition(self, self.lake_hook.lake, Zone.LANDING)
         raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -103,20 +90,12 @@ class ValidateDataOperator(StepOperator):
         return self._validate(context)
 
     def _validate(self, context: Context) -> dict[str, Any]:
-        from datetime import date
+        from include.steps import ValidateParams
 
-        ti = context["ti"]
-        run_key = f"{context['run_id']}__try{ti.try_number}"
-
-        def local() -> dict[str, Any]:
-            from include.spec import get_spec
-            from include.steps import validate_step
-
-            return validate_step(get_spec(self.model), self.hook.lake, date.fromisoformat(self.ds), run_key)
-
-        argv = ["validate", "--spec", self.model, "--ds", self.ds, "--run-key", run_key]
-        result = self.run_step(context, argv, local, lake_hook=self.hook)
-        self._record_links(result)
+        run_key = f"{context['run_id']}__try{context['ti'].try_number}"
+        result = self.run_step(context, ValidateParams(spec=self.model, ds=self.ds, run_key=run_key))
+        self.link_report("data_docs", result.get("data_docs_uri"))
+        self.link_report("validation_json", result.get("report_json_uri"))
         self.log.info("%s %s: %s", self.model, self.ds, result["summary"])
         if not result["passed"]:
             raise ContractViolation(
@@ -134,13 +113,3 @@ class ValidateDataOperator(StepOperator):
         }
         summary = {k: v for k, v in result.items() if k != "validated_rows"}
         return summary
-
-    def _record_links(self, result: dict[str, Any]) -> None:
-        lake = self.hook.lake
-        for key, uri in (
-            ("data_docs", result.get("data_docs_uri")),
-            ("validation_json", result.get("report_json_uri")),
-        ):
-            if uri:
-                path = uri.split("://", 1)[1]
-                self.report_links[key] = report_url(lake.relative(path))
