@@ -6,7 +6,7 @@ the monitor stops retraining automatically (every verdict says `circuit breaker 
 until a probe is allowed (`drift.breaker_probe_days`) or a human resets it here, after looking
 at why the challengers failed. The reset is a `breaker_reset` entry in the promotion ledger; the
 next `<model>__monitor` run reads it and may retrain again. Same as
-`airloop breaker reset --spec <model> --by WHO --reason TEXT`.
+`airloop breaker-reset --spec <model> --by WHO --reason TEXT`.
 
 Params: `by` (who) and `reason` (why), both required and recorded.
 """

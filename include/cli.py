@@ -8,7 +8,7 @@
                                              runs with execution="docker"
     airloop infer-contract --data FILE --spec flights [--out contract.yaml]
     airloop replay --spec flights --from 2013-01-01 --to 2013-12-29 [--policy drift|calendar|frozen]
-    airloop breaker reset --spec flights --by WHO --reason TEXT
+    airloop breaker-reset --spec flights --by WHO --reason TEXT
                                              close the retrain circuit breaker (recorded in the ledger)
 
 Every step prints one JSON object (its result) on stdout; logs go to stderr.
@@ -157,21 +157,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_breaker_reset(args: argparse.Namespace) -> int:
-    """Close the retrain circuit breaker of a model (a ledger entry the next monitor run reads)."""
-    from datetime import UTC, datetime
-
-    from include.registry.ledger import record_breaker_reset
-    from include.spec import get_spec
-
-    model = get_spec(args.spec).name
-    now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
-    uri = record_breaker_reset(_lake(args), model, by=args.by, reason=args.reason, time=now)
-    return _print_step(
-        {"model": model, "action": "breaker_reset", "by": args.by, "reason": args.reason, "ledger_uri": uri}
-    )
-
-
 def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
     """The ``airloop`` parser; ``extra(subparsers)`` adds more commands (devstack/cli.py)."""
     parser = argparse.ArgumentParser(prog="airloop", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -203,16 +188,6 @@ def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.Argumen
     rep.set_defaults(func=cmd_replay)
     add_step_parsers(sub)  # after every hand-written command: a step never takes a name one has
 
-    breaker = sub.add_parser("breaker", help="the retrain circuit breaker")
-    reset = breaker.add_subparsers(dest="breaker_command", required=True).add_parser(
-        "reset", help="close the circuit breaker: the next monitor run may retrain again (recorded in the ledger)"
-    )
-    reset.add_argument("--spec", required=True, help="model spec name")
-    reset.add_argument("--by", required=True, help="who resets it (recorded)")
-    reset.add_argument("--reason", required=True, help="why (recorded)")
-    reset.add_argument("--lake", default=None, help="lake URI (default AIRLOOP_LAKE_URI)")
-    reset.add_argument("--now", help="ISO timestamp recorded in the ledger (default: now)")
-    reset.set_defaults(func=cmd_breaker_reset)
     if extra is not None:
         extra(sub)
     return parser

@@ -213,6 +213,8 @@ def _train_and_gate(
     record: DayResult,
     reason: str,
     decisions: list[str] | None = None,
+    trigger: str | None = None,
+    break_day: date | None = None,
 ) -> None:
     from include.registry.promotion import apply_decision, run_gate
     from include.training.job import train_challenger
@@ -235,6 +237,8 @@ def _train_and_gate(
             window_days=settings.window_days,
             search_budget=settings.search_budget,
             estimator=settings.estimator,
+            break_day=break_day,
+            trigger=trigger,
         )
     record.trained = trained.version
     run_id = f"replay__{result.policy}__{day.isoformat()}__v{trained.version}"
@@ -343,6 +347,8 @@ def _replay_policy(
                     record,
                     f"drift:{verdict['decision_id']}",
                     [verdict["decision_id"]],
+                    verdict.get("trigger"),
+                    date.fromisoformat(verdict["break_day"]) if verdict.get("break_day") else None,
                 )
                 last_train = day
         elif policy == "calendar" and last_train and (day - last_train).days >= settings.calendar_days:

@@ -69,6 +69,7 @@ _BLANK = BeforeValidator(none_if_blank)
 OptInt = Annotated[int | None, _BLANK]
 OptStr = Annotated[str | None, _BLANK]
 OptDatetime = Annotated[datetime | None, _BLANK]
+OptDate = Annotated[date | None, _BLANK]
 OptDict = Annotated[dict[str, Any] | None, BeforeValidator(_dict)]
 StrDict = Annotated[dict[str, str], BeforeValidator(lambda v: _dict(v) or {})]
 StrList = Annotated[list[str], BeforeValidator(_list)]
@@ -256,6 +257,8 @@ class TrainParams(StepParams):
     window_days: OptInt = Field(None, description="training window in days (default: the spec's)")
     search_budget: OptInt = Field(None, description="hyperparameter trials (default: the spec's)")
     estimator: OptStr = Field(None, description="model family (default: the spec's)")
+    trigger: OptStr = Field(None, description="the monitor signal that asked for this retrain (drift event)")
+    break_day: OptDate = Field(None, description="first labelled day of a performance break (drift event)")
 
 
 @step(
@@ -291,6 +294,8 @@ def train_step(p: TrainParams, env: StepEnv) -> dict[str, Any]:
         window_days=p.window_days,
         search_budget=p.search_budget,
         estimator=p.estimator,
+        break_day=p.break_day,
+        trigger=p.trigger,
     )
     return result.to_dict()
 
@@ -389,6 +394,27 @@ def rollback_step(p: RollbackParams, env: StepEnv) -> dict[str, Any]:
         dag_id=p.dag_id,
         run_id=p.run_id,
     )
+
+
+class BreakerResetParams(LedgerParams):
+    by: str = Field(description="who resets it (recorded in the ledger)")
+    reason: str = Field(description="why (recorded in the ledger)")
+
+
+@step(
+    "breaker-reset",
+    BreakerResetParams,
+    help="close the retrain circuit breaker: the next monitor run may retrain again (a ledger entry)",
+    result=("model", "action", "by", "reason", "ledger_uri"),
+)
+def breaker_reset_step(p: BreakerResetParams, env: StepEnv) -> dict[str, Any]:
+    """Record a human reset of the circuit breaker; ``monitor.loop_state`` reads it."""
+    from include.registry.ledger import record_breaker_reset
+
+    uri = record_breaker_reset(
+        env.lake, env.spec.name, by=p.by, reason=p.reason, time=p.when(), dag_id=p.dag_id, run_id=p.run_id
+    )
+    return {"model": env.spec.name, "action": "breaker_reset", "by": p.by, "reason": p.reason, "ledger_uri": uri}
 
 
 class PinParams(DayParams):

@@ -49,7 +49,7 @@ decided. Rules, in order:
      since the last rejection with no retrain decided since, it is *half-open*: one probe retrain
      is allowed (the probe's rejection re-opens it for another ``breaker_probe_days``). A breach
      does not pass an open breaker (the gate rejected the loop's last answers: a human decides),
-     it waits for the probe; ``airloop breaker reset`` closes it.
+     it waits for the probe; ``airloop breaker-reset`` closes it.
    The fired signals are tried by priority (breach, performance_drop, estimated_drop, data_drift,
    prediction_drift); the first one no guard holds is the ``trigger`` and the verdict is
    ``retrain``. A fired signal held back makes the verdict ``warn`` with the flags set.
@@ -71,6 +71,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
+from include.names import BREAK_TRIGGERS
 from include.reports.format import fmt_psi as _fmt
 from include.spec import DriftSpec
 
@@ -370,6 +371,7 @@ class DriftVerdict:
     trigger: SignalKind | None = None
     breach: bool = False
     half_open: bool = False
+    break_day: str | None = None
 
     @property
     def retrain(self) -> bool:
@@ -400,6 +402,7 @@ class DriftVerdict:
             "trigger": self.trigger,
             "breach": self.breach,
             "half_open": self.half_open,
+            "break_day": self.break_day,
         }
 
 
@@ -640,6 +643,8 @@ def decide(
             trigger=trigger,
             breach=breach,
             half_open=half_open,
+            # a retrain answering a break learns from the first labelled day that showed it
+            break_day=realized.label_day if trigger in BREAK_TRIGGERS and realized is not None else None,
         )
 
     # Harm measured on a retired version's labels says nothing about today's model.

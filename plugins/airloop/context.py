@@ -46,6 +46,15 @@ def event_partitions(context: Any) -> list[date]:
     return sorted(found)
 
 
+def event_break(context: Any) -> tuple[str | None, date | None]:
+    """(trigger, break_day) of the newest triggering drift event that names a performance break."""
+    for event in reversed(_events(context)):
+        extra = getattr(event, "extra", None) or {}
+        if extra.get("break_day"):
+            return extra.get("trigger"), date.fromisoformat(str(extra["break_day"]))
+    return None, None
+
+
 def logical_day(context: Any) -> date | None:
     """The run's logical date as a day, or None (asset-triggered and some manual runs have none)."""
     value = context.get("logical_date")

@@ -1,5 +1,5 @@
 """The circuit breaker's state as the monitor rebuilds it from the ledger and the drift history,
-and the human reset (``airloop breaker reset``) that closes it."""
+and the human reset (``airloop breaker-reset``) that closes it."""
 
 from __future__ import annotations
 

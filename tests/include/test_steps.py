@@ -41,6 +41,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "window_days": 14,
         "search_budget": 3,
         "estimator": "logistic_regression",
+        "trigger": "performance_drop",
+        "break_day": date(2013, 1, 15),
     },
     "evaluate": {"mode": "dry_run", "report_key": "manual__1"},
     "promote": {
@@ -51,6 +53,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "run_id": "manual__1",
     },
     "rollback": {"target_version": 3, "reason": "bad day", "now": NOW, "dag_id": "flights__rollback", "run_id": "r"},
+    "breaker-reset": {
+        "by": "alice",
+        "reason": "fixed the feed",
+        "now": NOW,
+        "dag_id": "flights__breaker_reset",
+        "run_id": "r",
+    },
     "pin": {"ds": date(2013, 1, 4), "run_key": "manual__1"},
     "score": {
         "ds": date(2013, 1, 4),
@@ -203,7 +212,7 @@ def test_values_are_coerced_once_and_bad_ones_name_the_step_and_field() -> None:
         steps.get_step("evaluate").parse({"spec": "flights", "mode": "yolo"})
     with pytest.raises(ValueError, match=r"step 'pin' parameters: shards: Extra inputs are not permitted"):
         steps.get_step("pin").parse({"spec": "flights", "ds": "2013-01-04", "shards": 3})
-    with pytest.raises(ValueError, match=r"unknown step 'trian': use one of evaluate, ingest"):
+    with pytest.raises(ValueError, match=r"unknown step 'trian': use one of breaker-reset, evaluate, ingest"):
         steps.get_step("trian")
 
 

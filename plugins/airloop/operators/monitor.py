@@ -107,6 +107,7 @@ class SignalRetrainOperator(AirloopBaseOperator):
             "partition": summary["partition"],
             "decision_id": verdict["decision_id"],
             "trigger": verdict.get("trigger"),  # the signal kind that decided (decision.PRIORITY)
+            "break_day": verdict.get("break_day"),  # set for a performance drop or breach
             "score": summary["score"],
             "top_features": verdict["top_features"],
             "report_uri": summary["report_uri"],

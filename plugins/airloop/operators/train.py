@@ -77,10 +77,11 @@ class TrainModelOperator(AirloopBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airloop.context import drift_decision_ids, run_tags, trigger_reason
+        from airloop.context import drift_decision_ids, event_break, run_tags, trigger_reason
         from include.steps import TrainParams
 
         end = self.resolve_end_date(context, self.lake_hook.lake)
+        trigger, break_day = event_break(context)
         params = TrainParams(
             spec=self.model,
             end=end,
@@ -90,6 +91,8 @@ class TrainModelOperator(AirloopBaseOperator):
             window_days=self.window_days,
             search_budget=self.search_budget,
             estimator=self.estimator,
+            trigger=trigger,
+            break_day=break_day,
         )
         result = self.run_step(context, params)
         if result.get("skipped"):
