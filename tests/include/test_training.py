@@ -296,6 +296,8 @@ def test_training_end_to_end_is_tracked_in_mlflow(hgb: TrainResult, data: Traini
     with tempfile.TemporaryDirectory() as tmp:
         profile = json.loads(Path(client.download_artifacts(hgb.run_id, PROFILE_ARTIFACT, tmp)).read_text())
         assert profile == json.loads(json.dumps(hgb.reference_profile))
+        # the CBPE calibrator, fitted on the holdout's scores and labels (include/monitoring/cbpe.py)
+        assert (profile["calibrator"]["kind"], profile["calibrator"]["rows"]) == ("isotonic", len(data.holdout))
         for png in (IMPORTANCE_ARTIFACT, CALIBRATION_ARTIFACT):
             content = Path(client.download_artifacts(hgb.run_id, png, tmp)).read_bytes()
             assert content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) > 5000
