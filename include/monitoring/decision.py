@@ -27,8 +27,8 @@ decided. Rules, in order:
    interval of the drop from the reference AUC lies above ``performance_drop``, today and on
    ``performance_window_m`` of the last ``performance_window_n`` measured days (one bad day is
    noise; the data-drift window plays no part); ``breach`` fires at once
-   when the whole interval of the AUC lies below the floor (``performance_floor``, else the gate's
-   ``min_roc_auc``) or below 0.5 (worse than random). A labelled day scored by a version that no
+   when the whole interval of the AUC lies below 0.5 (worse than random) or below
+   ``performance_floor`` when the spec sets one. A labelled day scored by a version that no
    longer serves measures nothing about today's model: held ``superseded``.
 5. **Estimated performance** (CBPE, no labels): ``estimated_drop`` fires when the estimate is valid
    and the whole interval of its drop from the reference lies above ``estimated_drop``, with the
@@ -439,11 +439,9 @@ def window(history: Iterable[DayDrift], today: DayDrift, policy: DriftSpec) -> l
     return [*keep, today]
 
 
-def _realized_signals(
-    realized: RealizedPerformance | None, policy: DriftSpec, floor: float | None
-) -> tuple[Signal, Signal]:
+def _realized_signals(realized: RealizedPerformance | None, policy: DriftSpec) -> tuple[Signal, Signal]:
     """The ``performance_drop`` and ``breach`` signals of the day whose labels arrived today."""
-    floor_value = max(RANDOM_AUC, policy.performance_floor if policy.performance_floor is not None else floor or 0.0)
+    floor_value = max(RANDOM_AUC, policy.performance_floor or 0.0)
     if realized is None:
         text = "no labelled day measured today (labels not arrived, or one class only)"
         return (
@@ -587,12 +585,10 @@ def decide(
     *,
     realized: RealizedPerformance | None = None,
     estimated: EstimatedPerformance | None = None,
-    floor: float | None = None,
 ) -> DriftVerdict:
     """Decide what today's signals call for (see the module docstring for the rules).
 
-    ``realized``: the labelled day's performance; ``estimated``: CBPE's estimate of today's;
-    ``floor``: the breach floor when ``policy.performance_floor`` is unset (the gate's minimum)."""
+    ``realized``: the labelled day's performance; ``estimated``: CBPE's estimate of today's."""
     reasons: list[str] = []
     day = today.day
     breaker_open = state.consecutive_rejections >= policy.circuit_breaker_rejections
@@ -609,7 +605,7 @@ def decide(
             f"(limit {policy.circuit_breaker_rejections}); no automatic retrain until a human resets it"
             + (f" or the probe after {policy.breaker_probe_days} days" if state.breaker_since is not None else "")
         )
-    performance_signal, breach_signal = _realized_signals(realized, policy, floor)
+    performance_signal, breach_signal = _realized_signals(realized, policy)
     performance_signal = _persistent(performance_signal, history, today, policy, "drop_low")
     estimated_signal = _persistent(_estimated_signal(estimated, policy), history, today, policy, "estimated_drop_low")
     breach = breach_signal.fired

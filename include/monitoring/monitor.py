@@ -220,7 +220,6 @@ def monitor_day(
         spec.drift,
         realized=realized,
         estimated=estimate,
-        floor=spec.gate.min_roc_auc,
     )
     html_path = lake.report_path(spec.name, DRIFT_KIND, f"ds={ds.isoformat()}.html")
     reference_frame = _reference_frame(lake, spec, tags) if html_report else None

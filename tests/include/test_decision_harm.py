@@ -145,13 +145,15 @@ def test_each_trigger_kind_has_its_own_budget() -> None:
 
 
 def test_breach_below_the_floor_and_below_random() -> None:
-    floor = decide([], day(10), LoopState(), POLICY, realized=labelled(9, 0.55), floor=0.6)
+    floored = POLICY.model_copy(update={"performance_floor": 0.6})
+    assert decide([], day(10), LoopState(), POLICY, realized=labelled(9, 0.55)).trigger == "performance_drop"
+    floor = decide([], day(10), LoopState(), floored, realized=labelled(9, 0.55))
     assert floor.trigger == "breach" and signal(floor, "breach")["threshold"] == 0.6
     assert "below the floor 0.6 (upper end of its interval 0.580)" in str(signal(floor, "breach")["text"])
     random = decide([], day(10), LoopState(), POLICY, realized=labelled(9, 0.31))
     assert "worse than random (upper end of its interval 0.340 < 0.5)" in str(signal(random, "breach")["text"])
     # the interval reaching the floor is no breach (a drop, it is)
-    near = decide([], day(10), LoopState(), POLICY, realized=labelled(9, 0.58), floor=0.6)
+    near = decide([], day(10), LoopState(), floored, realized=labelled(9, 0.58))
     assert (near.trigger, near.breach) == ("performance_drop", False)
 
 

@@ -297,6 +297,8 @@ def test_training_end_to_end_is_tracked_in_mlflow(hgb: TrainResult, data: Traini
         # Features from the whole training window (under the row cap: every row), scores from the holdout.
         assert profile["n_rows"] == len(data.train) + len(data.holdout)
         assert profile["score_rows"] == profile["score"]["n"] == len(data.holdout)
+        # the CBPE calibrator, fitted on the holdout's scores and labels (include/monitoring/cbpe.py)
+        assert (profile["calibrator"]["kind"], profile["calibrator"]["rows"]) == ("isotonic", len(data.holdout))
         for png in (IMPORTANCE_ARTIFACT, CALIBRATION_ARTIFACT):
             content = Path(client.download_artifacts(hgb.run_id, png, tmp)).read_bytes()
             assert content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) > 5000
