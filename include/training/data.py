@@ -86,8 +86,10 @@ def assemble_training_data(
     holdout_days: int | None = None,
 ) -> TrainingData:
     """Join validated features of the window with the labels that have arrived by ``end``
-    and split them by time; raises :class:`InsufficientDataError` with what is missing."""
+    and split them by time; raises :class:`InsufficientDataError` with what is missing.
 
+    Stages: :func:`_plan_days` (which days can be used) -> :func:`_read_labelled` (join each
+    day's features and labels) -> :func:`_split_by_time` -> counts and hash."""
     window_days = window_days if window_days is not None else spec.training.window_days
     holdout_days = holdout_days if holdout_days is not None else spec.training.holdout_days
     if window_days < 2 or holdout_days < 1 or holdout_days >= window_days:
@@ -95,14 +97,76 @@ def assemble_training_data(
             f"{spec.name}: need window_days >= 2 and 1 <= holdout_days < window_days, "
             f"got window_days={window_days}, holdout_days={holdout_days}"
         )
-    dataset = spec.dataset
-    delay = dataset.label_delay_days
+    plan = _plan_days(spec, lake, end, window_days, holdout_days)
+    read = _read_labelled(spec, lake, plan)
+    split = _split_by_time(spec, plan, read.frames, holdout_days)
+    train, holdout, label = split.train, split.holdout, spec.dataset.target.name
+    counts = {
+        **read.counts,
+        "rows": len(train) + len(holdout),
+        "positives": int(train[label].sum() + holdout[label].sum()),
+        "train_rows": len(train),
+        "train_positives": int(train[label].sum()),
+        "holdout_rows": len(holdout),
+        "holdout_positives": int(holdout[label].sum()),
+        "days_validated": len(plan.validated),
+        "days_used": len(plan.usable),
+        "days_awaiting_labels": len(plan.awaiting),
+        "days_missing_labels": len(plan.missing),
+        "future_label_partitions_ignored": plan.future_ignored,
+    }
+    data_hash = frame_hash(train, holdout)
+    log.info(
+        "%s: %s labelled rows from %s days (%s train / %s holdout, %.1f%% positive), %s dropped unlabeled, "
+        "read in %.2f s (%.0f rows/s)",
+        plan.where,
+        counts["rows"],
+        len(plan.usable),
+        counts["train_rows"],
+        counts["holdout_rows"],
+        100.0 * counts["positives"] / max(counts["rows"], 1),
+        counts["dropped_unlabeled"],
+        read.seconds,
+        counts["rows"] / max(read.seconds, 1e-9),
+    )
+    return TrainingData(
+        model=spec.name,
+        train=train,
+        holdout=holdout,
+        window=(plan.start, end),
+        days_used=tuple(plan.usable),
+        train_days=tuple(split.train_days),
+        holdout_days=tuple(split.holdout_days),
+        counts=counts,
+        data_hash=data_hash,
+        source_uri=lake.to_uri(lake.path(Zone.VALIDATED.value, spec.name)),
+    )
+
+
+@dataclass(frozen=True)
+class _DayPlan:
+    """The window's days by what they can give as of ``end``."""
+
+    start: date
+    where: str
+    """``<model>: window <start>..<end>``, the prefix of every message."""
+    validated: list[date]
+    usable: list[date]
+    """Validated, labels due and present: these days train or hold out."""
+    awaiting: list[date]
+    """Validated, labels not due yet as of ``end``."""
+    missing: list[date]
+    """Validated, labels due but absent."""
+    future_ignored: int
+    """Label partitions already in the lake for days not yet arrived as of ``end``."""
+
+
+def _plan_days(spec: ModelSpec, lake: Lake, end: date, window_days: int, holdout_days: int) -> _DayPlan:
+    """Sort the window's validated days by label arrival; raises :class:`InsufficientDataError`
+    when fewer than ``holdout_days + 1`` days have labels."""
+    delay = spec.dataset.label_delay_days
     start = end - timedelta(days=window_days - 1)
     where = f"{spec.name}: window {start}..{end}"
-    keys = list(dataset.key_columns)
-    label = dataset.target.name
-    feature_columns = list(dict.fromkeys([*keys, dataset.time_column, *dataset.features.all]))
-
     validated = exclude_anomalous(lake, spec.name, lake.list_partitions(Zone.VALIDATED, spec.name, start, end))
     if not validated:
         raise InsufficientDataError(
@@ -138,11 +202,29 @@ def assemble_training_data(
             f"{where}: only {len(usable)} labelled days ({_days_text(usable)}); need more than "
             f"holdout_days={holdout_days} so that some days are left to train on"
         )
+    return _DayPlan(start, where, validated, usable, awaiting, missing, len(future_ignored))
 
+
+@dataclass(frozen=True, eq=False)
+class _Read:
+    frames: dict[date, pd.DataFrame]
+    """One joined frame per usable day."""
+    counts: dict[str, int]
+    """``dropped_unlabeled``, ``duplicate_label_keys``, ``rows_awaiting_labels``."""
+    seconds: float
+
+
+def _read_labelled(spec: ModelSpec, lake: Lake, plan: _DayPlan) -> _Read:
+    """Each usable day's features inner-joined with its labels (null labels and duplicate label
+    keys dropped and counted); the rows of days still awaiting labels are counted, not read."""
+    dataset = spec.dataset
+    keys = list(dataset.key_columns)
+    label = dataset.target.name
+    feature_columns = list(dict.fromkeys([*keys, dataset.time_column, *dataset.features.all]))
     started = time.perf_counter()
     frames: dict[date, pd.DataFrame] = {}
     counts = {"dropped_unlabeled": 0, "duplicate_label_keys": 0, "rows_awaiting_labels": 0}
-    for day in usable:
+    for day in plan.usable:
         features = lake.read_table(Zone.VALIDATED, spec.name, day, columns=feature_columns).to_pandas()
         labels = lake.read_table(Zone.LABELS, spec.name, day, columns=[*keys, label]).to_pandas()
         labels = labels[labels[label].notna()]  # a null label is no label: the row counts as unlabeled
@@ -154,63 +236,38 @@ def assemble_training_data(
         counts["dropped_unlabeled"] += len(features) - len(joined)
         joined[label] = joined[label].astype("int8")
         frames[day] = joined
-    for day in awaiting:
+    for day in plan.awaiting:
         counts["rows_awaiting_labels"] += lake.parquet_file(
             lake.partition_file(Zone.VALIDATED, spec.name, day)
         ).metadata.num_rows
-    elapsed = time.perf_counter() - started
+    return _Read(frames=frames, counts=counts, seconds=time.perf_counter() - started)
 
-    holdout_list, train_list = usable[-holdout_days:], usable[:-holdout_days]
+
+@dataclass(frozen=True, eq=False)
+class _Split:
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    train_days: list[date]
+    holdout_days: list[date]
+
+
+def _split_by_time(spec: ModelSpec, plan: _DayPlan, frames: dict[date, pd.DataFrame], holdout_days: int) -> _Split:
+    """The last ``holdout_days`` usable days hold out, the earlier ones train; each side must
+    hold both classes."""
+    dataset = spec.dataset
+    keys, label = list(dataset.key_columns), dataset.target.name
+    holdout_list, train_list = plan.usable[-holdout_days:], plan.usable[:-holdout_days]
     train = _concat([frames[d] for d in train_list], dataset.time_column, keys)
     holdout = _concat([frames[d] for d in holdout_list], dataset.time_column, keys)
     for name, frame, days in (("train", train, train_list), ("holdout", holdout, holdout_list)):
         classes = sorted(int(c) for c in frame[label].unique())
         if len(frame) == 0 or len(classes) < 2:
             raise InsufficientDataError(
-                f"{where}: the {name} split ({_days_text(days)}, {len(frame)} rows) has "
+                f"{plan.where}: the {name} split ({_days_text(days)}, {len(frame)} rows) has "
                 f"{'no rows' if len(frame) == 0 else f'a single class {classes}'}; "
                 "a classifier needs both classes (widen the window or check the label rule)"
             )
-
-    counts.update(
-        rows=len(train) + len(holdout),
-        positives=int(train[label].sum() + holdout[label].sum()),
-        train_rows=len(train),
-        train_positives=int(train[label].sum()),
-        holdout_rows=len(holdout),
-        holdout_positives=int(holdout[label].sum()),
-        days_validated=len(validated),
-        days_used=len(usable),
-        days_awaiting_labels=len(awaiting),
-        days_missing_labels=len(missing),
-        future_label_partitions_ignored=len(future_ignored),
-    )
-    data_hash = frame_hash(train, holdout)
-    log.info(
-        "%s: %s labelled rows from %s days (%s train / %s holdout, %.1f%% positive), %s dropped unlabeled, "
-        "read in %.2f s (%.0f rows/s)",
-        where,
-        counts["rows"],
-        len(usable),
-        counts["train_rows"],
-        counts["holdout_rows"],
-        100.0 * counts["positives"] / max(counts["rows"], 1),
-        counts["dropped_unlabeled"],
-        elapsed,
-        counts["rows"] / max(elapsed, 1e-9),
-    )
-    return TrainingData(
-        model=spec.name,
-        train=train,
-        holdout=holdout,
-        window=(start, end),
-        days_used=tuple(usable),
-        train_days=tuple(train_list),
-        holdout_days=tuple(holdout_list),
-        counts=counts,
-        data_hash=data_hash,
-        source_uri=lake.to_uri(lake.path(Zone.VALIDATED.value, spec.name)),
-    )
+    return _Split(train=train, holdout=holdout, train_days=train_list, holdout_days=holdout_list)
 
 
 def frame_hash(*frames: pd.DataFrame) -> str:

@@ -41,6 +41,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,9 +161,82 @@ def train_model(
     ``data.train``) weights the final fit; the search ranks candidates unweighted (see
     :mod:`include.training.break_window`). Raises :class:`UnsupportedEstimatorError`
     before touching MLflow, :class:`ParityError` after marking the run FAILED.
+
+    Stages: :func:`_prepare` -> :func:`_choose_params` (search) -> :func:`_fit_and_evaluate`
+    -> :func:`_export_with_parity` -> :func:`_log_outcome`, each returning a small frozen record.
     """
     from mlflow import MlflowClient
 
+    prep = _prepare(spec, data, estimator, search_budget, seed)
+    client = MlflowClient(tracking_uri)
+    run = _start_run(client, spec, data, prep, experiment=experiment, tags=tags, reason=reason)
+    with _thread_limit(threads), _run_failure_guard(client, run.run_id):
+        _log_inputs(client, run.run_id, spec, data, prep, threads)
+        searched = _choose_params(client, run, spec, prep, params)
+        fitted = _fit_and_evaluate(spec, prep, searched.params, sample_weight)
+        exported = _export_with_parity(client, run.run_id, spec, data, prep, fitted)
+        logged = _log_outcome(client, run.run_id, spec, data, prep, fitted, exported, searched)
+        client.set_terminated(run.run_id, "FINISHED")
+
+    log.info(
+        "%s: %s run %s: holdout roc_auc %.4f, pr_auc %.4f; parity mean |diff| %.2e, %s flips; %.1f s total",
+        spec.name,
+        prep.estimator,
+        run.run_id,
+        fitted.metrics["roc_auc"],
+        fitted.metrics["pr_auc"],
+        exported.report.mean_abs_diff,
+        exported.report.label_flips,
+        logged.timings["total_s"],
+    )
+    return TrainResult(
+        model=spec.name,
+        run_id=run.run_id,
+        experiment_id=run.experiment_id,
+        estimator=prep.estimator,
+        params=searched.params,
+        metrics=fitted.metrics,
+        slice_metrics=fitted.slice_metrics,
+        slices_skipped=fitted.slices_skipped,
+        parity=exported.figures,
+        counts=dict(data.counts),
+        window=run.window,
+        data_hash=data.data_hash,
+        spec_hash=spec.spec_hash(),
+        search=searched.search,
+        timings={k: round(v, 4) for k, v in logged.timings.items()},
+        feature_importance=logged.importance["mean"],
+        tags=run.tags,
+        reason=reason,
+        onnx_size_bytes=len(exported.onnx_bytes),
+        onnx_bytes=exported.onnx_bytes,
+        reference_profile=logged.profile,
+        pipeline=fitted.pipeline,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """The checked settings of one training and its features as the pipeline sees them."""
+
+    estimator: str
+    budget: int
+    seed: int
+    threshold: float
+    numeric: list[str]
+    categorical: list[str]
+    x_train: pd.DataFrame
+    y_train: np.ndarray
+    x_hold: pd.DataFrame
+    y_hold: np.ndarray
+    started: float
+    """``time.perf_counter()`` when the training began (for ``total_s``)."""
+
+
+def _prepare(
+    spec: ModelSpec, data: TrainingData, estimator: str | None, search_budget: int | None, seed: int | None
+) -> _Prepared:
+    """Check the request against the spec and build the train and holdout features; no MLflow yet."""
     estimator = estimator or spec.training.estimator
     if estimator not in ESTIMATORS:
         raise UnsupportedEstimatorError(
@@ -173,205 +247,277 @@ def train_model(
     budget = search_budget if search_budget is not None else spec.training.search_budget
     if budget < 1:
         raise ValueError(f"{spec.name}: search_budget must be >= 1, got {budget}")
-    seed = spec.training.seed if seed is None else seed
-    threshold = spec.training.threshold
     numeric, categorical = list(spec.dataset.features.numeric), list(spec.dataset.features.categorical)
     label = spec.dataset.target.name
     started = time.perf_counter()
-    timings: dict[str, float] = {}
+    return _Prepared(
+        estimator=estimator,
+        budget=budget,
+        seed=spec.training.seed if seed is None else seed,
+        threshold=spec.training.threshold,
+        numeric=numeric,
+        categorical=categorical,
+        x_train=prepare_features(data.train, numeric, categorical),
+        y_train=data.train[label].to_numpy(dtype="int64"),
+        x_hold=prepare_features(data.holdout, numeric, categorical),
+        y_hold=data.holdout[label].to_numpy(dtype="int64"),
+        started=started,
+    )
 
-    x_train = prepare_features(data.train, numeric, categorical)
-    y_train = data.train[label].to_numpy(dtype="int64")
-    x_hold = prepare_features(data.holdout, numeric, categorical)
-    y_hold = data.holdout[label].to_numpy(dtype="int64")
 
-    client = MlflowClient(tracking_uri)
+@dataclass(frozen=True)
+class _Run:
+    """The MLflow parent run of one training."""
+
+    experiment_id: str
+    run_id: str
+    window: tuple[str, str]
+    tags: dict[str, str]
+
+
+def _start_run(
+    client: MlflowClient,
+    spec: ModelSpec,
+    data: TrainingData,
+    prep: _Prepared,
+    *,
+    experiment: str | None,
+    tags: dict[str, str],
+    reason: str,
+) -> _Run:
     experiment_id = _experiment_id(client, experiment or f"airloop-{spec.name}", spec.name)
     window = (data.window[0].isoformat(), data.window[1].isoformat())
     run_tags = {
         **{str(k): str(v) for k, v in tags.items()},
         Tag.MODEL: spec.name,
-        Tag.ESTIMATOR: estimator,
+        Tag.ESTIMATOR: prep.estimator,
         Tag.DATA_WINDOW: f"{window[0]}..{window[1]}",
         Tag.DATA_HASH: data.data_hash,
         Tag.SPEC_HASH: spec.spec_hash(),
         Tag.REASON: reason,
-        Tag.SEED: str(seed),
+        Tag.SEED: str(prep.seed),
     }
     run = client.create_run(experiment_id, run_name=f"train {spec.name} {window[1]}", tags=run_tags)
-    run_id = run.info.run_id
     log.info(
         "%s: training %s on %s train / %s holdout rows (window %s..%s), budget %s, run %s",
         spec.name,
-        estimator,
-        len(x_train),
-        len(x_hold),
+        prep.estimator,
+        len(prep.x_train),
+        len(prep.x_hold),
         window[0],
         window[1],
-        budget,
-        run_id,
+        prep.budget,
+        run.info.run_id,
     )
-    with _thread_limit(threads), _run_failure_guard(client, run_id):
-        _log_params(
+    return _Run(experiment_id=experiment_id, run_id=run.info.run_id, window=window, tags=run_tags)
+
+
+def _log_inputs(
+    client: MlflowClient, run_id: str, spec: ModelSpec, data: TrainingData, prep: _Prepared, threads: int | None
+) -> None:
+    _log_params(
+        client,
+        run_id,
+        {
+            "estimator": prep.estimator,
+            "seed": prep.seed,
+            "search_budget": prep.budget,
+            "threads": threads if threads is not None else "default",
+            "threshold": prep.threshold,
+            "window_days": (data.window[1] - data.window[0]).days + 1,
+            "holdout_days": len(data.holdout_days),
+            "train_days": len(data.train_days),
+            "label_delay_days": spec.dataset.label_delay_days,
+            "numeric_features": ",".join(prep.numeric),
+            "categorical_features": ",".join(prep.categorical),
+            **{f"data.{k}": v for k, v in data.counts.items()},
+        },
+    )
+    _log_datasets(client, run_id, data)
+
+
+@dataclass(frozen=True)
+class _Searched:
+    params: dict[str, Any]
+    """The parameters the final model is fitted with."""
+    search: dict[str, Any]
+    seconds: float
+
+
+def _choose_params(
+    client: MlflowClient, run: _Run, spec: ModelSpec, prep: _Prepared, params: dict[str, Any] | None
+) -> _Searched:
+    """Explicit ``params``, or the best of a seeded search (one nested run per trial)."""
+    # The spec's params are for the spec's estimator; an estimator override starts clean.
+    pins = dict(spec.training.params) if prep.estimator == spec.training.estimator else {}
+    t0 = time.perf_counter()
+    if params is not None:
+        best_params = {**DEFAULT_PARAMS[prep.estimator], **pins, **params}
+        search: dict[str, Any] = {"skipped": "explicit params", "best_params": best_params, "trials": []}
+    else:
+        search = _search(
             client,
-            run_id,
-            {
-                "estimator": estimator,
-                "seed": seed,
-                "search_budget": budget,
-                "threads": threads if threads is not None else "default",
-                "threshold": threshold,
-                "window_days": (data.window[1] - data.window[0]).days + 1,
-                "holdout_days": len(data.holdout_days),
-                "train_days": len(data.train_days),
-                "label_delay_days": spec.dataset.label_delay_days,
-                "numeric_features": ",".join(numeric),
-                "categorical_features": ",".join(categorical),
-                **{f"data.{k}": v for k, v in data.counts.items()},
-            },
+            run.experiment_id,
+            run.run_id,
+            prep.estimator,
+            pins,
+            spec,
+            prep.x_train,
+            prep.y_train,
+            prep.budget,
+            prep.seed,
+            prep.numeric,
+            prep.categorical,
         )
-        _log_datasets(client, run_id, data)
+        best_params = search["best_params"]
+    seconds = time.perf_counter() - t0
+    _log_params(client, run.run_id, {f"model.{k}": v for k, v in best_params.items()})
+    return _Searched(params=best_params, search=search, seconds=seconds)
 
-        # The spec's params are for the spec's estimator; an estimator override starts clean.
-        pins = dict(spec.training.params) if estimator == spec.training.estimator else {}
-        t0 = time.perf_counter()
-        if params is not None:
-            best_params = {**DEFAULT_PARAMS[estimator], **pins, **params}
-            search: dict[str, Any] = {"skipped": "explicit params", "best_params": best_params, "trials": []}
-        else:
-            search = _search(
-                client,
-                experiment_id,
-                run_id,
-                estimator,
-                pins,
-                spec,
-                x_train,
-                y_train,
-                budget,
-                seed,
-                numeric,
-                categorical,
-            )
-            best_params = search["best_params"]
-        timings["search_s"] = time.perf_counter() - t0
-        _log_params(client, run_id, {f"model.{k}": v for k, v in best_params.items()})
 
-        t0 = time.perf_counter()
-        pipeline = build_pipeline(estimator, numeric, categorical, best_params, seed)
-        pipeline.fit(x_train, y_train, model__sample_weight=sample_weight)
-        timings["fit_s"] = time.perf_counter() - t0
-        log.info(
-            "%s: final fit on %s rows in %.1f s (%.0f rows/s)",
-            spec.name,
-            len(x_train),
-            timings["fit_s"],
-            len(x_train) / max(timings["fit_s"], 1e-9),
-        )
+@dataclass(frozen=True, eq=False)
+class _Fitted:
+    pipeline: Pipeline
+    proba: np.ndarray
+    """Positive-class probabilities on the holdout."""
+    metrics: dict[str, float]
+    slice_metrics: dict[str, dict[str, float]]
+    slices_skipped: int
+    fit_s: float
+    evaluate_s: float
 
-        t0 = time.perf_counter()
-        proba = pipeline.predict_proba(x_hold)[:, 1]
-        metrics = holdout_metrics(y_hold, proba, threshold)
-        slice_metrics, skipped = _slice_metrics(x_hold, y_hold, proba, spec.dataset.slice_columns, threshold)
-        timings["evaluate_s"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        onnx_bytes = export_onnx(pipeline, numeric, categorical)
-        timings["export_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        report = parity(pipeline, onnx_bytes, data.holdout, numeric, categorical, threshold)
-        timings["parity_s"] = time.perf_counter() - t0
-        parity_figures = {
-            "n_rows": float(report.n_rows),
-            "max_abs_diff": report.max_abs_diff,
-            "mean_abs_diff": report.mean_abs_diff,
-            "label_agreement": report.label_agreement,
-            "label_flips": float(report.label_flips),
-            "onnx_ms_per_1k_rows": report.onnx_ms_per_1k_rows,
-            "sklearn_ms_per_1k_rows": report.sklearn_ms_per_1k_rows,
-        }
-        _log_metrics(client, run_id, {f"parity_{k}": v for k, v in parity_figures.items()})
-        gate = spec.gate
-        if report.mean_abs_diff > gate.parity_mean_abs_diff or report.label_agreement < gate.parity_label_agreement:
-            message = (
-                f"{spec.name}: ONNX parity failed for {estimator} on {report.n_rows} holdout rows: "
-                f"mean |diff| {report.mean_abs_diff:.3g} (max allowed {gate.parity_mean_abs_diff:.3g}), "
-                f"label agreement {report.label_agreement:.6f} (min {gate.parity_label_agreement:.6f}, "
-                f"{report.label_flips} flips), max |diff| {report.max_abs_diff:.3g}; run {run_id}"
-            )
-            client.set_tag(run_id, Tag.PARITY, "failed")
-            raise ParityError(message, report, run_id)
-        client.set_tag(run_id, Tag.PARITY, "passed")
-
-        t0 = time.perf_counter()
-        profile = reference_profile(
-            data.holdout, spec, proba, window=sample_rows((data.train, data.holdout), seed=seed)
-        )
-        add_calibrator(profile, proba, y_hold)  # CBPE: the day's AUC estimated before labels arrive
-        client.log_dict(run_id, profile, PROFILE_ARTIFACT)
-        importance = _permutation_importance(pipeline, x_hold, y_hold, seed)
-        client.log_figure(run_id, _importance_figure(importance, spec.name), IMPORTANCE_ARTIFACT)
-        client.log_figure(run_id, _calibration_figure(y_hold, proba, spec.name, threshold), CALIBRATION_ARTIFACT)
-        with tempfile.TemporaryDirectory(prefix="airloop-onnx-") as tmp:
-            path = Path(tmp) / Path(ONNX_ARTIFACT).name
-            path.write_bytes(onnx_bytes)
-            client.log_artifact(run_id, str(path), artifact_path=str(Path(ONNX_ARTIFACT).parent))
-        timings["artifacts_s"] = time.perf_counter() - t0
-        timings["total_s"] = time.perf_counter() - started
-
-        # Few metrics on purpose: log_model later copies each run metric into the logged model
-        # with one get_metric_history request per metric. Full slice figures: slice_metrics.json.
-        client.log_dict(run_id, {"slices": slice_metrics, "skipped": skipped}, SLICES_ARTIFACT)
-        mlflow_metrics: dict[str, float] = {**metrics}
-        for slice_name, values in slice_metrics.items():
-            column, value = slice_name.split("=", 1)
-            for metric in SLICE_METRICS_IN_MLFLOW:
-                mlflow_metrics[slice_metric_key(metric, column, value)] = values[metric]
-        mlflow_metrics["slices_skipped"] = float(skipped)
-        mlflow_metrics.update({f"time_{k}": v for k, v in timings.items()})
-        if search.get("best_val_roc_auc") is not None:
-            mlflow_metrics["val_roc_auc_best"] = float(search["best_val_roc_auc"])
-        _log_metrics(client, run_id, mlflow_metrics)
-        client.set_terminated(run_id, "FINISHED")
-
+def _fit_and_evaluate(
+    spec: ModelSpec, prep: _Prepared, best_params: dict[str, Any], sample_weight: np.ndarray | None = None
+) -> _Fitted:
+    """Refit on all train rows (weighted by ``sample_weight`` when given); holdout and per-slice metrics."""
+    t0 = time.perf_counter()
+    pipeline = build_pipeline(prep.estimator, prep.numeric, prep.categorical, best_params, prep.seed)
+    pipeline.fit(prep.x_train, prep.y_train, model__sample_weight=sample_weight)
+    fit_s = time.perf_counter() - t0
     log.info(
-        "%s: %s run %s: holdout roc_auc %.4f, pr_auc %.4f; parity mean |diff| %.2e, %s flips; %.1f s total",
+        "%s: final fit on %s rows in %.1f s (%.0f rows/s)",
         spec.name,
-        estimator,
-        run_id,
-        metrics["roc_auc"],
-        metrics["pr_auc"],
-        report.mean_abs_diff,
-        report.label_flips,
-        timings["total_s"],
+        len(prep.x_train),
+        fit_s,
+        len(prep.x_train) / max(fit_s, 1e-9),
     )
-    return TrainResult(
-        model=spec.name,
-        run_id=run_id,
-        experiment_id=experiment_id,
-        estimator=estimator,
-        params=best_params,
-        metrics=metrics,
-        slice_metrics=slice_metrics,
-        slices_skipped=skipped,
-        parity=parity_figures,
-        counts=dict(data.counts),
-        window=window,
-        data_hash=data.data_hash,
-        spec_hash=spec.spec_hash(),
-        search=search,
-        timings={k: round(v, 4) for k, v in timings.items()},
-        feature_importance=importance["mean"],
-        tags=run_tags,
-        reason=reason,
-        onnx_size_bytes=len(onnx_bytes),
-        onnx_bytes=onnx_bytes,
-        reference_profile=profile,
+    t0 = time.perf_counter()
+    proba = pipeline.predict_proba(prep.x_hold)[:, 1]
+    metrics = holdout_metrics(prep.y_hold, proba, prep.threshold)
+    slices, skipped = _slice_metrics(prep.x_hold, prep.y_hold, proba, spec.dataset.slice_columns, prep.threshold)
+    return _Fitted(
         pipeline=pipeline,
+        proba=proba,
+        metrics=metrics,
+        slice_metrics=slices,
+        slices_skipped=skipped,
+        fit_s=fit_s,
+        evaluate_s=time.perf_counter() - t0,
     )
 
 
-# --------------------------------------------------------------------------- metrics
+@dataclass(frozen=True)
+class _Exported:
+    onnx_bytes: bytes
+    report: ParityReport
+    figures: dict[str, float]
+    """The parity report as run metrics (without the ``parity_`` prefix)."""
+    export_s: float
+    parity_s: float
+
+
+def _export_with_parity(
+    client: MlflowClient, run_id: str, spec: ModelSpec, data: TrainingData, prep: _Prepared, fitted: _Fitted
+) -> _Exported:
+    """Export to ONNX and compare with sklearn on the holdout; :class:`ParityError` (run tagged
+    ``failed``) outside ``spec.gate`` tolerances."""
+    t0 = time.perf_counter()
+    onnx_bytes = export_onnx(fitted.pipeline, prep.numeric, prep.categorical)
+    export_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = parity(fitted.pipeline, onnx_bytes, data.holdout, prep.numeric, prep.categorical, prep.threshold)
+    parity_s = time.perf_counter() - t0
+    figures = {
+        "n_rows": float(report.n_rows),
+        "max_abs_diff": report.max_abs_diff,
+        "mean_abs_diff": report.mean_abs_diff,
+        "label_agreement": report.label_agreement,
+        "label_flips": float(report.label_flips),
+        "onnx_ms_per_1k_rows": report.onnx_ms_per_1k_rows,
+        "sklearn_ms_per_1k_rows": report.sklearn_ms_per_1k_rows,
+    }
+    _log_metrics(client, run_id, {f"parity_{k}": v for k, v in figures.items()})
+    gate = spec.gate
+    if report.mean_abs_diff > gate.parity_mean_abs_diff or report.label_agreement < gate.parity_label_agreement:
+        message = (
+            f"{spec.name}: ONNX parity failed for {prep.estimator} on {report.n_rows} holdout rows: "
+            f"mean |diff| {report.mean_abs_diff:.3g} (max allowed {gate.parity_mean_abs_diff:.3g}), "
+            f"label agreement {report.label_agreement:.6f} (min {gate.parity_label_agreement:.6f}, "
+            f"{report.label_flips} flips), max |diff| {report.max_abs_diff:.3g}; run {run_id}"
+        )
+        client.set_tag(run_id, Tag.PARITY, "failed")
+        raise ParityError(message, report, run_id)
+    client.set_tag(run_id, Tag.PARITY, "passed")
+    return _Exported(onnx_bytes=onnx_bytes, report=report, figures=figures, export_s=export_s, parity_s=parity_s)
+
+
+@dataclass(frozen=True)
+class _Logged:
+    profile: dict[str, Any]
+    importance: dict[str, Any]
+    timings: dict[str, float]
+    """Seconds per stage and ``total_s``, unrounded."""
+
+
+def _log_outcome(
+    client: MlflowClient,
+    run_id: str,
+    spec: ModelSpec,
+    data: TrainingData,
+    prep: _Prepared,
+    fitted: _Fitted,
+    exported: _Exported,
+    searched: _Searched,
+) -> _Logged:
+    """The run's artifacts (profile, plots, ONNX file, slice figures) and its metrics."""
+    t0 = time.perf_counter()
+    window = sample_rows((data.train, data.holdout), seed=prep.seed)  # features: the whole window
+    profile = reference_profile(data.holdout, spec, fitted.proba, window=window)
+    add_calibrator(profile, fitted.proba, prep.y_hold)  # CBPE: the day's AUC estimated before labels arrive
+    client.log_dict(run_id, profile, PROFILE_ARTIFACT)
+    importance = _permutation_importance(fitted.pipeline, prep.x_hold, prep.y_hold, prep.seed)
+    client.log_figure(run_id, _importance_figure(importance, spec.name), IMPORTANCE_ARTIFACT)
+    calibration = _calibration_figure(prep.y_hold, fitted.proba, spec.name, prep.threshold)
+    client.log_figure(run_id, calibration, CALIBRATION_ARTIFACT)
+    with tempfile.TemporaryDirectory(prefix="airloop-onnx-") as tmp:
+        path = Path(tmp) / Path(ONNX_ARTIFACT).name
+        path.write_bytes(exported.onnx_bytes)
+        client.log_artifact(run_id, str(path), artifact_path=str(Path(ONNX_ARTIFACT).parent))
+    timings = {
+        "search_s": searched.seconds,
+        "fit_s": fitted.fit_s,
+        "evaluate_s": fitted.evaluate_s,
+        "export_s": exported.export_s,
+        "parity_s": exported.parity_s,
+        "artifacts_s": time.perf_counter() - t0,
+        "total_s": time.perf_counter() - prep.started,
+    }
+
+    # Few metrics on purpose: log_model later copies each run metric into the logged model
+    # with one get_metric_history request per metric. Full slice figures: slice_metrics.json.
+    client.log_dict(run_id, {"slices": fitted.slice_metrics, "skipped": fitted.slices_skipped}, SLICES_ARTIFACT)
+    mlflow_metrics: dict[str, float] = {**fitted.metrics}
+    for slice_name, values in fitted.slice_metrics.items():
+        column, value = slice_name.split("=", 1)
+        for metric in SLICE_METRICS_IN_MLFLOW:
+            mlflow_metrics[slice_metric_key(metric, column, value)] = values[metric]
+    mlflow_metrics["slices_skipped"] = float(fitted.slices_skipped)
+    mlflow_metrics.update({f"time_{k}": v for k, v in timings.items()})
+    if searched.search.get("best_val_roc_auc") is not None:
+        mlflow_metrics["val_roc_auc_best"] = float(searched.search["best_val_roc_auc"])
+    _log_metrics(client, run_id, mlflow_metrics)
+    return _Logged(profile=profile, importance=importance, timings=timings)
 
 
 def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
