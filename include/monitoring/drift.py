@@ -492,14 +492,14 @@ def build_reference(
 
     Pass the whole training window (without anomalous days), not only its last days: a few days
     describe only themselves. Above ``max_rows`` rows (default
-    ``include.training.profile.REFERENCE_MAX_ROWS``) the frame and its ``scores`` are profiled
+    ``include.sampling.REFERENCE_MAX_ROWS``) the frame and its ``scores`` are profiled
     from a seeded uniform sample of that many rows.
 
     Numeric edges are the unique ``bins``-quantiles of the finite values (so equal-frequency bins,
     fewer when values repeat); categorical frequencies keep the ``max_categories`` most frequent
     categories and pool the rest into ``__other__`` (named in ``other_categories``).
     """
-    from include.training.profile import REFERENCE_MAX_ROWS, sample_rows
+    from include.sampling import REFERENCE_MAX_ROWS, sample_rows
 
     limit = REFERENCE_MAX_ROWS if max_rows is None else max_rows
     if len(frame) > limit:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, LakeError, Zone
 from include.names import Tag
+from include.records import DRIFT_KIND, read_history, record_name
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -27,25 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DRIFT_KIND = "drift"
 REJECTED_ACTIONS = ("reject", "approval_rejected")
 # A new champion, or a human who looked, closes the circuit breaker.
 BREAKER_CLOSING_ACTIONS = ("promote", "rollback", "breaker_reset")
-
-
-def record_name(ds: date) -> str:
-    return f"ds={ds.isoformat()}.json"
-
-
-def read_history(lake: Lake, model: str, before: date) -> list[dict[str, Any]]:
-    """The drift records of the days before ``before``, oldest first."""
-    records = []
-    prefix = lake.path(Zone.REPORTS.value, model, DRIFT_KIND)
-    for path in lake.list_files(prefix):
-        name = path.rsplit("/", 1)[-1]
-        if name.startswith("ds=") and name.endswith(".json") and date.fromisoformat(name[3:13]) < before:
-            records.append(json.loads(lake.read_bytes(path)))
-    return sorted(records, key=lambda r: r["partition"])
 
 
 def loop_state(lake: Lake, model: str, history: list[dict[str, Any]]) -> Any:
@@ -139,7 +124,7 @@ def _reference_frame(lake: Lake, spec: ModelSpec, tags: dict[str, str]) -> pd.Da
     Evidently page people read)."""
     from include.monitoring.report import MAX_ROWS
     from include.quality.anomaly import exclude_anomalous
-    from include.training.profile import sample_rows
+    from include.sampling import sample_rows
 
     window, holdout = tags.get(Tag.DATA_WINDOW, ""), tags.get(Tag.HOLDOUT_DAYS, "")
     if ".." not in window or ".." not in holdout:

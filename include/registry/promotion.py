@@ -93,7 +93,7 @@ def _labelled_rows(spec: ModelSpec, lake: Lake, days: list[date]) -> pd.DataFram
 def champion_performance(lake: Lake, model: str, champion: int) -> ChampionPerformance | None:
     """The champion's latest realized performance: the newest monitor record whose labelled day
     the champion scored (``performance.model_version``) and that has a ROC AUC; ``None`` if none."""
-    from include.monitoring.monitor import read_history
+    from include.records import read_history
     from include.registry.gate import ChampionPerformance
 
     for record in reversed(read_history(lake, model, date.max)):

@@ -55,6 +55,7 @@ from include.names import (
     SLICES_ARTIFACT,
     Tag,
 )
+from include.sampling import sample_rows
 from include.spec import ModelSpec
 from include.training.data import TrainingData, frame_hash
 from include.training.onnx_export import (
@@ -65,7 +66,7 @@ from include.training.onnx_export import (
     parity,
     prepare_features,
 )
-from include.training.profile import add_calibrator, reference_profile, sample_rows
+from include.training.profile import add_calibrator, reference_profile
 
 if TYPE_CHECKING:
     import numpy as np

@@ -29,9 +29,10 @@ from include.monitoring.monitor import _reference_frame
 from include.quality.anomaly import anomalous_partitions, describe, exclude_anomalous, mix_findings
 from include.quality.infer import infer_contract, render_contract_yaml
 from include.quality.validate import validate_partition
+from include.sampling import REFERENCE_MAX_ROWS, sample_rows
 from include.spec import ContractSpec, ModelSpec, get_spec
 from include.training.data import assemble_training_data
-from include.training.profile import REFERENCE_MAX_ROWS, reference_profile, sample_rows
+from include.training.profile import reference_profile
 
 SHIPPED = get_spec("flights")
 # One airport alone flies ~300 flights a day, near the shipped floor of 300 rows: a lower floor

@@ -359,7 +359,7 @@ def test_build_reference_samples_long_windows_with_scores_aligned() -> None:
 
 
 def test_sample_rows_is_uniform_over_the_stream_bounded_and_seeded() -> None:
-    from include.training.profile import sample_rows
+    from include.sampling import sample_rows
 
     first = pd.DataFrame({"part": 0, "i": np.arange(1_000)})
     second = pd.DataFrame({"part": 1, "i": np.arange(3_000)})
