@@ -32,6 +32,7 @@ from airflow.sdk import DAG, Param
 from airloop.assets import model_asset
 from airloop.dag_defaults import dag_kwargs, valid_specs
 from airloop.operators.promote import EvaluateChallengerOperator, PromoteModelOperator, PromotionApprovalOperator
+from include.names import GATE_MODES
 
 for spec in valid_specs():
     with DAG(
@@ -45,7 +46,7 @@ for spec in valid_specs():
             "mode": Param(
                 spec.gate.mode,
                 type="string",
-                enum=["enabled", "dry_run", "disabled"],
+                enum=list(GATE_MODES),
                 values_display={
                     "enabled": "enabled: promote when the gate passes",
                     "dry_run": "dry run: decide and record, move nothing",

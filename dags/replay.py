@@ -21,6 +21,7 @@ from airflow.sdk import DAG, Param
 
 from airloop.dag_defaults import dag_kwargs, valid_specs
 from airloop.operators.replay import ReplayOperator
+from include.names import POLICIES
 
 for spec in valid_specs():
     first_end = min(spec.dataset.end, spec.dataset.start + timedelta(days=spec.training.window_days + 41))
@@ -48,9 +49,9 @@ for spec in valid_specs():
                 description=f"At most {spec.dataset.end.isoformat()} (the data's last day).",
             ),
             "policies": Param(
-                ["drift", "calendar", "frozen"],
+                list(POLICIES),
                 type="array",
-                items={"type": "string", "enum": ["drift", "calendar", "frozen"]},
+                items={"type": "string", "enum": list(POLICIES)},
                 minItems=1,
                 uniqueItems=True,
                 title="Policies",

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from devstack.api import AirflowClient
+from include.names import CHAMPION, Tag
 from include.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -127,13 +128,13 @@ def run_demo_loop(
             summary.states[step][run["state"]] = summary.states[step].get(run["state"], 0) + 1
             summary.days.setdefault(step, []).append(str(run.get("logical_date") or run["run_after"])[:10])
     model = mlflow.get_registered_model(spec.name)
-    summary.champion = model.aliases.get("champion")
+    summary.champion = model.aliases.get(CHAMPION)
     for version in mlflow.search_model_versions(f"name='{spec.name}'"):
         summary.versions.append(
             {
                 "version": int(version.version),
-                "reason": version.tags.get("airloop.trigger_reason"),
-                "gate": version.tags.get("airloop.gate"),
+                "reason": version.tags.get(Tag.TRIGGER_REASON),
+                "gate": version.tags.get(Tag.GATE),
                 "roc_auc": version.tags.get("metric.roc_auc"),
             }
         )
@@ -156,7 +157,7 @@ def drift_to_champion(
     from mlflow import MlflowClient
 
     mlflow = MlflowClient(mlflow_url, registry_uri=mlflow_url)
-    before = mlflow.get_registered_model(spec.name).aliases.get("champion")
+    before = mlflow.get_registered_model(spec.name).aliases.get(CHAMPION)
     train_known = _known(client, f"{spec.name}__train")
     promote_known = _known(client, f"{spec.name}__promote")
     decision = f"bench-{int(time.time())}"
@@ -171,7 +172,7 @@ def drift_to_champion(
     moved = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        now_champion = mlflow.get_registered_model(spec.name).aliases.get("champion")
+        now_champion = mlflow.get_registered_model(spec.name).aliases.get(CHAMPION)
         if now_champion != before:
             moved = time.time()
             break
@@ -193,7 +194,7 @@ def drift_to_champion(
     return {
         "decision_id": decision,
         "champion_before": before,
-        "champion_after": mlflow.get_registered_model(spec.name).aliases.get("champion"),
+        "champion_after": mlflow.get_registered_model(spec.name).aliases.get(CHAMPION),
         "promote_state": promote["state"],
         "train_queued": since(train.get("queued_at")),
         "train_started": since(train.get("start_date")),

@@ -27,9 +27,11 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from include.names import CHALLENGER, CHAMPION, POLICIES, GateMode
 
 if TYPE_CHECKING:
     from include.lake import Lake
@@ -301,9 +303,7 @@ def train_step(p: TrainParams, env: StepEnv) -> dict[str, Any]:
 
 
 class EvaluateParams(StepParams):
-    mode: Annotated[Literal["enabled", "dry_run", "disabled"] | None, _BLANK] = Field(
-        None, description="gate mode (default: the spec's)"
-    )
+    mode: Annotated[GateMode | None, _BLANK] = Field(None, description="gate mode (default: the spec's)")
     report_key: str = Field("cli", description="names the gate report")
 
 
@@ -437,7 +437,7 @@ def pin_step(p: PinParams, env: StepEnv) -> dict[str, Any]:
     from include.scoring.shards import count_rows, plan_shards
 
     spec, lake, ds = env.spec, env.lake, p.ds
-    version = current_alias(MlflowClient(env.tracking_uri, registry_uri=env.tracking_uri), spec.name, "champion")
+    version = current_alias(MlflowClient(env.tracking_uri, registry_uri=env.tracking_uri), spec.name, CHAMPION)
     if version is None:
         return {"failed": f"{spec.name}: no version has alias 'champion' yet: promote one first"}
     rows = count_rows(lake, spec, ds)
@@ -536,8 +536,8 @@ def shadow_step(p: ShadowParams, env: StepEnv) -> dict[str, Any]:
 
     spec, lake, ds, tracking_uri = env.spec, env.lake, p.ds, env.tracking_uri
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    challenger = current_alias(client, spec.name, "challenger")
-    champion = current_alias(client, spec.name, "champion")
+    challenger = current_alias(client, spec.name, CHALLENGER)
+    champion = current_alias(client, spec.name, CHAMPION)
     if challenger is None or challenger == champion:
         return {"skipped": f"{spec.name}: no challenger distinct from the champion to shadow"}
     report = score_partition(
@@ -592,17 +592,13 @@ def monitor_step(p: MonitorParams, env: StepEnv) -> dict[str, Any]:
 REPLAY_FILES = ("report.html", "replay.json")
 
 
-def _policies() -> list[str]:
-    from include.replay import POLICIES
-
-    return list(POLICIES)
-
-
 class ReplayParams(StepParams):
     start: date = Field(description="first day of data (YYYY-MM-DD)")
     end: date = Field(description="last day scored (YYYY-MM-DD)")
     run_key: str = Field(description="publishes the report as reports/<model>/replay/<run_key>__*")
-    policies: StrList = Field(default_factory=_policies, description="retraining policies to compare")
+    policies: StrList = Field(
+        default_factory=lambda: [str(p) for p in POLICIES], description="retraining policies to compare"
+    )
     calendar_days: int = Field(7, description="retrain period of the calendar policy")
     window_days: OptInt = Field(None, description="training window (default: the spec's)")
     search_budget: int = Field(2, description="hyperparameter trials per training")
@@ -647,9 +643,6 @@ def replay_step(p: ReplayParams, env: StepEnv) -> dict[str, Any]:
         published = {}
         for name in REPLAY_FILES:
             data = (scratch / name).read_bytes()
-            if name == "report.html":  # the charts sit beside the page under prefixed names
-                for chart in REPLAY_FILES[1:4]:
-                    data = data.replace(f'src="{chart}"'.encode(), f'src="{key}__{chart}"'.encode())
             published[name] = lake.write_bytes(lake.report_path(spec.name, "replay", f"{key}__{name}"), data)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -54,25 +54,23 @@ class TrainModelOperator(AirloopBaseOperator):
         self.reason = reason
 
     def resolve_end_date(self, context: Context, lake: Lake) -> date:
+        """The training window's last day: :func:`include.training.window.training_end`."""
         from datetime import date
 
         from airloop.context import event_partitions, logical_day
         from include.lake import Zone
         from include.steps import none_if_blank
+        from include.training.window import training_end
 
-        if none_if_blank(self.data_end) is not None:
-            return date.fromisoformat(str(self.data_end))
-        validated = lake.list_partitions(Zone.VALIDATED, self.model)
-        if not validated:
-            raise FileNotFoundError(f"{self.model}: no validated partitions in {lake.uri}: nothing to train on")
-        if partitions := event_partitions(context):
-            return partitions[-1]
-        day = logical_day(context)
-        if day is not None:
-            earlier = [d for d in validated if d <= day]
-            if earlier:
-                return earlier[-1]
-        return validated[-1]
+        requested = none_if_blank(self.data_end)
+        return training_end(
+            lake.list_partitions(Zone.VALIDATED, self.model),
+            model=self.model,
+            requested=None if requested is None else date.fromisoformat(str(requested)),
+            event_days=event_partitions(context),
+            logical_day=logical_day(context),
+            where=lake.uri,
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
