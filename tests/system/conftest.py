@@ -27,9 +27,30 @@ class SystemStack:
     home: Path
 
 
+def specs_with_data_drift_retraining(folder: Path) -> Path:
+    """The project's specs, with flights also retraining on data drift alone.
+
+    By default a model retrains on measured or estimated harm only; the loop test provokes data
+    drift (tripled distances) to drive the drift event -> train -> promote chain through the real
+    scheduler, so its stack opts back in (``drift.retrain_on``). The harm rules themselves are
+    tested in tests/include/test_decision_harm.py."""
+    import yaml
+
+    from include.spec import DEFAULT_SPECS_DIR
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in DEFAULT_SPECS_DIR.glob("*.yaml"):
+        data = yaml.safe_load(source.read_text())
+        if data["name"] == "flights":
+            data["drift"]["retrain_on"] = ["performance", "estimated_performance", "data_drift"]
+        (folder / source.name).write_text(yaml.safe_dump(data, sort_keys=False))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemStack]:
     root = tmp_path_factory.mktemp("system")
     lake_uri = (root / "lake").as_uri()
-    with throwaway_stack(root, lake_uri, db_prefix="airloop_sys") as stack:
+    specs = specs_with_data_drift_retraining(root / "specs")
+    with throwaway_stack(root, lake_uri, db_prefix="airloop_sys", env={"AIRLOOP_SPECS_DIR": str(specs)}) as stack:
         yield SystemStack(stack=stack, client=AirflowClient.for_stack(stack), lake=Lake(lake_uri), home=root)

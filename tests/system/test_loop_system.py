@@ -110,8 +110,13 @@ def test_loop_train_promote_score_monitor_and_drift_retrain(system_stack) -> Non
             break
     assert "retrain" in verdicts.values(), verdicts  # hysteresis itself: tests/include/test_decision.py
     assert "distance" in record["verdict"]["top_features"]
+    # the stack's flights spec opts into data-drift retraining (conftest): data drift decided
+    (decided,) = [s for s in record["verdict"]["signals"] if s["kind"] == record["verdict"]["trigger"]]
+    assert decided["kind"] in ("data_drift", "prediction_drift") and decided["fired"] and decided["held_by"] is None
+    assert decided["value"] >= decided["threshold"]
     (drift_event,) = client.asset_events(source_dag_id="flights__monitor", source_run_id=f"sys_monitor_{drift_day}")
     assert drift_event["extra"]["decision_id"] == record["verdict"]["decision_id"]
+    assert drift_event["extra"]["trigger"] == decided["kind"] and drift_event["extra"]["break_day"] is None
 
     retrain = client.wait_for_new_run("flights__train", train_runs, timeout=900)
     assert retrain["state"] == "success" and retrain["run_type"] == "asset_triggered"
