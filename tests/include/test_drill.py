@@ -166,8 +166,12 @@ def test_a_short_drill_reports_coherent_figures(drilled: tuple[Path, dict[str, A
     assert frozen["mean_daily_auc_after_fault"] < 0.5
     before = [d["roc_auc"] for d in result["days"]["frozen"] if d["day"] < str(BREAK) and d["roc_auc"] is not None]
     assert len(before) == 6 and min(before) > 0.8
-    for figures in result["table"].values():
+    for policy, figures in result["table"].items():
         assert figures["bad_promotions"] <= figures["promotions"] <= figures["retrains"]
+        # every promotion after the first model was read back from the policy's gate reports
+        promoted = [d["day"] for d in result["days"][policy][1:] if d["promoted"]]
+        assert [p["day"] for p in result["promotions"][policy]] == promoted
+        assert all(p["gain_lower"] <= p["gain"] <= p["gain_upper"] for p in result["promotions"][policy])
     assert table_rows(payload)[0] == {
         "fault": f"label_inversion@{BREAK}",
         "policy": "drift",
