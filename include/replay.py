@@ -218,21 +218,27 @@ def _train_and_gate(
     decisions: list[str] | None = None,
 ) -> None:
     from include.registry.promotion import apply_decision, run_gate
+    from include.training.data import InsufficientDataError
     from include.training.job import train_challenger
 
     with _Timer(result, "train"):
-        trained = train_challenger(
-            spec,
-            lake,
-            uri,
-            day,
-            reason=reason,
-            run_tags={"airloop.step": "train", "airloop.dag_id": DAG_ID, "airloop.logical_date": day.isoformat()},
-            decisions=decisions,
-            window_days=settings.window_days,
-            search_budget=settings.search_budget,
-            estimator=settings.estimator,
-        )
+        try:
+            trained = train_challenger(
+                spec,
+                lake,
+                uri,
+                day,
+                reason=reason,
+                run_tags={"airloop.step": "train", "airloop.dag_id": DAG_ID, "airloop.logical_date": day.isoformat()},
+                decisions=decisions,
+                window_days=settings.window_days,
+                search_budget=settings.search_budget,
+                estimator=settings.estimator,
+            )
+        except InsufficientDataError as exc:  # the train task fails, as in production; the loop goes on
+            record.gate = f"not trained: {exc}"
+            log.warning("%s %s: not trained (%s): %s", result.policy, day, reason, exc)
+            return
     record.trained = trained.version
     run_id = f"replay__{result.policy}__{day.isoformat()}__v{trained.version}"
     with _Timer(result, "gate"):
