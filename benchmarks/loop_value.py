@@ -17,6 +17,8 @@ breast-cancer data with synthetic daily arrival times, tests/specs/cancer.yaml).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import sys
 import time
@@ -57,7 +59,9 @@ def run(spec_ref: str, start: date, end: date, at: date | None, args: argparse.N
     if at:
         argv += ["--at", str(at)]
     t0 = time.perf_counter()
-    if main(argv) != 0:
+    with contextlib.redirect_stdout(io.StringIO()):  # the command's JSON: the table below says it
+        code = main(argv)
+    if code != 0:
         raise SystemExit(f"airloop drill {spec_ref} failed")
     seconds = time.perf_counter() - t0
     import json
