@@ -10,6 +10,7 @@
     airloop replay --spec flights --from 2013-01-01 --to 2013-12-29 [--policy drift|calendar|frozen]
     airloop breaker-reset --spec flights --by WHO --reason TEXT
                                              close the retrain circuit breaker (recorded in the ledger)
+    airloop drill --spec flights [--from 2013-01-01] [--to 2013-12-29 | --days N] [--fault KIND,day=...]
 
 Every step prints one JSON object (its result) on stdout; logs go to stderr.
 The embedded stack's commands (up, down, status, demo, airflow, preflight) are added to this
@@ -188,9 +189,77 @@ def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.Argumen
     rep.set_defaults(func=cmd_replay)
     add_step_parsers(sub)  # after every hand-written command: a step never takes a name one has
 
+    add_drill_parser(sub)
     if extra is not None:
         extra(sub)
     return parser
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    """Inject faults into a copy of the replayed history and replay every policy on each."""
+    from datetime import timedelta
+
+    from include.drill import POLICIES, DrillError, DrillSettings, Fault, default_faults, drill
+    from include.lake import Lake, Zone
+    from include.replay import prepare_days
+    from include.spec import get_spec, load_spec
+
+    spec = load_spec(args.spec) if args.spec.endswith((".yaml", ".yml")) else get_spec(args.spec)
+    start = date.fromisoformat(args.start) if args.start else spec.dataset.start
+    if args.days:
+        end = start + timedelta(days=args.days - 1)
+    else:  # the last day whose labels exist
+        end = date.fromisoformat(args.end) if args.end else spec.dataset.end - timedelta(spec.dataset.label_delay_days)
+    out = Path(args.out or _state_home() / "drill" / spec.name)
+    data_lake = Lake((out / "data").as_uri())
+    faults = [Fault.parse(text) for text in args.fault]
+    if not faults:  # the five faults at --at (default: the middle of the scored range)
+        window = args.window_days or spec.training.window_days
+        first_scored = start + timedelta(days=window)
+        day = date.fromisoformat(args.at) if args.at else first_scored + (end - first_scored) // 2
+        prepare_days(spec, data_lake, start, end)
+        days = data_lake.list_partitions(Zone.VALIDATED, spec.name, day, end)
+        if not days:
+            raise DrillError(f"{spec.name}: no validated day on or after {day} to pick the fault columns from")
+        sample = data_lake.read_table(Zone.VALIDATED, spec.name, days[0]).to_pandas()
+        faults = default_faults(spec, days[0], sample, days=args.fault_days)
+    settings = DrillSettings(
+        start=start,
+        end=end,
+        faults=tuple(faults),
+        policies=tuple(args.policies.split(",")) if args.policies else POLICIES,
+        calendar_days=args.calendar_days,
+        window_days=args.window_days,
+        search_budget=args.budget,
+    )
+    payload = drill(spec, out, settings, data_lake)
+    _print({"report": payload["report"], "table": {name: f["table"] for name, f in payload["faults"].items()}})
+    return 0
+
+
+def add_drill_parser(sub: Any) -> None:
+    """``airloop drill``: rehearse the retraining policies on a spec's history with injected faults."""
+    p = sub.add_parser("drill", help="inject faults into the replayed history and compare the retraining policies")
+    p.add_argument("--spec", required=True, help="model name, or a spec file path (.yaml)")
+    p.add_argument("--from", dest="start", help="first day of data (default: the spec's dataset.start)")
+    p.add_argument("--to", dest="end", help="last day scored (default: the last labelled day of the spec)")
+    p.add_argument("--days", type=int, help="instead of --to: the number of days from --from")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        help="KIND,day=YYYY-MM-DD[,days=N][,column=C][,value=V][,rate=R][,seed=S], repeatable; KIND: "
+        "label_inversion, segment_vanish, segment_only, covariate_shift, null_spike "
+        "(default: all five at --at, columns chosen from the spec)",
+    )
+    p.add_argument("--at", help="day of the default faults (default: the middle of the scored range)")
+    p.add_argument("--fault-days", type=int, default=14, help="length of the default windowed faults (default 14)")
+    p.add_argument("--policies", help="comma-separated, among drift,calendar,frozen,oracle (the oracle always runs)")
+    p.add_argument("--calendar-days", type=int, default=7, help="retrain period of the calendar policy")
+    p.add_argument("--window-days", type=int, help="training window (default: the spec's)")
+    p.add_argument("--budget", type=int, default=1, help="hyperparameter trials per training (default 1)")
+    p.add_argument("--out", help="output folder (default $AIRLOOP_HOME/drill/<model>)")
+    p.set_defaults(func=cmd_drill)
 
 
 def main(argv: Sequence[str] | None = None, extra: Callable[[Any], None] | None = None) -> int:

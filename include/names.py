@@ -25,6 +25,9 @@ GATE_MODES: tuple[GateMode, ...] = get_args(GateMode)
 Policy = Literal["drift", "calendar", "frozen"]
 """How ``airloop replay`` retrains: on drift decisions, every ``calendar_days``, or never."""
 POLICIES: tuple[Policy, ...] = get_args(Policy)
+ORACLE: Final = "oracle"
+"""Not a policy a loop can follow: a replay retrains exactly on given days (the true break days a
+drill injected), the yardstick ``airloop drill`` measures the policies by."""
 
 # ``pending``: the gate waits for the challenger's clean shadow days; not a rejection
 GateAction = Literal["promote", "reject", "dry_run", "pending", "rollback", "approval_rejected", "breaker_reset"]

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, Zone
-from include.names import CHAMPION, POLICIES, Tag
+from include.names import CHAMPION, ORACLE, POLICIES, Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -96,6 +96,7 @@ class ReplaySettings:
     window_days: int | None = None
     search_budget: int | None = 2
     estimator: str | None = None
+    retrain_on: tuple[date, ...] = ()  # the oracle policy's retrain days
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -217,6 +218,7 @@ def _train_and_gate(
     break_day: date | None = None,
 ) -> None:
     from include.registry.promotion import apply_decision, run_gate
+    from include.training.data import InsufficientDataError
     from include.training.job import train_challenger
     from include.training.window import training_end
 
@@ -226,20 +228,25 @@ def _train_and_gate(
         validated, model=spec.name, event_days=(day,) if decisions else (), logical_day=day, where=lake.uri
     )
     with _Timer(result, "train"):
-        trained = train_challenger(
-            spec,
-            lake,
-            uri,
-            end,
-            reason=reason,
-            run_tags={Tag.STEP: "train", Tag.DAG_ID: DAG_ID, Tag.LOGICAL_DATE: day.isoformat()},
-            decisions=decisions,
-            window_days=settings.window_days,
-            search_budget=settings.search_budget,
-            estimator=settings.estimator,
-            break_day=break_day,
-            trigger=trigger,
-        )
+        try:
+            trained = train_challenger(
+                spec,
+                lake,
+                uri,
+                end,
+                reason=reason,
+                run_tags={Tag.STEP: "train", Tag.DAG_ID: DAG_ID, Tag.LOGICAL_DATE: day.isoformat()},
+                decisions=decisions,
+                window_days=settings.window_days,
+                search_budget=settings.search_budget,
+                estimator=settings.estimator,
+                break_day=break_day,
+                trigger=trigger,
+            )
+        except InsufficientDataError as exc:  # the train task fails, as in production; the loop goes on
+            record.gate = f"not trained: {exc}"
+            log.warning("%s %s: not trained (%s): %s", result.policy, day, reason, exc)
+            return
     record.trained = trained.version
     run_id = f"replay__{result.policy}__{day.isoformat()}__v{trained.version}"
     with _Timer(result, "gate"):
@@ -289,8 +296,8 @@ def replay_policy(
     """Run one policy over ``settings.start..end`` in ``folder`` (wiped first)."""
     from include.registry.mlflow_registry import global_tracking_uri
 
-    if policy not in POLICIES:
-        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
+    if policy not in (*POLICIES, ORACLE):
+        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)} or {ORACLE}")
     uri = _tracking_uri(folder / "mlflow", spec)
     # An in-process SQLite registry resolves a new version's logged model through the global
     # tracking URI (a server resolves it itself): point it at this policy's store meanwhile.
@@ -298,23 +305,82 @@ def replay_policy(
         return _replay_policy(spec, data_lake, folder, policy, settings, uri)
 
 
+def replay_checkpoint(
+    spec: ModelSpec, data_lake: Lake, folder: Path, policy: str, settings: ReplaySettings
+) -> PolicyResult:
+    """Run one policy over ``settings.start..end`` in ``folder`` and stop there, as on the eve of
+    the next day: no label arrives early and no outcome is scored, so :func:`resume_policy` can
+    continue the run, on the same data or on data that differs from the next day on."""
+    from include.registry.mlflow_registry import global_tracking_uri
+
+    uri = _tracking_uri(folder / "mlflow", spec)
+    with global_tracking_uri(uri):
+        return _replay_policy(spec, data_lake, folder, policy, settings, uri, checkpoint=True)
+
+
+def resume_policy(
+    spec: ModelSpec,
+    data_lake: Lake,
+    checkpoint: PolicyResult,
+    checkpoint_folder: Path,
+    folder: Path,
+    policy: str,
+    settings: ReplaySettings,
+) -> PolicyResult:
+    """Continue a :func:`replay_checkpoint` run in ``folder`` (wiped first, then a copy of
+    ``checkpoint_folder``) from the day after its last day to ``settings.end``, as ``policy``.
+
+    The copy's MLflow database is a new file; its runs and model versions keep their artifacts
+    in ``checkpoint_folder`` (an artifact location is stored as an absolute URI), so the
+    checkpoint folder must outlive the resumed run. The checkpoint itself is left unchanged."""
+    from include.registry.mlflow_registry import global_tracking_uri
+
+    if policy not in (*POLICIES, ORACLE):
+        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)} or {ORACLE}")
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(checkpoint_folder / "lake", folder / "lake")
+    source = Path(checkpoint.tracking_uri.removeprefix("sqlite:///"))
+    (folder / "mlflow").mkdir(parents=True)
+    database = folder / "mlflow" / f"mlflow-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.db"  # a new engine per copy
+    shutil.copyfile(source, database)
+    uri = f"sqlite:///{database}"
+    result = PolicyResult(
+        policy=policy,
+        tracking_uri=uri,
+        days=[DayResult(**asdict(d)) for d in checkpoint.days],
+        seconds=dict(checkpoint.seconds),
+    )
+    with global_tracking_uri(uri):
+        return _replay_policy(spec, data_lake, folder, policy, settings, uri, resume=result)
+
+
 def _replay_policy(
-    spec: ModelSpec, data_lake: Lake, folder: Path, policy: str, settings: ReplaySettings, uri: str
+    spec: ModelSpec,
+    data_lake: Lake,
+    folder: Path,
+    policy: str,
+    settings: ReplaySettings,
+    uri: str,
+    *,
+    checkpoint: bool = False,
+    resume: PolicyResult | None = None,
 ) -> PolicyResult:
     from mlflow import MlflowClient
 
     from include.monitoring.monitor import monitor_day
     from include.registry.aliases import current_alias
 
-    lake = _policy_lake(folder / "lake")
+    lake = Lake((folder / "lake").as_uri()) if resume else _policy_lake(folder / "lake")
     arrivals = _Arrivals(data_lake, lake, spec)
     client = MlflowClient(uri, registry_uri=uri)
-    result = PolicyResult(policy=policy, tracking_uri=uri)
+    result = resume or PolicyResult(policy=policy, tracking_uri=uri)
     window = settings.window_days or spec.training.window_days
     first_day = settings.start + timedelta(days=window)
-    for day in _days(settings.start, first_day - timedelta(days=1)):
-        arrivals.arrive(day)
-    last_train: date | None = None
+    if resume is None:
+        for day in _days(settings.start, first_day - timedelta(days=1)):
+            arrivals.arrive(day)
+    last_train, first_day = _resume_point(result, first_day)
     t0 = time.perf_counter()
     for n, day in enumerate(_days(first_day, settings.end), 1):
         champion = current_alias(client, spec.name, CHAMPION)
@@ -354,14 +420,27 @@ def _replay_policy(
         elif policy == "calendar" and last_train and (day - last_train).days >= settings.calendar_days:
             _train_and_gate(spec, lake, uri, day, settings, result, record, "schedule")
             last_train = day
+        elif policy == ORACLE and day in settings.retrain_on:
+            _train_and_gate(spec, lake, uri, day, settings, result, record, "oracle: the true break day")
         if n % 30 == 0:
             log.info(
                 "%s: %s days, %.1f days/s, %s retrains", policy, n, n / (time.perf_counter() - t0), result.retrains
             )
+    if checkpoint:  # the eve of the next day: labels still to come stay out
+        result.add_time("total", time.perf_counter() - t0)
+        return result
     arrivals.all_labels(settings.end)
     _score_outcomes(spec, lake, result)
     result.add_time("total", time.perf_counter() - t0)
     return result
+
+
+def _resume_point(result: PolicyResult, first_day: date) -> tuple[date | None, date]:
+    """The day of the last training so far and the next day to run (``first_day`` when new)."""
+    trained = [date.fromisoformat(d.day) for d in result.days if d.trained is not None]
+    if not result.days:
+        return None, first_day
+    return (max(trained) if trained else None), date.fromisoformat(result.days[-1].day) + timedelta(days=1)
 
 
 def _score_outcomes(spec: ModelSpec, lake: Lake, result: PolicyResult) -> None:
