@@ -39,7 +39,7 @@ def _record(day: str, state: str, trigger: str | None = None) -> dict[str, objec
 
 def _reset(lake: Lake, now: str, reason: str = "challengers failed on a broken feed, fixed") -> int:
     return main(
-        ["breaker", "reset", "--spec", "flights", "--by", "ana", "--reason", reason, "--lake", lake.uri, "--now", now]
+        ["breaker-reset", "--spec", "flights", "--by", "ana", "--reason", reason, "--lake", lake.uri, "--now", now]
     )
 
 
