@@ -13,6 +13,9 @@
    emits `<model>.predictions` with `extra = {partition, rows, rejects, version}`.
 4. `shadow` (when `scoring.shadow` is on) scores `@challenger` into `shadow/` and records its
    agreement with the champion (label agreement, mean |score diff|, PSI of the scores).
+5. `regate` (with `shadow`) emits `<model>.challenger` again when the gate left the challenger
+   `pending` for want of `gate.shadow_days` clean shadow days and it now has them: the promote
+   DAG gates it again. Skipped otherwise.
 
 Every row carries model name, version, run id and date. Daily and backfillable: a backfill
 produces exactly what scheduled runs produce; a rerun replaces the day atomically.
@@ -29,6 +32,7 @@ from airloop.operators.score import (
     BatchScoreOperator,
     PinChampionOperator,
     PublishPredictionsOperator,
+    RegateChallengerOperator,
     ShadowScoreOperator,
 )
 
@@ -48,5 +52,7 @@ for spec in valid_specs():
         publish = PublishPredictionsOperator(task_id="publish", model=spec.name, plan=plan.output)
         shards >> publish
         if spec.scoring.shadow:
-            publish >> ShadowScoreOperator(task_id="shadow", model=spec.name)
+            shadow = ShadowScoreOperator(task_id="shadow", model=spec.name)
+            publish >> shadow
+            RegateChallengerOperator(task_id="regate", model=spec.name, summary=shadow.output)
     globals()[dag.dag_id] = dag

@@ -521,7 +521,7 @@ class ShadowParams(DayParams):
     "shadow",
     ShadowParams,
     help="score @challenger into shadow/ and record its agreement",
-    result=("rows_scored", "challenger_version", "ds"),
+    result=("rows_scored", "challenger_version", "ds", "regate_due"),
     mlflow=True,
 )
 def shadow_step(p: ShadowParams, env: StepEnv) -> dict[str, Any]:
@@ -559,7 +559,10 @@ def shadow_step(p: ShadowParams, env: StepEnv) -> dict[str, Any]:
         lake.report_path(spec.name, "shadow", f"ds={ds.isoformat()}.json"),
         json.dumps(agreement, default=str).encode(),
     )
-    return {"rows_scored": report.rows_scored, **agreement}
+    from include.registry.promotion import regate_due
+
+    # a challenger the gate left pending for want of clean shadow days is gated again once it has them
+    return {"rows_scored": report.rows_scored, **agreement, "regate_due": regate_due(spec, lake, challenger)}
 
 
 class MonitorParams(DayParams):

@@ -242,6 +242,8 @@ def gate_report_html(report: dict[str, Any]) -> str:
         verdict, verdict_class = "PROMOTE", "promote"
     elif decision.get("would_promote"):
         verdict, verdict_class = "WOULD PROMOTE (dry run)", "dry_run"
+    elif decision.get("pending"):
+        verdict, verdict_class = "PENDING (waiting for clean shadow days)", "pending"
     else:
         verdict, verdict_class = "REJECT", "reject"
     return render(
@@ -252,6 +254,7 @@ def gate_report_html(report: dict[str, Any]) -> str:
         champion_version=report["champion_version"],
         evaluation_rows=report["evaluation_rows"],
         evaluation_days=report["evaluation_days"],
+        evaluation_basis=report.get("evaluation_basis", "holdout"),
         decision=decision,
         verdict=verdict,
         verdict_class=verdict_class,

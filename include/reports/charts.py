@@ -26,8 +26,10 @@ ACTION_COLORS = {
     "approval_rejected": "#ad1457",
     "dry_run": "#757575",
     "rollback": "#ef6c00",
+    "pending": "#f9a825",
+    "breaker_reset": "#1565c0",
 }
-POLICY_COLORS = {"drift": "#c0392b", "calendar": "#2471a3", "frozen": "#7f8c8d"}
+POLICY_COLORS = {"drift": "#c0392b", "calendar": "#2471a3", "frozen": "#7f8c8d", "oracle": "#117a65"}
 FONT = {"family": 'system-ui,-apple-system,"Segoe UI",Roboto,sans-serif', "size": 11, "color": "#424242"}
 
 

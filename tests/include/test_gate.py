@@ -645,3 +645,38 @@ def test_gate_report_html_shows_every_check_escaped() -> None:
     assert '<td class="num">1.2e-05</td><td class="PASS">PASS</td>' in page  # fmt_number keeps tiny figures
     first = {**report, "champion_version": None, "decision": {**report["decision"], "promote": True}}
     assert "vs champion (none: first model)" in gate_report_html(first) and "<b>PROMOTE</b>" in gate_report_html(first)
+
+
+def test_gate_report_html_shows_pending_breach_and_post_break_evaluation() -> None:
+    from include.registry.promotion import gate_report_html
+
+    report = {
+        "model": "flights",
+        "challenger_version": 4,
+        "champion_version": 3,
+        "evaluation_rows": 2400,
+        "evaluation_days": ["2013-03-02", "2013-03-03"],
+        "evaluation_basis": "post_break",
+        "decision": {
+            "promote": False,
+            "would_promote": False,
+            "pending": True,
+            "breach": "champion v3 realized ROC AUC 0.31 (upper 0.35) below the floor 0.6",
+            "evaluated_on": "post-break days 2013-03-02..2013-03-03 (2,400 rows)",
+            "summary": "PENDING: 1 of 3 clean shadow days",
+            "decision_id": "d4pending",
+            "checks": [{"name": "shadow_days", "threshold": 3, "observed": 1, "passed": False, "detail": ""}],
+        },
+    }
+    page = gate_report_html(report)
+    assert '<div class="banner pending" id="verdict"><b>PENDING (waiting for clean shadow days)</b>' in page
+    assert "<b>Champion in performance breach</b> &mdash; champion v3 realized ROC AUC 0.31 (upper 0.35)" in page
+    assert "days after the performance break the challenger answers" in page
+    assert "post-break days 2013-03-02..2013-03-03 (2,400 rows)" in page
+    holdout = {
+        **report,
+        "evaluation_basis": "holdout",
+        "decision": {**report["decision"], "pending": False, "breach": None},
+    }
+    page = gate_report_html(holdout)
+    assert "<b>REJECT</b>" in page and 'id="breach"' not in page and "days neither model trained on" in page

@@ -147,3 +147,28 @@ class ShadowScoreOperator(_DayOperator):
         if result.get("skipped"):
             raise AirflowSkipException(result["skipped"])
         return result
+
+
+class RegateChallengerOperator(AirloopBaseOperator):
+    """Emit the model's ``challenger`` asset event again when the shadow task says the pending
+    challenger now has its clean shadow days (``regate_due``): the promote DAG gates it again.
+    Skipped otherwise, so no event. Runs no step.
+
+    :param summary: the shadow task's result (its ``.output``).
+    """
+
+    template_fields = ("summary",)
+    ui_color = "#fdebd0"
+
+    def __init__(self, *, model: str, summary: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [model_asset(model, "challenger")])
+        super().__init__(model=model, **kwargs)
+        self.summary = summary
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        summary = self.summary or {}
+        if not summary.get("regate_due"):
+            raise AirflowSkipException("no pending challenger with enough clean shadow days")
+        extra = {"version": summary["challenger_version"], "regate": True, "partition": summary["ds"]}
+        context["outlet_events"][model_asset(self.model, "challenger")].extra = extra
+        return extra
