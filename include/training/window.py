@@ -6,12 +6,12 @@ The window is the ``window_days`` validated days ending at that day
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 
 
 def training_end(
-    validated: Sequence[date],
+    validated: Sequence[date] | Callable[[], Sequence[date]],
     *,
     model: str,
     requested: date | None = None,
@@ -29,11 +29,12 @@ def training_end(
     4. the newest validated day (a run without a logical date, or one before all data).
 
     Rules 2-4 need at least one validated day: without one there is nothing to train on and
-    :class:`FileNotFoundError` names the model and ``where``.
+    :class:`FileNotFoundError` names the model and ``where``. ``validated`` may be a callable
+    that lists them, called only when rule 1 does not apply (listing a lake costs a request).
     """
     if requested is not None:
         return requested
-    days = sorted(validated)
+    days = sorted(validated() if callable(validated) else validated)
     if not days:
         raise FileNotFoundError(f"{model}: no validated partitions in {where}: nothing to train on")
     if event_days:

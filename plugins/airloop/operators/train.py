@@ -64,7 +64,7 @@ class TrainModelOperator(AirloopBaseOperator):
 
         requested = none_if_blank(self.data_end)
         return training_end(
-            lake.list_partitions(Zone.VALIDATED, self.model),
+            lambda: lake.list_partitions(Zone.VALIDATED, self.model),
             model=self.model,
             requested=None if requested is None else date.fromisoformat(str(requested)),
             event_days=event_partitions(context),
