@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-from airloop.dag_defaults import form_dag, valid_specs
+from airloop.dag_defaults import form_dag, required_reason_param, valid_specs
 from airloop.operators.breaker import BreakerResetOperator
 
 for spec in valid_specs():
@@ -32,14 +32,7 @@ for spec in valid_specs():
                 title="Your name (required)",
                 description="Who resets the breaker; recorded in the ledger.",
             ),
-            "reason": Param(
-                "",
-                type="string",
-                minLength=5,
-                maxLength=500,
-                title="Reason (required)",
-                description="What you checked and why retraining may resume; recorded in the ledger.",
-            ),
+            "reason": required_reason_param("What you checked and why retraining may resume; recorded in the ledger."),
         },
         doc_md=__doc__,
     ) as dag:

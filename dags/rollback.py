@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-from airloop.dag_defaults import form_dag, valid_specs
+from airloop.dag_defaults import form_dag, required_reason_param, valid_specs
 from airloop.operators.promote import RollbackOperator
 
 for spec in valid_specs():
@@ -30,14 +30,7 @@ for spec in valid_specs():
                 title="Target version",
                 description="Registry version to restore. Empty: the champion the current one replaced.",
             ),
-            "reason": Param(
-                "",
-                type="string",
-                minLength=5,
-                maxLength=500,
-                title="Reason (required)",
-                description="Why you roll back; recorded in the ledger and on both versions.",
-            ),
+            "reason": required_reason_param("Why you roll back; recorded in the ledger and on both versions."),
         },
         doc_md=__doc__,
     ) as dag:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 if TYPE_CHECKING:
     from include.spec import ModelSpec
@@ -65,6 +65,18 @@ def form_dag(
         render_template_as_native_obj=True,
         params=params,
         **dag_kwargs(spec, step=step, doc_md=doc_md),
+    )
+
+
+def required_reason_param(description: str) -> Param:
+    """The form's required ``reason`` field (5 to 500 characters), recorded with the action."""
+    return Param(
+        "",
+        type="string",
+        minLength=5,
+        maxLength=500,
+        title="Reason (required)",
+        description=description,
     )
 
 
