@@ -288,6 +288,9 @@ def render_contract_yaml(contract: dict[str, Any], notes: dict[str, str] | None 
     def number(value: float | None) -> str:
         return _flow(None if value is None else _plain(value))
 
+    def note_line(key: str) -> list[str]:
+        return [f"    # {notes[key]}"] if key in notes else []
+
     lines.append("  # Rows per daily partition (an empty partition always fails).")
     lines.append(f"  min_rows: {_flow(c.min_rows)}{comment('min_rows')}")
     lines.append(f"  max_rows: {_flow(c.max_rows)}")
@@ -306,20 +309,17 @@ def render_contract_yaml(contract: dict[str, Any], notes: dict[str, str] | None 
     lines.append("  # Categories seen in the sample; a new one is reported with severity unseen_category.")
     lines.append("  allowed:" + ("" if c.allowed else " {}"))
     for column, values in c.allowed.items():
-        if f"allowed.{column}" in notes:
-            lines.append(f"    # {notes['allowed.' + column]}")
+        lines += note_line(f"allowed.{column}")
         lines.append(f"    {_flow(column)}: {_flow(list(values))}")
     lines.extend(_left_out_notes(notes, "allowed", c.allowed))
     lines.append("  # Share bounds [min, max] per category: a day outside them is anomalous (scored, not trained on).")
     lines.append("  mix:" + ("" if c.mix else " {}"))
     for column, shares in c.mix.items():
-        if f"mix.{column}" in notes:
-            lines.append(f"    # {notes['mix.' + column]}")
+        lines += note_line(f"mix.{column}")
         lines.append(f"    {_flow(column)}:" + ("" if shares else " {}"))
         for category, (low, high) in shares.items():
             lines.append(f"      {_flow(category)}: [{number(low)}, {number(high)}]")
-    if "mix" in notes:
-        lines.append(f"    # {notes['mix']}")
+    lines += note_line("mix")
     lines.extend(_left_out_notes(notes, "mix", c.mix))
     lines.append("  # warn: a new category passes with a warning; error: it fails the partition.")
     lines.append(f"  unseen_category: {_flow(c.unseen_category)}")
