@@ -17,17 +17,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = [
-    "pandas",
-    "numpy",
-    "sklearn",
-    "mlflow",
-    "great_expectations",
-    "evidently",
-    "onnxruntime",
-    "skl2onnx",
-    "pyarrow",
-]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from include.names import HEAVY_MODULES  # noqa: E402 (needs ROOT on sys.path when run as a script)
+
 PROBE = """
 import json, sys, time, importlib.util
 sys.path[:0] = [{root!r}, {plugins!r}]
@@ -45,7 +39,7 @@ print(json.dumps({{"sdk": t1 - t0, "file": t2 - t1, "heavy": [m for m in {heavy!
 def measure(path: Path, runs: int) -> dict[str, object]:
     samples = []
     for _ in range(runs):
-        code = PROBE.format(root=str(ROOT), plugins=str(ROOT / "plugins"), path=str(path), heavy=HEAVY)
+        code = PROBE.format(root=str(ROOT), plugins=str(ROOT / "plugins"), path=str(path), heavy=list(HEAVY_MODULES))
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {

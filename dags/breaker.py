@@ -13,22 +13,16 @@ Params: `by` (who) and `reason` (why), both required and recorded.
 
 from __future__ import annotations
 
-from datetime import datetime
+from airflow.sdk import Param
 
-from airflow.sdk import DAG, Param
-
-from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.dag_defaults import form_dag, required_reason_param, valid_specs
 from airloop.operators.breaker import BreakerResetOperator
 
 for spec in valid_specs():
-    with DAG(
-        dag_id=f"{spec.name}__breaker_reset",
+    with form_dag(
+        spec,
+        step="breaker_reset",
         description=f"Reset the {spec.name} retrain circuit breaker after a human looked",
-        schedule=None,
-        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
         params={
             "by": Param(
                 "",
@@ -38,16 +32,9 @@ for spec in valid_specs():
                 title="Your name (required)",
                 description="Who resets the breaker; recorded in the ledger.",
             ),
-            "reason": Param(
-                "",
-                type="string",
-                minLength=5,
-                maxLength=500,
-                title="Reason (required)",
-                description="What you checked and why retraining may resume; recorded in the ledger.",
-            ),
+            "reason": required_reason_param("What you checked and why retraining may resume; recorded in the ledger."),
         },
-        **dag_kwargs(spec, step="breaker_reset", doc_md=__doc__),
+        doc_md=__doc__,
     ) as dag:
         BreakerResetOperator(
             task_id="breaker_reset", model=spec.name, by="{{ params.by }}", reason="{{ params.reason }}"

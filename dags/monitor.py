@@ -21,23 +21,17 @@ record per day.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from airflow.sdk import DAG
-
-from airloop.dag_defaults import dag_kwargs, valid_specs
+# Airflow's safe-mode parser only reads files that mention both "airflow" and "dag".
+from airloop.dag_defaults import daily_dag, valid_specs
 from airloop.operators.monitor import MonitorDriftOperator, SignalRetrainOperator
 
 for spec in valid_specs():
-    with DAG(
-        dag_id=f"{spec.name}__monitor",
+    with daily_dag(
+        spec,
+        step="monitor",
         description=f"Monitor {spec.name} drift and decide when to retrain",
-        schedule="@daily",
-        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
-        end_date=datetime.combine(spec.dataset.end, datetime.min.time()),
-        catchup=False,
+        doc_md=__doc__,
         max_active_runs=1,
-        **dag_kwargs(spec, step="monitor", doc_md=__doc__),
     ) as dag:
         monitor = MonitorDriftOperator(task_id="monitor", model=spec.name, poke_interval=10.0)
         SignalRetrainOperator(task_id="signal_retrain", model=spec.name, summary=monitor.output)

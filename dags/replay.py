@@ -15,24 +15,20 @@ period), `search_budget` (trials per training) and `window_days` (empty: the spe
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import Param
 
-from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.dag_defaults import form_dag, valid_specs
 from airloop.operators.replay import ReplayOperator
 from include.names import POLICIES
 
 for spec in valid_specs():
     first_end = min(spec.dataset.end, spec.dataset.start + timedelta(days=spec.training.window_days + 41))
-    with DAG(
-        dag_id=f"{spec.name}__replay",
+    with form_dag(
+        spec,
+        step="replay",
         description=f"Replay {spec.name} under drift / calendar / frozen retraining and compare",
-        schedule=None,
-        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
         params={
             "start": Param(
                 spec.dataset.start.isoformat(),
@@ -82,7 +78,7 @@ for spec in valid_specs():
                 description=f"Empty: the spec's ({spec.training.window_days}).",
             ),
         },  # fmt: skip
-        **dag_kwargs(spec, step="replay", doc_md=__doc__),
+        doc_md=__doc__,
     ) as dag:
         ReplayOperator(
             task_id="replay",

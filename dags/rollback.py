@@ -12,22 +12,16 @@ Params: `target_version` (empty: the previous champion) and `reason` (required).
 
 from __future__ import annotations
 
-from datetime import datetime
+from airflow.sdk import Param
 
-from airflow.sdk import DAG, Param
-
-from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.dag_defaults import form_dag, required_reason_param, valid_specs
 from airloop.operators.promote import RollbackOperator
 
 for spec in valid_specs():
-    with DAG(
-        dag_id=f"{spec.name}__rollback",
+    with form_dag(
+        spec,
+        step="rollback",
         description=f"Roll the {spec.name} champion back to an earlier version",
-        schedule=None,
-        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
         params={
             "target_version": Param(
                 None,
@@ -36,16 +30,9 @@ for spec in valid_specs():
                 title="Target version",
                 description="Registry version to restore. Empty: the champion the current one replaced.",
             ),
-            "reason": Param(
-                "",
-                type="string",
-                minLength=5,
-                maxLength=500,
-                title="Reason (required)",
-                description="Why you roll back; recorded in the ledger and on both versions.",
-            ),
+            "reason": required_reason_param("Why you roll back; recorded in the ledger and on both versions."),
         },
-        **dag_kwargs(spec, step="rollback", doc_md=__doc__),
+        doc_md=__doc__,
     ) as dag:
         RollbackOperator(
             task_id="rollback",

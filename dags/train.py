@@ -21,12 +21,10 @@ registers the ONNX model as a new version with alias `challenger`.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from airloop.assets import model_asset
-from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.dag_defaults import form_dag, valid_specs
 from airloop.operators.train import TrainModelOperator
 from include.names import ESTIMATOR_TITLES, ESTIMATORS
 
@@ -36,14 +34,11 @@ for spec in valid_specs():
     schedule = (
         AssetOrTimeSchedule(timetable=CronTriggerTimetable(cadence, timezone="UTC"), assets=drift) if cadence else drift
     )
-    with DAG(
-        dag_id=f"{spec.name}__train",
+    with form_dag(
+        spec,
+        step="train",
         description=f"Train, export to ONNX and register a {spec.name} challenger",
         schedule=schedule,
-        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
         params={
             "end_date": Param(
                 None,
@@ -84,7 +79,7 @@ for spec in valid_specs():
                 description="Why you retrain by hand; recorded on the MLflow run and model version.",
             ),
         },
-        **dag_kwargs(spec, step="train", doc_md=__doc__),
+        doc_md=__doc__,
     ) as dag:
         TrainModelOperator(
             task_id="train",

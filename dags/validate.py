@@ -20,23 +20,16 @@ suite built from the spec's `contract:` section).
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from airflow.sdk import DAG
-
-from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.dag_defaults import daily_dag, valid_specs
 from airloop.operators.validate import ValidateDataOperator
 
 for spec in valid_specs():
-    with DAG(
-        dag_id=f"{spec.name}__validate",
+    with daily_dag(
+        spec,
+        step="validate",
         description=f"Validate each day of {spec.name} against its data contract",
-        schedule="@daily",
-        start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
-        end_date=datetime.combine(spec.dataset.end, datetime.min.time()),
-        catchup=False,
+        doc_md=__doc__,
         max_active_runs=4,
-        **dag_kwargs(spec, step="validate", doc_md=__doc__),
     ) as dag:
         ValidateDataOperator(task_id="validate", model=spec.name, poke_interval=10.0)
     globals()[dag.dag_id] = dag

@@ -102,3 +102,18 @@ class Tag:
 
 BREAK_TRIGGERS: Final = ("performance_drop", "breach")
 """Monitor triggers that answer a break in the concept: their retrain follows the break."""
+
+HEAVY_MODULES: Final = (
+    "pandas",
+    "numpy",
+    "sklearn",
+    "mlflow",
+    "great_expectations",
+    "evidently",
+    "onnxruntime",
+    "onnx",
+    "skl2onnx",
+    "pyarrow",
+)
+"""Modules DAG and plugin files must not import at module level (ruff TID253 bans the same list,
+pyproject.toml ``banned-module-level-imports``): parsing a DAG file stays fast."""

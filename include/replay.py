@@ -564,7 +564,25 @@ def render_report(out_dir: Path) -> str:
 def replay_charts(results: dict[str, PolicyResult], monthly: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The report's charts (element id -> plotly figure): daily ROC AUC with retrain markers,
     monthly ROC AUC and compute time, per policy."""
-    from include.reports.charts import POLICY_COLORS, layout
+    from include.reports.charts import layout
+
+    daily, floor = _auc_traces(results)
+    return {
+        "daily-auc": {
+            "data": daily + _retrain_traces(results, floor),
+            "layout": layout(
+                height=380,
+                yaxis={"title": {"text": "ROC AUC"}},
+            ),
+        },
+        "monthly-auc": _monthly_figure(monthly),
+        "compute": _compute_figure(results),
+    }
+
+
+def _auc_traces(results: dict[str, PolicyResult]) -> tuple[list[dict[str, Any]], float]:
+    """Daily ROC AUC and its 7-day mean per policy, and the lowest daily value (1.0 if none)."""
+    from include.reports.charts import POLICY_COLORS
 
     daily: list[dict[str, Any]] = []
     floor = 1.0
@@ -601,12 +619,20 @@ def replay_charts(results: dict[str, PolicyResult], monthly: dict[str, dict[str,
                 "hovertemplate": f"{policy} %{{x}}: 7-day mean %{{y:.4f}}<extra></extra>",
             }
         )
+    return daily, floor
+
+
+def _retrain_traces(results: dict[str, PolicyResult], floor: float) -> list[dict[str, Any]]:
+    """Retrains as a row of triangles per policy below ``floor`` (filled: promoted)."""
+    from include.reports.charts import POLICY_COLORS
+
+    markers: list[dict[str, Any]] = []
     for row, (policy, result) in enumerate(results.items()):  # retrains: a row of triangles per policy
         trained = [d for d in result.days if d.trained and d.trained > 1]
         if not trained:
             continue
         color = POLICY_COLORS.get(policy, "#424242")
-        daily.append(
+        markers.append(
             {
                 "type": "scatter",
                 "mode": "markers",
@@ -623,6 +649,13 @@ def replay_charts(results: dict[str, PolicyResult], monthly: dict[str, dict[str,
                 "hovertemplate": f"{policy} retrain %{{x}}: %{{text}}<extra></extra>",
             }
         )
+    return markers
+
+
+def _monthly_figure(monthly: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Monthly ROC AUC bars per policy, the y range fitted to the values."""
+    from include.reports.charts import POLICY_COLORS, layout
+
     months = sorted({m for values in monthly.values() for m in values})
     monthly_bars = [
         {
@@ -636,6 +669,21 @@ def replay_charts(results: dict[str, PolicyResult], monthly: dict[str, dict[str,
         for policy, by_month in monthly.items()
     ]
     lows = [v for by_month in monthly.values() for v in by_month.values()]
+    return {
+        "data": monthly_bars,
+        "layout": layout(
+            height=320,
+            barmode="group",
+            xaxis={"type": "category"},
+            yaxis={"range": [max(0.0, min(lows, default=0.5) - 0.05), min(1.0, max(lows, default=1.0) + 0.03)]},
+        ),
+    }
+
+
+def _compute_figure(results: dict[str, PolicyResult]) -> dict[str, Any]:
+    """Compute seconds per step, stacked per policy."""
+    from include.reports.charts import layout
+
     steps = ["train", "gate", "score", "monitor"]
     compute = [
         {
@@ -648,26 +696,8 @@ def replay_charts(results: dict[str, PolicyResult], monthly: dict[str, dict[str,
         for step in steps
     ]
     return {
-        "daily-auc": {
-            "data": daily,
-            "layout": layout(
-                height=380,
-                yaxis={"title": {"text": "ROC AUC"}},
-            ),
-        },
-        "monthly-auc": {
-            "data": monthly_bars,
-            "layout": layout(
-                height=320,
-                barmode="group",
-                xaxis={"type": "category"},
-                yaxis={"range": [max(0.0, min(lows, default=0.5) - 0.05), min(1.0, max(lows, default=1.0) + 0.03)]},
-            ),
-        },
-        "compute": {
-            "data": compute,
-            "layout": layout(height=300, barmode="stack", yaxis={"title": {"text": "compute seconds"}}),
-        },
+        "data": compute,
+        "layout": layout(height=300, barmode="stack", yaxis={"title": {"text": "compute seconds"}}),
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from include.spec import ModelSpec, Severity
 
@@ -38,18 +38,8 @@ DtypeKind = Literal["numeric", "string", "datetime"]
 
 #: Kinds a ``contract.severity`` key may name to change every rule of that kind at once
 #: (an exact rule name wins over its kind).
-RULE_KINDS: tuple[str, ...] = (
-    "columns:required",
-    "columns:extra",
-    "dtype",
-    "range",
-    "in_set",
-    "null_rate",
-    "not_null",
-    "unique",
-    "row_count",
-    "time_in_partition",
-)
+#: Every rule kind except ``readable``.
+RULE_KINDS: tuple[str, ...] = tuple(kind for kind in get_args(RuleKind) if kind != "readable")
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,17 @@ def _flow(value: Any) -> str:
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
+def _left_out_notes(notes: dict[str, str], section: str, kept: Any) -> list[str]:
+    """Comment lines for the notes on ``<section>.<column>`` keys whose column has no entry in
+    the section (nothing was inferred for it), so the reader sees why."""
+    prefix = f"{section}."
+    return [
+        f"    # {key.split('.', 1)[1]}: {text}"
+        for key, text in notes.items()
+        if key.startswith(prefix) and key.split(".", 1)[1] not in kept
+    ]
+
+
 def render_contract_yaml(contract: dict[str, Any], notes: dict[str, str] | None = None, header: str = "") -> str:
     """The commented YAML text of a ``contract:`` section (see :func:`write_contract_yaml`)."""
     notes = notes or {}
@@ -277,6 +288,9 @@ def render_contract_yaml(contract: dict[str, Any], notes: dict[str, str] | None 
     def number(value: float | None) -> str:
         return _flow(None if value is None else _plain(value))
 
+    def note_line(key: str) -> list[str]:
+        return [f"    # {notes[key]}"] if key in notes else []
+
     lines.append("  # Rows per daily partition (an empty partition always fails).")
     lines.append(f"  min_rows: {_flow(c.min_rows)}{comment('min_rows')}")
     lines.append(f"  max_rows: {_flow(c.max_rows)}")
@@ -291,28 +305,22 @@ def render_contract_yaml(contract: dict[str, Any], notes: dict[str, str] | None 
         lines.append(
             f"    {_flow(column)}: {{min: {number(bounds.min)}, max: {number(bounds.max)}}}{comment('ranges.' + column)}"
         )
-    for key in [k for k in notes if k.startswith("ranges.") and k.split(".", 1)[1] not in c.ranges]:
-        lines.append(f"    # {key.split('.', 1)[1]}: {notes[key]}")
+    lines.extend(_left_out_notes(notes, "ranges", c.ranges))
     lines.append("  # Categories seen in the sample; a new one is reported with severity unseen_category.")
     lines.append("  allowed:" + ("" if c.allowed else " {}"))
     for column, values in c.allowed.items():
-        if f"allowed.{column}" in notes:
-            lines.append(f"    # {notes['allowed.' + column]}")
+        lines += note_line(f"allowed.{column}")
         lines.append(f"    {_flow(column)}: {_flow(list(values))}")
-    for key in [k for k in notes if k.startswith("allowed.") and k.split(".", 1)[1] not in c.allowed]:
-        lines.append(f"    # {key.split('.', 1)[1]}: {notes[key]}")
+    lines.extend(_left_out_notes(notes, "allowed", c.allowed))
     lines.append("  # Share bounds [min, max] per category: a day outside them is anomalous (scored, not trained on).")
     lines.append("  mix:" + ("" if c.mix else " {}"))
     for column, shares in c.mix.items():
-        if f"mix.{column}" in notes:
-            lines.append(f"    # {notes['mix.' + column]}")
+        lines += note_line(f"mix.{column}")
         lines.append(f"    {_flow(column)}:" + ("" if shares else " {}"))
         for category, (low, high) in shares.items():
             lines.append(f"      {_flow(category)}: [{number(low)}, {number(high)}]")
-    if "mix" in notes:
-        lines.append(f"    # {notes['mix']}")
-    for key in [k for k in notes if k.startswith("mix.") and k.split(".", 1)[1] not in c.mix]:
-        lines.append(f"    # {key.split('.', 1)[1]}: {notes[key]}")
+    lines += note_line("mix")
+    lines.extend(_left_out_notes(notes, "mix", c.mix))
     lines.append("  # warn: a new category passes with a warning; error: it fails the partition.")
     lines.append(f"  unseen_category: {_flow(c.unseen_category)}")
     lines.append("  # false: a column the spec does not name fails the partition instead of warning.")

@@ -85,10 +85,21 @@ def card_sections(
     """The card's content, renderer-neutral."""
     ev = _as_dict(evaluation) or {}
     champ = _as_dict(champion)
-    comp = _as_dict(comparison)
     dec = _as_dict(decision)
     start, end = (str(x) for x in training_window)
+    return [
+        _use_section(model, version, description, ev, owner),
+        _data_section(start, end, holdout_window, ev),
+        _metrics_section(ev, champ, _as_dict(comparison)),
+        _gate_section(dec),
+        _limits_section(start, end, ev, dec, estimator, label_delay_days, limitations),
+        _lineage_section(lineage),
+    ]
 
+
+def _use_section(
+    model: str, version: int | str | None, description: str, ev: Mapping[str, Any], owner: str | None
+) -> Section:
     use = Section("Intended use")
     use.blocks.append(("p", description.strip() or "No description in the spec."))
     use.blocks.append(
@@ -102,14 +113,22 @@ def card_sections(
             ],
         )
     )
+    return use
 
+
+def _data_section(
+    start: str, end: str, holdout_window: tuple[date | str, date | str] | None, ev: Mapping[str, Any]
+) -> Section:
     data = Section("Training data")
     items = [f"Training window: {start} to {end}"]
     if holdout_window:
         items.append(f"Holdout window: {holdout_window[0]} to {holdout_window[1]}")
     items.append(f"Holdout rows: {_num(ev.get('n'))}, positives: {_num(ev.get('positives'))}")
     data.blocks.append(("ul", items))
+    return data
 
+
+def _metrics_section(ev: Mapping[str, Any], champ: Mapping[str, Any] | None, comp: Mapping[str, Any] | None) -> Section:
     metrics = Section("Metrics")
     headers = ["Metric", "This model"] + (["Champion"] if champ else [])
     rows = []
@@ -135,6 +154,13 @@ def card_sections(
             )
         )
     metrics.blocks.append(("h3", "Metrics per slice"))
+    metrics.blocks.extend(_slice_blocks(ev, champ))
+    return metrics
+
+
+def _slice_blocks(ev: Mapping[str, Any], champ: Mapping[str, Any] | None) -> list[Block]:
+    """Per-slice ROC AUC (with the champion's and the drop when there is a champion)."""
+    blocks: list[Block] = []
     champ_slices = {s["name"]: s for s in (champ or {}).get("slices", [])}
     slice_rows = []
     for s in ev.get("slices", []):
@@ -146,14 +172,17 @@ def card_sections(
         slice_rows.append(row)
     if slice_rows:
         slice_headers = ["Slice", "Rows", "Positives", "ROC AUC"] + (["Champion ROC AUC", "Drop"] if champ else [])
-        metrics.blocks.append(("table", (slice_headers, slice_rows)))
+        blocks.append(("table", (slice_headers, slice_rows)))
     else:
-        metrics.blocks.append(("p", "No slice was evaluated."))
+        blocks.append(("p", "No slice was evaluated."))
     if ev.get("slices_skipped"):
-        metrics.blocks.append(
+        blocks.append(
             ("p", f"{ev['slices_skipped']} slice values skipped (fewer than {MIN_SLICE_ROWS} rows or one class).")
         )
+    return blocks
 
+
+def _gate_section(dec: Mapping[str, Any] | None) -> Section:
     gate = Section("Gate results")
     if dec:
         gate.blocks.append(("p", str(dec.get("summary", ""))))
@@ -174,7 +203,18 @@ def card_sections(
         gate.blocks.append(("table", (["Check", "Threshold", "Observed", "Result", "Detail"], check_rows)))
     else:
         gate.blocks.append(("p", "This model has not been through the gate."))
+    return gate
 
+
+def _limits_section(
+    start: str,
+    end: str,
+    ev: Mapping[str, Any],
+    dec: Mapping[str, Any] | None,
+    estimator: str | None,
+    label_delay_days: int | None,
+    limitations: Sequence[str],
+) -> Section:
     limits = Section("Known limitations")
     known = [
         f"Trained on a time window ({start} to {end}) only: behaviour under other seasons, routes or "
@@ -201,12 +241,14 @@ def card_sections(
     known.append(f"Figures come from one time-based holdout of {_num(ev.get('n'))} rows.")
     known.extend(limitations)
     limits.blocks.append(("ul", known))
+    return limits
 
+
+def _lineage_section(lineage: Mapping[str, Any]) -> Section:
     lin = Section("Lineage")
     keys = list(LINEAGE_KEYS) + [k for k in lineage if k not in LINEAGE_KEYS]
     lin.blocks.append(("table", (["Field", "Value"], [[k, str(lineage.get(k, "not recorded"))] for k in keys])))
-
-    return [use, data, metrics, gate, limits, lin]
+    return lin
 
 
 def _title(model: str, version: int | str | None) -> str:

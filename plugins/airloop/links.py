@@ -28,41 +28,16 @@ class _ReportLink(BaseOperatorLink):
         return str(getattr(operator, "report_links", {}).get(self.key, ""))
 
 
-class DataDocsLink(_ReportLink):
-    name = "Data Docs"
-    key = "data_docs"
+def _report_link(class_name: str, name: str, key: str) -> type[_ReportLink]:
+    """A link class named ``class_name`` (Airflow keys a link's XCom by its class name)."""
+    return type(class_name, (_ReportLink,), {"name": name, "key": key, "__module__": __name__})
 
 
-class ValidationJsonLink(_ReportLink):
-    name = "Validation result (JSON)"
-    key = "validation_json"
-
-
-class MlflowRunLink(_ReportLink):
-    name = "MLflow run"
-    key = "mlflow_run"
-
-
-class ModelVersionLink(_ReportLink):
-    name = "Model version"
-    key = "model_version"
-
-
-class GateReportLink(_ReportLink):
-    name = "Gate report"
-    key = "gate_report"
-
-
-class ModelCardLink(_ReportLink):
-    name = "Model card"
-    key = "model_card"
-
-
-class DriftReportLink(_ReportLink):
-    name = "Drift report (Evidently)"
-    key = "drift_report"
-
-
-class ReplayReportLink(_ReportLink):
-    name = "Replay report"
-    key = "replay_report"
+DataDocsLink = _report_link("DataDocsLink", "Data Docs", "data_docs")
+ValidationJsonLink = _report_link("ValidationJsonLink", "Validation result (JSON)", "validation_json")
+MlflowRunLink = _report_link("MlflowRunLink", "MLflow run", "mlflow_run")
+ModelVersionLink = _report_link("ModelVersionLink", "Model version", "model_version")
+GateReportLink = _report_link("GateReportLink", "Gate report", "gate_report")
+ModelCardLink = _report_link("ModelCardLink", "Model card", "model_card")
+DriftReportLink = _report_link("DriftReportLink", "Drift report (Evidently)", "drift_report")
+ReplayReportLink = _report_link("ReplayReportLink", "Replay report", "replay_report")

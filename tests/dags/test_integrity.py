@@ -12,19 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from include.names import HEAVY_MODULES
+
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
-HEAVY = [
-    "pandas",
-    "numpy",
-    "sklearn",
-    "mlflow",
-    "great_expectations",
-    "evidently",
-    "onnxruntime",
-    "skl2onnx",
-    "pyarrow",
-]
 MANUAL_ONLY = ("__rollback", "__replay", "__breaker_reset")  # DAGs that are deliberately schedule=None
 
 
@@ -87,7 +78,7 @@ spec = importlib.util.spec_from_file_location("probe_dag", {str(DAGS / dag_file)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 elapsed = time.perf_counter() - start
-print(json.dumps({{"seconds": elapsed, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+print(json.dumps({{"seconds": elapsed, "heavy": [m for m in {HEAVY_MODULES!r} if m in sys.modules]}}))
 """
     env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
@@ -95,6 +86,14 @@ print(json.dumps({{"seconds": elapsed, "heavy": [m for m in {HEAVY!r} if m in sy
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == [], f"{dag_file} imported {result['heavy']} at parse time"
     assert result["seconds"] < 1.0, f"{dag_file} took {result['seconds']:.2f}s to parse"
+
+
+def test_heavy_modules_are_the_ones_ruff_bans_at_module_level() -> None:
+    """The parse-time probe and ruff TID253 check the same list of modules."""
+    import tomllib
+
+    ruff = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    assert list(HEAVY_MODULES) == ruff["flake8-tidy-imports"]["banned-module-level-imports"]
 
 
 def test_broken_spec_is_an_import_error_of_its_own_file_only(tmp_path: Path) -> None:

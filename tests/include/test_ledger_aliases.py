@@ -50,23 +50,24 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
     return Lake(f"s3://{bucket}/lake", S3Options("test", "test", endpoint_url=endpoint))
 
 
+ENTRY: dict[str, Any] = {
+    "time": T0,
+    "action": "promote",
+    "model": "flights",
+    "version": 2,
+    "previous_version": 1,
+    "decision_id": "a1b2c3d4e5f60718",
+    "summary": "PROMOTE: ROC AUC 0.7500 vs champion 0.7400",
+    "figures": {"challenger_roc_auc": 0.75, "gain_lower": -0.004},
+    "approver": None,
+    "reason": "gate passed",
+    "dag_id": "promote_flights",
+    "run_id": "scheduled__2013-01-08T06:00:00+00:00",
+}
+
+
 def _entry(**changes: Any) -> LedgerEntry:
-    base: dict[str, Any] = {
-        "time": T0,
-        "action": "promote",
-        "model": "flights",
-        "version": 2,
-        "previous_version": 1,
-        "decision_id": "a1b2c3d4e5f60718",
-        "summary": "PROMOTE: ROC AUC 0.7500 vs champion 0.7400",
-        "figures": {"challenger_roc_auc": 0.75, "gain_lower": -0.004},
-        "approver": None,
-        "reason": "gate passed",
-        "dag_id": "promote_flights",
-        "run_id": "scheduled__2013-01-08T06:00:00+00:00",
-    }
-    base.update(changes)
-    return LedgerEntry(**base)
+    return LedgerEntry(**{**ENTRY, **changes})
 
 
 def test_entries_are_appended_and_read_back_in_time_order(lake: Lake) -> None:
@@ -91,20 +92,7 @@ def test_entries_are_appended_and_read_back_in_time_order(lake: Lake) -> None:
         ("promote", 3, 2),
         ("rollback", 2, 3),
     ]
-    assert history[0] == {
-        "time": "2013-01-08T06:00:00+00:00",
-        "action": "promote",
-        "model": "flights",
-        "version": 2,
-        "previous_version": 1,
-        "decision_id": "a1b2c3d4e5f60718",
-        "summary": "PROMOTE: ROC AUC 0.7500 vs champion 0.7400",
-        "figures": {"challenger_roc_auc": 0.75, "gain_lower": -0.004},
-        "approver": None,
-        "reason": "gate passed",
-        "dag_id": "promote_flights",
-        "run_id": "scheduled__2013-01-08T06:00:00+00:00",
-    }
+    assert history[0] == {**ENTRY, "time": "2013-01-08T06:00:00+00:00"}  # every field round-trips
     # An entry without a decision id (manual rollback) gets a stable id of its own.
     assert history[2]["decision_id"] == rollback.entry_id and rollback.entry_id.startswith("m")
     assert last_entry(history) == history[2]
