@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -445,6 +447,24 @@ def prediction_volume(lake: Lake, model: str) -> list[VolumeDay]:
 # --------------------------------------------------------------------------- the whole page
 
 
+@contextmanager
+def fail_fast_mlflow(timeout_s: int = 10) -> Iterator[None]:
+    """MLflow requests inside fail at once instead of retrying: a person waits on the page, and
+    with its default retries and backoff the client took 248 s to give up on a server that was
+    down. MLflow reads both variables at each request; the previous values come back after."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def gather_dashboard(
     lake: Lake,
     model: str,
@@ -467,7 +487,8 @@ def gather_dashboard(
     registry_error = None
     if tracking_uri:
         try:
-            champion, challenger, versions = registry_versions(tracking_uri, model)
+            with fail_fast_mlflow():
+                champion, challenger, versions = registry_versions(tracking_uri, model)
         except Exception as exc:  # noqa: BLE001 - MLflow down must not hide the lake's figures
             registry_error = f"MLflow registry at {tracking_uri} not readable: {exc}"
             log.warning("%s: %s", model, registry_error)
