@@ -577,90 +577,99 @@ def _guards(
     return held
 
 
-def decide(
-    history: Sequence[DayDrift],
-    today: DayDrift,
-    state: LoopState,
-    policy: DriftSpec,
-    *,
-    realized: RealizedPerformance | None = None,
-    estimated: EstimatedPerformance | None = None,
-) -> DriftVerdict:
-    """Decide what today's signals call for (see the module docstring for the rules).
+@dataclass(frozen=True)
+class _Breaker:
+    """The circuit breaker on ``day``: ``open`` after too many rejections in a row, ``half_open``
+    when it lets one probe through; ``reason`` is the sentence every verdict adds while it is open."""
 
-    ``realized``: the labelled day's performance; ``estimated``: CBPE's estimate of today's."""
-    reasons: list[str] = []
-    day = today.day
+    open: bool
+    half_open: bool
+    reason: str
+
+
+def _breaker(day: date, state: LoopState, policy: DriftSpec) -> _Breaker:
+    """The breaker's state on ``day`` and the sentence that explains it."""
     breaker_open = state.consecutive_rejections >= policy.circuit_breaker_rejections
     half_open = breaker_open and _half_open(day, state, policy)
     if half_open and state.breaker_since is not None:
-        breaker_reason = (
+        reason = (
             f"circuit breaker half-open: {state.consecutive_rejections} challengers rejected in a row, the last on "
             f"{state.breaker_since.isoformat()}, {(day - state.breaker_since).days} days ago (probe after "
             f"{policy.breaker_probe_days}): one probe retrain is allowed"
         )
     else:
-        breaker_reason = (
+        reason = (
             f"circuit breaker open: the last {state.consecutive_rejections} challengers were rejected by the gate "
             f"(limit {policy.circuit_breaker_rejections}); no automatic retrain until a human resets it"
             + (f" or the probe after {policy.breaker_probe_days} days" if state.breaker_since is not None else "")
         )
+    return _Breaker(breaker_open, half_open, reason)
+
+
+@dataclass(frozen=True)
+class _Harm:
+    """The harm signals of a day: realized drop (persistence applied), estimated drop (likewise)
+    and the breach."""
+
+    performance: Signal
+    estimated: Signal
+    breach: Signal
+
+    @property
+    def deciding(self) -> list[Signal]:
+        """Fired signals nothing holds (harm measured on a retired version's labels says nothing
+        about today's model)."""
+        return [s for s in (self.breach, self.performance, self.estimated) if s.fired and s.held_by is None]
+
+
+def _harm(
+    history: Sequence[DayDrift],
+    today: DayDrift,
+    policy: DriftSpec,
+    realized: RealizedPerformance | None,
+    estimated: EstimatedPerformance | None,
+) -> _Harm:
+    """Rules 4 and 5: the realized and estimated performance signals of today."""
     performance_signal, breach_signal = _realized_signals(realized, policy)
-    performance_signal = _persistent(performance_signal, history, today, policy, "drop_low")
-    estimated_signal = _persistent(_estimated_signal(estimated, policy), history, today, policy, "estimated_drop_low")
-    breach = breach_signal.fired
+    return _Harm(
+        performance=_persistent(performance_signal, history, today, policy, "drop_low"),
+        estimated=_persistent(_estimated_signal(estimated, policy), history, today, policy, "estimated_drop_low"),
+        breach=breach_signal,
+    )
 
-    def verdict(
-        verdict_state: VerdictState,
-        signals: Sequence[Signal],
-        *,
-        alerts: int = 0,
-        days: int = 0,
-        cooldown: bool = False,
-        capped: bool = False,
-        trigger: SignalKind | None = None,
-    ) -> DriftVerdict:
-        if breaker_open and breaker_reason not in reasons:
-            reasons.append(breaker_reason)
-        return DriftVerdict(
-            model=today.model,
-            partition=today.partition,
-            state=verdict_state,
-            reasons=tuple(reasons),
-            decision_id=decision_id(today.model, today.partition, verdict_state),
-            score=today.score,
-            top_features=today.top_features,
-            window_alerts=alerts,
-            window_days=days,
-            cooldown=cooldown,
-            capped=capped,
-            circuit_open=breaker_open,
-            signals=tuple(signals),
-            trigger=trigger,
-            breach=breach,
-            half_open=half_open,
-            # a retrain answering a break learns from the first labelled day that showed it
-            break_day=realized.label_day if trigger in BREAK_TRIGGERS and realized is not None else None,
-        )
 
-    # Harm measured on a retired version's labels says nothing about today's model.
-    harm = [s for s in (breach_signal, performance_signal, estimated_signal) if s.fired and s.held_by is None]
-    if not _sufficient(today, policy):
-        reasons.append(
-            f"insufficient data: {today.n_rows} rows, at least {policy.min_rows} needed to judge drift; "
-            "no alarm and no retrain for this day"
-        )
-        quiet = [
-            Signal("data_drift", today.score, policy.alert, False, None, "insufficient data: drift not judged"),
-            Signal("prediction_drift", today.prediction_psi, policy.alert, False, None, "insufficient data"),
-        ]
-        measured = [
-            replace(s, held_by=s.held_by or "insufficient_data") if s.fired else s
-            for s in (performance_signal, estimated_signal, breach_signal)
-        ]
-        reasons.extend(s.text for s in measured if s.fired)
-        return verdict("insufficient_data", [*quiet, *measured])
+def _insufficient_data(today: DayDrift, policy: DriftSpec, harm: _Harm) -> tuple[list[Signal], list[str]]:
+    """Rule 1: the signals and reasons of a day with too few rows (fired harm is held, not acted on)."""
+    reasons = [
+        f"insufficient data: {today.n_rows} rows, at least {policy.min_rows} needed to judge drift; "
+        "no alarm and no retrain for this day"
+    ]
+    quiet = [
+        Signal("data_drift", today.score, policy.alert, False, None, "insufficient data: drift not judged"),
+        Signal("prediction_drift", today.prediction_psi, policy.alert, False, None, "insufficient data"),
+    ]
+    measured = [
+        replace(s, held_by=s.held_by or "insufficient_data") if s.fired else s
+        for s in (harm.performance, harm.estimated, harm.breach)
+    ]
+    reasons.extend(s.text for s in measured if s.fired)
+    return [*quiet, *measured], reasons
 
+
+@dataclass(frozen=True)
+class _DataDrift:
+    """Rules 2 and 3 on today: its ``level``, the M-of-N window (``alerts`` of ``days`` at alert
+    level), the ``data_drift`` and ``prediction_drift`` signals and the reasons that explain them."""
+
+    level: Level
+    alerts: int
+    days: int
+    signals: tuple[Signal, Signal]
+    reasons: tuple[str, ...]
+
+
+def _data_drift(history: Sequence[DayDrift], today: DayDrift, policy: DriftSpec) -> _DataDrift:
+    """Today's level, the window's count of alert days and the two data-drift signals."""
     level = day_level(today, policy)
     days = window(history, today, policy)
     alerts = sum(day_level(d, policy) == "alert" for d in days)
@@ -673,17 +682,17 @@ def decide(
         or (today.score is not None and today.score >= policy.alert)
         or any(name != PREDICTION for name in today.top_features)
     )
-    drift_signals = {
-        "data_drift": Signal(
+    signals = (
+        Signal(
             "data_drift", today.score, policy.alert, sustained and feature_alert, None,
             f"feature drift: score {_fmt(today.score)}, status {today.status}{top}; {span}",
         ),
-        "prediction_drift": Signal(
+        Signal(
             "prediction_drift", today.prediction_psi, policy.alert, sustained and prediction_alert, None,
             f"prediction drift: PSI {_fmt(today.prediction_psi)} (alert {policy.alert}); {span}",
         ),
-    }  # fmt: skip
-
+    )  # fmt: skip
+    reasons: list[str] = []
     if level == "ok":
         reasons.append(f"no drift: score {_fmt(today.score)} below warn {policy.warn}")
         if alerts:
@@ -694,16 +703,35 @@ def decide(
     else:
         reasons.append(f"drift alert: score {_fmt(today.score)}, status {today.status}{top}")
         reasons.append(f"sustained drift: {span}" if sustained else f"no retrain from drift yet: {span}")
+    return _DataDrift(level, alerts, len(days), signals, tuple(reasons))
 
-    signals: dict[str, Signal] = {
-        **drift_signals,
-        "performance_drop": performance_signal,
-        "estimated_drop": estimated_signal,
-        "breach": breach_signal,
-    }
-    for signal in (breach_signal, performance_signal, estimated_signal):
-        if signal.fired or signal.value is not None:
-            reasons.append(signal.text)
+
+@dataclass(frozen=True)
+class _Choice:
+    """Rules 6 and 7: the ``trigger`` (``None``: no retrain), every signal in report order with
+    what held it, the cooldown and cap flags and the reasons the guards gave."""
+
+    trigger: SignalKind | None
+    signals: tuple[Signal, ...]
+    cooldown: bool
+    capped: bool
+    reasons: tuple[str, ...]
+
+
+def _choose_trigger(
+    signals: dict[str, Signal],
+    harm: _Harm,
+    day: date,
+    state: LoopState,
+    policy: DriftSpec,
+    realized: RealizedPerformance | None,
+    breaker: _Breaker,
+) -> _Choice:
+    """Try the fired signals by priority: a kind not enabled is reported, a guarded one held; the
+    first one nothing holds is the trigger."""
+    signals = dict(signals)
+    harm_fired = bool(harm.deciding)
+    reasons: list[str] = []
     trigger: SignalKind | None = None
     cooldown = capped = False
     for kind in PRIORITY:
@@ -712,7 +740,7 @@ def decide(
             continue
         enabling = ENABLED_BY[kind]
         if enabling is not None and enabling not in policy.retrain_on:
-            if BUDGET[kind] == "data_drift" and not harm:
+            if BUDGET[kind] == "data_drift" and not harm_fired:
                 held_by = "no_impact"
                 reasons.append(
                     f"drift without impact: {kind.replace('_', ' ')} is sustained but neither the realized nor the "
@@ -726,7 +754,7 @@ def decide(
         if trigger is not None:
             continue
         guards = _guards(day, state, policy, kind, realized)
-        if breaker_open and not half_open:
+        if breaker.open and not breaker.half_open:
             guards.append(("breaker", f"{kind} retrain suppressed (circuit breaker)"))
         if guards:
             cooldown = cooldown or any(name == "cooldown" for name, _ in guards)
@@ -735,16 +763,106 @@ def decide(
             signals[kind] = replace(signal, held_by=guards[0][0])
             continue
         trigger = kind
-    ordered = [
+    ordered = tuple(
         signals[kind] for kind in ("data_drift", "prediction_drift", "performance_drop", "estimated_drop", "breach")
-    ]
-    common = {"alerts": alerts, "days": len(days), "cooldown": cooldown, "capped": capped}
-    if trigger is not None:
-        probe = " (the half-open breaker's one probe)" if breaker_open else ""
-        reasons.append(f"retrain on {trigger}{probe}: train a challenger on recent data and send it through the gate")
-        return verdict("retrain", ordered, trigger=trigger, **common)  # type: ignore[arg-type]
-    state_now: VerdictState = "warn" if level != "ok" or any(s.fired for s in ordered) else "ok"
-    return verdict(state_now, ordered, **common)  # type: ignore[arg-type]
+    )
+    return _Choice(trigger, ordered, cooldown, capped, tuple(reasons))
+
+
+def _verdict(
+    today: DayDrift,
+    realized: RealizedPerformance | None,
+    breaker: _Breaker,
+    harm: _Harm,
+    verdict_state: VerdictState,
+    signals: Sequence[Signal],
+    reasons: list[str],
+    *,
+    alerts: int = 0,
+    days: int = 0,
+    cooldown: bool = False,
+    capped: bool = False,
+    trigger: SignalKind | None = None,
+) -> DriftVerdict:
+    """The verdict record; an open breaker's sentence closes the reasons."""
+    if breaker.open and breaker.reason not in reasons:
+        reasons = [*reasons, breaker.reason]
+    return DriftVerdict(
+        model=today.model,
+        partition=today.partition,
+        state=verdict_state,
+        reasons=tuple(reasons),
+        decision_id=decision_id(today.model, today.partition, verdict_state),
+        score=today.score,
+        top_features=today.top_features,
+        window_alerts=alerts,
+        window_days=days,
+        cooldown=cooldown,
+        capped=capped,
+        circuit_open=breaker.open,
+        signals=tuple(signals),
+        trigger=trigger,
+        breach=harm.breach.fired,
+        half_open=breaker.half_open,
+        # a retrain answering a break learns from the first labelled day that showed it
+        break_day=realized.label_day if trigger in BREAK_TRIGGERS and realized is not None else None,
+    )
+
+
+def decide(
+    history: Sequence[DayDrift],
+    today: DayDrift,
+    state: LoopState,
+    policy: DriftSpec,
+    *,
+    realized: RealizedPerformance | None = None,
+    estimated: EstimatedPerformance | None = None,
+) -> DriftVerdict:
+    """Decide what today's signals call for (see the module docstring for the rules).
+
+    ``realized``: the labelled day's performance; ``estimated``: CBPE's estimate of today's."""
+    breaker = _breaker(today.day, state, policy)
+    harm = _harm(history, today, policy, realized, estimated)
+    if not _sufficient(today, policy):
+        quiet, quiet_reasons = _insufficient_data(today, policy, harm)
+        return _verdict(today, realized, breaker, harm, "insufficient_data", quiet, quiet_reasons)
+
+    drift = _data_drift(history, today, policy)
+    reasons = list(drift.reasons)
+    reasons.extend(s.text for s in (harm.breach, harm.performance, harm.estimated) if s.fired or s.value is not None)
+    data_signal, prediction_signal = drift.signals
+    signals: dict[str, Signal] = {
+        "data_drift": data_signal,
+        "prediction_drift": prediction_signal,
+        "performance_drop": harm.performance,
+        "estimated_drop": harm.estimated,
+        "breach": harm.breach,
+    }
+    choice = _choose_trigger(signals, harm, today.day, state, policy, realized, breaker)
+    reasons.extend(choice.reasons)
+    verdict_state: VerdictState
+    if choice.trigger is not None:
+        probe = " (the half-open breaker's one probe)" if breaker.open else ""
+        reasons.append(
+            f"retrain on {choice.trigger}{probe}: train a challenger on recent data and send it through the gate"
+        )
+        verdict_state = "retrain"
+    else:
+        verdict_state = "warn" if drift.level != "ok" or any(s.fired for s in choice.signals) else "ok"
+    return _verdict(
+        today,
+        realized,
+        breaker,
+        harm,
+        verdict_state,
+        choice.signals,
+        reasons,
+        alerts=drift.alerts,
+        days=drift.days,
+        cooldown=choice.cooldown,
+        capped=choice.capped,
+        trigger=choice.trigger,
+    )
 
 
 def _busiest_period(day: date, others: Sequence[date], period_days: int) -> int:

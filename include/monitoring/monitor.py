@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import tempfile
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ from include.spec import ModelSpec
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from include.monitoring.decision import DayDrift, DriftVerdict, EstimatedPerformance, RealizedPerformance
+    from include.monitoring.drift import DriftReport
 
 log = logging.getLogger(__name__)
 
@@ -137,22 +141,22 @@ def _reference_frame(lake: Lake, spec: ModelSpec, tags: dict[str, str]) -> pd.Da
     return sample_rows(frames, MAX_ROWS, seed=spec.training.seed)
 
 
-def monitor_day(
-    spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, *, html_report: bool = True
-) -> dict[str, Any]:
-    """Measure, decide and record one day; returns the day's record (JSON-able).
+@dataclass(frozen=True)
+class _Inputs:
+    """What one day is measured on: its ``predictions``, the ``version`` that scored it (the
+    latest when several did), that version's reference ``profile`` and ``tags``, its reference
+    AUC and the day's validated rows (``current``)."""
 
-    ``html_report=False`` skips the Evidently page (seconds per day; ``airloop replay`` runs a
-    year of days and reads only the record). The numbers and the decision are the same."""
-    from dataclasses import replace
+    predictions: pd.DataFrame
+    version: int
+    profile: dict[str, Any]
+    tags: dict[str, str]
+    reference_auc: float | None
+    current: pd.DataFrame
 
-    from include.monitoring.cbpe import estimate_performance
-    from include.monitoring.decision import EstimatedPerformance, RealizedPerformance, decide
-    from include.monitoring.drift import compute_drift
-    from include.monitoring.report import evidently_report_html
 
-    features = spec.dataset.features
-    keys = spec.dataset.key_columns
+def _load_inputs(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> _Inputs:
+    """The day's predictions and rows, and the reference of the version that scored them."""
     try:
         predictions = _predictions(lake, spec, ds)
     except LakeError as exc:
@@ -162,9 +166,35 @@ def monitor_day(
     profile, tags = _reference(tracking_uri, spec.name, version)
     reference_auc = float(tags["metric.roc_auc"]) if "metric.roc_auc" in tags else None
     current = lake.read_table(Zone.VALIDATED, spec.name, ds).to_pandas()
-    frame = current.merge(predictions[[*keys, "score"]], on=keys, how="left")
+    return _Inputs(predictions, version, profile, tags, reference_auc, current)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """The day's figures: the drift ``report``, its history line ``today`` (harm figures joined),
+    the realized ``performance`` and ``estimated`` records as written, and the same two as the
+    decision engine reads them (``realized``, ``estimate``)."""
+
+    report: DriftReport
+    today: DayDrift
+    performance: dict[str, Any] | None
+    estimated: dict[str, Any]
+    realized: RealizedPerformance | None
+    estimate: EstimatedPerformance | None
+
+
+def _measure(spec: ModelSpec, lake: Lake, ds: date, inputs: _Inputs) -> _Measured:
+    """Drift against the reference, realized performance of the labelled day and CBPE's estimate."""
+    from include.monitoring.cbpe import estimate_performance
+    from include.monitoring.decision import EstimatedPerformance, RealizedPerformance
+    from include.monitoring.drift import compute_drift
+
+    features = spec.dataset.features
+    keys = spec.dataset.key_columns
+    predictions = inputs.predictions
+    frame = inputs.current.merge(predictions[[*keys, "score"]], on=keys, how="left")
     report = compute_drift(
-        profile,
+        inputs.profile,
         frame,
         features.numeric,
         features.categorical,
@@ -173,15 +203,15 @@ def monitor_day(
         threshold=spec.training.threshold,
         seed=spec.training.seed,
     )
-    today = report.day(spec.name, ds.isoformat(), reference=f"v{version}")
-    performance = realized_performance(lake, spec, ds, reference_auc)
+    today = report.day(spec.name, ds.isoformat(), reference=f"v{inputs.version}")
+    performance = realized_performance(lake, spec, ds, inputs.reference_auc)
     estimated = estimate_performance(
-        profile.get("calibrator"),
+        inputs.profile.get("calibrator"),
         predictions["score"].to_numpy(),
         min_rows=spec.drift.min_rows,
         seed=spec.training.seed,
     )
-    realized = RealizedPerformance.from_record(performance, serving_version=version)
+    realized = RealizedPerformance.from_record(performance, serving_version=inputs.version)
     estimate = EstimatedPerformance.from_dict(estimated)
     prediction_psi = report.prediction.psi if report.prediction is not None else math.nan
     # The day's harm figures join its history line: later days read them for persistence.
@@ -191,57 +221,96 @@ def monitor_day(
         drop_low=realized.drop_low if realized is not None and not realized.superseded else None,
         estimated_drop_low=estimate.drop_low if estimate is not None else None,
     )
+    return _Measured(report, today, performance, estimated, realized, estimate)
+
+
+def _decide_day(spec: ModelSpec, lake: Lake, ds: date, measured: _Measured) -> DriftVerdict:
+    """The verdict on the day, against the drift history and the loop's state."""
+    from include.monitoring.decision import DayDrift, decide
+
     # Every other day's record: the window reads the earlier ones, the guards also the later ones
     # (this day may be decided late); the record of this very day (a rerun) is left out.
     history_records = [r for r in read_history(lake, spec.name, date.max) if r["partition"] != ds.isoformat()]
-    from include.monitoring.decision import DayDrift
-
     history = [DayDrift.from_dict(r["day"]) for r in history_records]
     state = loop_state(lake, spec.name, history_records)
-    verdict = decide(
+    return decide(
         history,
-        today,
+        measured.today,
         state,
         spec.drift,
-        realized=realized,
-        estimated=estimate,
+        realized=measured.realized,
+        estimated=measured.estimate,
     )
+
+
+def _write_html(spec: ModelSpec, lake: Lake, ds: date, inputs: _Inputs, html_report: bool) -> str | None:
+    """The Evidently page of the day against the version's training rows; ``None`` when skipped
+    or when those rows cannot be found."""
+    from include.monitoring.report import evidently_report_html
+
+    features = spec.dataset.features
     html_path = lake.report_path(spec.name, DRIFT_KIND, f"ds={ds.isoformat()}.html")
-    reference_frame = _reference_frame(lake, spec, tags) if html_report else None
-    if reference_frame is not None:
-        html = evidently_report_html(
-            reference_frame,
-            current,
-            features.numeric,
-            features.categorical,
-            logical_date=ds,
-            title=f"{spec.name} drift {ds}",
-        )
-        report_uri: str | None = lake.write_bytes(html_path, html.encode())
-    else:
-        report_uri = None
+    reference_frame = _reference_frame(lake, spec, inputs.tags) if html_report else None
+    if reference_frame is None:
+        return None
+    html = evidently_report_html(
+        reference_frame,
+        inputs.current,
+        features.numeric,
+        features.categorical,
+        logical_date=ds,
+        title=f"{spec.name} drift {ds}",
+    )
+    return lake.write_bytes(html_path, html.encode())
+
+
+def _write_record(
+    spec: ModelSpec,
+    lake: Lake,
+    ds: date,
+    inputs: _Inputs,
+    measured: _Measured,
+    verdict: DriftVerdict,
+    report_uri: str | None,
+) -> dict[str, Any]:
+    """The day's record, written to ``reports/<model>/drift/``; returned with its ``record_uri``."""
     record = {
         "model": spec.name,
         "partition": ds.isoformat(),
-        "model_version": version,
-        "day": today.to_dict(),
+        "model_version": inputs.version,
+        "day": measured.today.to_dict(),
         "verdict": verdict.to_dict(),
-        "drift": report.to_dict(),
-        "performance": performance,
-        "estimated_performance": estimated,
-        "reference_auc": reference_auc,
+        "drift": measured.report.to_dict(),
+        "performance": measured.performance,
+        "estimated_performance": measured.estimated,
+        "reference_auc": inputs.reference_auc,
         "report_uri": report_uri,
-        "rows_scored": int(len(predictions)),
+        "rows_scored": int(len(inputs.predictions)),
     }
     record["record_uri"] = lake.write_bytes(
         lake.report_path(spec.name, DRIFT_KIND, record_name(ds)), json.dumps(record, default=str).encode()
     )
+    return record
+
+
+def monitor_day(
+    spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date, *, html_report: bool = True
+) -> dict[str, Any]:
+    """Measure, decide and record one day; returns the day's record (JSON-able).
+
+    ``html_report=False`` skips the Evidently page (seconds per day; ``airloop replay`` runs a
+    year of days and reads only the record). The numbers and the decision are the same."""
+    inputs = _load_inputs(spec, lake, tracking_uri, ds)
+    measured = _measure(spec, lake, ds, inputs)
+    verdict = _decide_day(spec, lake, ds, measured)
+    report_uri = _write_html(spec, lake, ds, inputs, html_report)
+    record = _write_record(spec, lake, ds, inputs, measured, verdict, report_uri)
     log.info(
         "%s %s: drift %s (score %s); verdict %s (trigger %s): %s",
         spec.name,
         ds,
-        report.status,
-        today.score,
+        measured.report.status,
+        measured.today.score,
         verdict.state,
         verdict.trigger,
         "; ".join(verdict.reasons),
