@@ -173,8 +173,8 @@ def run_scoring_dag(lake: Lake, ds: date, run_id: str, between_shards: Any = Non
         if i == 1 and between_shards is not None:
             between_shards(plan)
         BatchScoreOperator(task_id="score", model=PIN, shard=shard, lake_uri=lake.uri).execute(context)  # type: ignore[arg-type]
-    context["ti"] = SimpleNamespace(xcom_pull=lambda task_ids: plan)
-    return PublishPredictionsOperator(task_id="publish", model=PIN, lake_uri=lake.uri).execute(context)  # type: ignore[arg-type]
+    publish = PublishPredictionsOperator(task_id="publish", model=PIN, plan=plan, lake_uri=lake.uri)
+    return publish.execute(context)  # type: ignore[arg-type]
 
 
 def reference_scores(pin_world: Any, onnx: bytes, ds: date, tmp_path: Path) -> list[float]:
