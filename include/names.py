@@ -101,6 +101,8 @@ class Tag:
 
 
 BREAK_TRIGGERS: Final = ("performance_drop", "breach")
+# ROC AUC of a coin: a model below it is in a performance breach whatever the spec's floor.
+RANDOM_AUC: Final = 0.5
 """Monitor triggers that answer a break in the concept: their retrain follows the break."""
 
 HEAVY_MODULES: Final = (

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from include.names import Estimator, GateMode
+from include.names import RANDOM_AUC, Estimator, GateMode
 
 DEFAULT_SPECS_DIR = Path(__file__).parent / "specs"
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
@@ -298,6 +298,13 @@ class DriftSpec(_Strict):
     performance_cooldown_days: int = Field(default=3, ge=0)
     performance_max_retrains: int = Field(default=3, ge=1)
     breaker_probe_days: int = Field(default=7, ge=1)
+
+    @property
+    def breach_floor(self) -> float:
+        """The realized ROC AUC under which a champion is in a performance breach, for the monitor
+        and the gate alike: ``performance_floor`` when set, and never under 0.5 (a model worse than
+        a coin is in breach whatever the floor says)."""
+        return max(RANDOM_AUC, float(self.performance_floor or 0.0))
 
     @model_validator(mode="after")
     def _check(self) -> DriftSpec:

@@ -44,16 +44,18 @@ decided. Rules, in order:
    - ``breach``: no cooldown and no cap. It is held only while a retrain (of any kind) decided on
      or after the labelled day is being answered (``answered``: those labels were scored before
      the answer existed).
-   - *circuit breaker* (all kinds): ``circuit_breaker_rejections`` challengers in a row rejected by
-     the gate open it: no automatic retrain, a human must look. After ``breaker_probe_days`` days
-     since the last rejection with no retrain decided since, it is *half-open*: one probe retrain
-     is allowed (the probe's rejection re-opens it for another ``breaker_probe_days``). A breach
-     does not pass an open breaker (the gate rejected the loop's last answers: a human decides),
-     it waits for the probe; ``airloop breaker-reset`` closes it.
+   - *circuit breaker* (one per budget: data drift, performance drop, breach):
+     ``circuit_breaker_rejections`` challengers of that kind in a row rejected by the gate open it:
+     no automatic retrain of that kind, a human must look (the other kinds still answer harm of
+     their own: a storm of drift retrains does not silence a breach). After ``breaker_probe_days``
+     days since its last rejection with no retrain of its kind decided since, it is *half-open*:
+     one probe retrain is allowed (the probe's rejection re-opens it for another
+     ``breaker_probe_days``). A promotion closes every breaker, and so does
+     ``airloop breaker-reset`` (a human looked).
    The fired signals are tried by priority (breach, performance_drop, estimated_drop, data_drift,
    prediction_drift); the first one no guard holds is the ``trigger`` and the verdict is
    ``retrain``. A fired signal held back makes the verdict ``warn`` with the flags set.
-   ``circuit_open`` is set whenever the breaker is open, also on quiet days, so the alert to a human
+   ``circuit_open`` is set whenever a breaker is open, also on quiet days, so the alert to a human
    repeats until someone resets it; ``needs_human`` also on a breach and at a cap.
 
 A retrain recorded on today's own partition is ignored, so a rerun of a day whose retrain was
@@ -71,7 +73,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
-from include.names import BREAK_TRIGGERS
+from include.names import BREAK_TRIGGERS, RANDOM_AUC
 from include.reports.format import fmt_psi as _fmt
 from include.spec import DriftSpec
 
@@ -82,7 +84,6 @@ SignalKind = Literal["data_drift", "prediction_drift", "performance_drop", "esti
 Budget = Literal["data_drift", "performance_drop", "breach"]
 
 PREDICTION = "__prediction__"  # the name drift.py gives prediction drift among the top features
-RANDOM_AUC = 0.5
 # Which budget (cooldown, cap) a signal spends, and which ``retrain_on`` entry enables it
 # (``None``: always enabled, a breach cannot be opted out of).
 BUDGET: dict[str, Budget] = {
@@ -169,6 +170,16 @@ class DayDrift:
 
 
 @dataclass(frozen=True)
+class Streak:
+    """Gate rejections in a row of the challengers one trigger kind asked for: ``count`` since the
+    last promotion (or human reset), ``since`` the partition of the latest (the half-open probe is
+    timed from it; ``None``: unknown, that breaker never turns half-open)."""
+
+    count: int = 0
+    since: date | None = None
+
+
+@dataclass(frozen=True)
 class LoopState:
     """What the loop remembers between days; the caller builds it from its history file.
 
@@ -176,17 +187,14 @@ class LoopState:
     are fine: the cap only counts those inside its period); ``last_retrain`` defaults to the
     latest of them. Both are retrains whose trigger kind is unknown (records written before
     verdicts named their trigger): they spend the ``data_drift`` budget. ``retrain_kinds`` holds
-    ``(day, budget)`` of the retrains whose trigger is known. ``consecutive_rejections`` counts
-    gate rejections of challengers since the last accepted one (or since a human reset the
-    breaker); ``breaker_since`` is the partition of the latest of those rejections (the half-open
-    probe is timed from it; ``None``: unknown, the breaker never turns half-open).
+    ``(day, budget)`` of the retrains whose trigger is known. ``rejections`` holds the circuit
+    breaker's :class:`Streak` of each budget (a budget absent: no rejection in a row).
     """
 
     last_retrain: date | None = None
     retrain_dates: tuple[date, ...] = ()
-    consecutive_rejections: int = 0
     retrain_kinds: tuple[tuple[date, Budget], ...] = ()
-    breaker_since: date | None = None
+    rejections: Mapping[Budget, Streak] = field(default_factory=dict)
 
     def _dates(self, budget: Budget | None) -> set[date]:
         dates = {d for d, kind in self.retrain_kinds if budget is None or kind == budget}
@@ -206,22 +214,33 @@ class LoopState:
         see its own retrain; a late day (decided after later days) must see the later ones."""
         return sorted(d for d in self._dates(budget) if d != day)
 
+    def streak(self, budget: Budget) -> Streak:
+        """The rejections in a row of ``budget``'s challengers."""
+        return self.rejections.get(budget, Streak())
+
     def with_retrain(self, day: str | date, budget: Budget = "data_drift") -> LoopState:
         """The state after a retrain was decided on ``day`` by a trigger of ``budget``."""
         when = _as_date(day)
         kinds = tuple(sorted({*self.retrain_kinds, (when, budget)}))
         return replace(self, retrain_kinds=kinds)
 
-    def with_gate_result(self, accepted: bool, day: str | date | None = None) -> LoopState:
-        """The state after the gate judged a challenger (on ``day``): acceptance closes the breaker."""
+    def with_gate_result(
+        self, accepted: bool, day: str | date | None = None, budget: Budget | None = "data_drift"
+    ) -> LoopState:
+        """The state after the gate judged a challenger of ``budget`` (on ``day``): a promotion closes
+        every breaker; a rejection adds to ``budget``'s streak (``None``: a challenger no trigger asked
+        for, a person's or the calendar's, counts toward no breaker)."""
         if accepted:
-            return replace(self, consecutive_rejections=0, breaker_since=None)
-        since = _as_date(day) if day is not None else self.breaker_since
-        return replace(self, consecutive_rejections=self.consecutive_rejections + 1, breaker_since=since)
+            return self.with_reset()
+        if budget is None:
+            return self
+        old = self.streak(budget)
+        since = _as_date(day) if day is not None else old.since
+        return replace(self, rejections={**self.rejections, budget: Streak(old.count + 1, since)})
 
     def with_reset(self) -> LoopState:
-        """The state after a human reset the circuit breaker."""
-        return replace(self, consecutive_rejections=0, breaker_since=None)
+        """The state after a human reset the circuit breakers (or a promotion)."""
+        return replace(self, rejections={})
 
 
 @dataclass(frozen=True)
@@ -441,7 +460,7 @@ def window(history: Iterable[DayDrift], today: DayDrift, policy: DriftSpec) -> l
 
 def _realized_signals(realized: RealizedPerformance | None, policy: DriftSpec) -> tuple[Signal, Signal]:
     """The ``performance_drop`` and ``breach`` signals of the day whose labels arrived today."""
-    floor_value = max(RANDOM_AUC, policy.performance_floor or 0.0)
+    floor_value = policy.breach_floor
     if realized is None:
         text = "no labelled day measured today (labels not arrived, or one class only)"
         return (
@@ -528,12 +547,13 @@ def _persistent(
     return replace(signal, fired=hits >= m, text=f"{signal.text}; {span}")
 
 
-def _half_open(day: date, state: LoopState, policy: DriftSpec) -> bool:
-    """``breaker_probe_days`` after the last rejection, with no retrain decided since: one probe."""
-    since = state.breaker_since
+def _half_open(day: date, streak: Streak, budget: Budget, state: LoopState, policy: DriftSpec) -> bool:
+    """``breaker_probe_days`` after the budget's last rejection, with no retrain of its kind decided
+    since: one probe."""
+    since = streak.since
     if since is None or (day - since).days < policy.breaker_probe_days:
         return False
-    return not any(d > since for d in state.retrains_except(day))
+    return not any(d > since for d in state.retrains_except(day, budget))
 
 
 def _guards(
@@ -579,31 +599,42 @@ def _guards(
 
 @dataclass(frozen=True)
 class _Breaker:
-    """The circuit breaker on ``day``: ``open`` after too many rejections in a row, ``half_open``
-    when it lets one probe through; ``reason`` is the sentence every verdict adds while it is open."""
+    """One budget's circuit breaker on ``day``: ``open`` after too many rejections in a row,
+    ``half_open`` when it lets one probe through; ``reason`` is the sentence every verdict adds
+    while it is open."""
 
+    budget: Budget
     open: bool
     half_open: bool
     reason: str
 
 
-def _breaker(day: date, state: LoopState, policy: DriftSpec) -> _Breaker:
-    """The breaker's state on ``day`` and the sentence that explains it."""
-    breaker_open = state.consecutive_rejections >= policy.circuit_breaker_rejections
-    half_open = breaker_open and _half_open(day, state, policy)
-    if half_open and state.breaker_since is not None:
+BUDGETS: tuple[Budget, ...] = ("breach", "performance_drop", "data_drift")
+
+
+def _breaker(day: date, state: LoopState, policy: DriftSpec, budget: Budget) -> _Breaker:
+    """``budget``'s breaker on ``day`` and the sentence that explains it."""
+    streak = state.streak(budget)
+    breaker_open = streak.count >= policy.circuit_breaker_rejections
+    half_open = breaker_open and _half_open(day, streak, budget, state, policy)
+    what = f"{streak.count} {budget} challengers"
+    if half_open and streak.since is not None:
         reason = (
-            f"circuit breaker half-open: {state.consecutive_rejections} challengers rejected in a row, the last on "
-            f"{state.breaker_since.isoformat()}, {(day - state.breaker_since).days} days ago (probe after "
+            f"{budget} circuit breaker half-open: {what} rejected in a row, the last on "
+            f"{streak.since.isoformat()}, {(day - streak.since).days} days ago (probe after "
             f"{policy.breaker_probe_days}): one probe retrain is allowed"
         )
     else:
         reason = (
-            f"circuit breaker open: the last {state.consecutive_rejections} challengers were rejected by the gate "
-            f"(limit {policy.circuit_breaker_rejections}); no automatic retrain until a human resets it"
-            + (f" or the probe after {policy.breaker_probe_days} days" if state.breaker_since is not None else "")
+            f"{budget} circuit breaker open: the last {what} were rejected by the gate "
+            f"(limit {policy.circuit_breaker_rejections}); no automatic {budget} retrain until a human resets it"
+            + (f" or the probe after {policy.breaker_probe_days} days" if streak.since is not None else "")
         )
-    return _Breaker(breaker_open, half_open, reason)
+    return _Breaker(budget, breaker_open, half_open, reason)
+
+
+def _breakers(day: date, state: LoopState, policy: DriftSpec) -> dict[Budget, _Breaker]:
+    return {budget: _breaker(day, state, policy, budget) for budget in BUDGETS}
 
 
 @dataclass(frozen=True)
@@ -725,14 +756,16 @@ def _choose_trigger(
     state: LoopState,
     policy: DriftSpec,
     realized: RealizedPerformance | None,
-    breaker: _Breaker,
+    breakers: Mapping[Budget, _Breaker],
 ) -> _Choice:
     """Try the fired signals by priority: a kind not enabled is reported, a guarded one held; the
-    first one nothing holds is the trigger."""
+    first one nothing holds is the trigger. A kind held by its open circuit breaker holds every
+    lower kind fired the same day too (a breach's rejected answers are not retried as a drop)."""
     signals = dict(signals)
     harm_fired = bool(harm.deciding)
     reasons: list[str] = []
     trigger: SignalKind | None = None
+    tripped: _Breaker | None = None
     cooldown = capped = False
     for kind in PRIORITY:
         signal = signals[kind]
@@ -754,8 +787,13 @@ def _choose_trigger(
         if trigger is not None:
             continue
         guards = _guards(day, state, policy, kind, realized)
+        breaker = breakers[BUDGET[kind]]
         if breaker.open and not breaker.half_open:
-            guards.append(("breaker", f"{kind} retrain suppressed (circuit breaker)"))
+            guards.append(("breaker", f"{kind} retrain suppressed ({breaker.budget} circuit breaker)"))
+            tripped = tripped or breaker
+        elif tripped is not None:
+            # a lower kind must not carry the retrain a higher kind's open breaker holds today
+            guards.append(("breaker", f"{kind} retrain suppressed ({tripped.budget} circuit breaker, same day)"))
         if guards:
             cooldown = cooldown or any(name == "cooldown" for name, _ in guards)
             capped = capped or any(name == "cap" for name, _ in guards)
@@ -772,7 +810,7 @@ def _choose_trigger(
 def _verdict(
     today: DayDrift,
     realized: RealizedPerformance | None,
-    breaker: _Breaker,
+    breakers: Mapping[Budget, _Breaker],
     harm: _Harm,
     verdict_state: VerdictState,
     signals: Sequence[Signal],
@@ -784,9 +822,11 @@ def _verdict(
     capped: bool = False,
     trigger: SignalKind | None = None,
 ) -> DriftVerdict:
-    """The verdict record; an open breaker's sentence closes the reasons."""
-    if breaker.open and breaker.reason not in reasons:
-        reasons = [*reasons, breaker.reason]
+    """The verdict record; each open breaker's sentence closes the reasons. ``half_open``: the
+    trigger's breaker lets its probe through (or, on a day without retrain, a breaker would)."""
+    opened = [b for b in breakers.values() if b.open]
+    reasons = [*reasons, *(b.reason for b in opened if b.reason not in reasons)]
+    half_open = breakers[BUDGET[trigger]].half_open if trigger is not None else any(b.half_open for b in opened)
     return DriftVerdict(
         model=today.model,
         partition=today.partition,
@@ -799,11 +839,11 @@ def _verdict(
         window_days=days,
         cooldown=cooldown,
         capped=capped,
-        circuit_open=breaker.open,
+        circuit_open=bool(opened),
         signals=tuple(signals),
         trigger=trigger,
         breach=harm.breach.fired,
-        half_open=breaker.half_open,
+        half_open=half_open,
         # a retrain answering a break learns from the first labelled day that showed it
         break_day=realized.label_day if trigger in BREAK_TRIGGERS and realized is not None else None,
     )
@@ -821,11 +861,11 @@ def decide(
     """Decide what today's signals call for (see the module docstring for the rules).
 
     ``realized``: the labelled day's performance; ``estimated``: CBPE's estimate of today's."""
-    breaker = _breaker(today.day, state, policy)
+    breakers = _breakers(today.day, state, policy)
     harm = _harm(history, today, policy, realized, estimated)
     if not _sufficient(today, policy):
         quiet, quiet_reasons = _insufficient_data(today, policy, harm)
-        return _verdict(today, realized, breaker, harm, "insufficient_data", quiet, quiet_reasons)
+        return _verdict(today, realized, breakers, harm, "insufficient_data", quiet, quiet_reasons)
 
     drift = _data_drift(history, today, policy)
     reasons = list(drift.reasons)
@@ -838,11 +878,11 @@ def decide(
         "estimated_drop": harm.estimated,
         "breach": harm.breach,
     }
-    choice = _choose_trigger(signals, harm, today.day, state, policy, realized, breaker)
+    choice = _choose_trigger(signals, harm, today.day, state, policy, realized, breakers)
     reasons.extend(choice.reasons)
     verdict_state: VerdictState
     if choice.trigger is not None:
-        probe = " (the half-open breaker's one probe)" if breaker.open else ""
+        probe = " (the half-open breaker's one probe)" if breakers[BUDGET[choice.trigger]].open else ""
         reasons.append(
             f"retrain on {choice.trigger}{probe}: train a challenger on recent data and send it through the gate"
         )
@@ -852,7 +892,7 @@ def decide(
     return _verdict(
         today,
         realized,
-        breaker,
+        breakers,
         harm,
         verdict_state,
         choice.signals,

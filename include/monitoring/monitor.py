@@ -37,12 +37,26 @@ REJECTED_ACTIONS = ("reject", "approval_rejected")
 BREAKER_CLOSING_ACTIONS = ("promote", "rollback", "breaker_reset")
 
 
+def rejected_budget(entry: dict[str, Any]) -> Any:
+    """The breaker budget a gate rejection in the ledger counts toward: that of the trigger that
+    asked for the challenger (``figures.trigger``); ``None`` for a challenger no trigger asked for
+    (a person's or the calendar's run), ``data_drift`` for entries written before the ledger named
+    the trigger (the budget of retrains of unknown kind)."""
+    from include.monitoring.decision import BUDGET
+
+    figures = entry.get("figures") or {}
+    if "trigger" not in figures:
+        return "data_drift"
+    trigger = figures["trigger"]
+    return BUDGET.get(trigger) if trigger else None
+
+
 def loop_state(lake: Lake, model: str, history: list[dict[str, Any]]) -> Any:
-    """Retrains decided so far, each in the budget of its trigger (from the drift history), and the
-    circuit breaker's count of consecutive gate rejections with the day of the latest (ledger).
+    """Retrains decided so far, each in the budget of its trigger (from the drift history), and each
+    circuit breaker's streak of gate rejections with the day of the latest (ledger).
 
     A record written before verdicts named their trigger counts as a data-drift retrain. A
-    promotion, a rollback or a human ``breaker_reset`` entry closes the breaker."""
+    promotion, a rollback or a human ``breaker_reset`` entry closes every breaker."""
     from include.monitoring.decision import BUDGET, LoopState
     from include.registry.ledger import read_ledger
 
@@ -57,20 +71,13 @@ def loop_state(lake: Lake, model: str, history: list[dict[str, Any]]) -> Any:
             kinds.append((day, BUDGET[verdict["trigger"]]))
         else:
             untyped.append(day)
-    rejections = 0
-    since: date | None = None
+    state = LoopState(retrain_dates=tuple(untyped), retrain_kinds=tuple(sorted(kinds)))
     for entry in read_ledger(lake, model):
         if entry["action"] in REJECTED_ACTIONS:
-            rejections += 1
-            since = date.fromisoformat(str(entry["time"])[:10])
+            state = state.with_gate_result(False, str(entry["time"])[:10], rejected_budget(entry))
         elif entry["action"] in BREAKER_CLOSING_ACTIONS:
-            rejections, since = 0, None
-    return LoopState(
-        retrain_dates=tuple(untyped),
-        consecutive_rejections=rejections,
-        retrain_kinds=tuple(sorted(kinds)),
-        breaker_since=since,
-    )
+            state = state.with_reset()
+    return state
 
 
 def _predictions(lake: Lake, spec: ModelSpec, ds: date) -> pd.DataFrame:

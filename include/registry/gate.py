@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from include.names import GATE_MODES, GateMode
+from include.names import GATE_MODES, RANDOM_AUC, GateMode
 from include.reports.format import fmt_number, jsonable
 
 if TYPE_CHECKING:
@@ -425,14 +425,11 @@ def _number(parity: Mapping[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def breach_floor(policy: GateSpec) -> float:
-    """The ROC AUC under which a champion is in a performance breach: the spec's floor, and
-    never under 0.5 (a model worse than a coin is in breach whatever the floor says)."""
-    return max(float(policy.min_roc_auc), 0.5)
-
-
-def champion_breach(policy: GateSpec, realized: ChampionPerformance | None) -> str | None:
+def champion_breach(floor: float, realized: ChampionPerformance | None) -> str | None:
     """Why the champion is in a performance breach, in words; ``None`` when it is not (or unknown).
+
+    ``floor`` is the spec's ``drift.breach_floor``: the same line the monitor draws, so the gate
+    waives its comparisons exactly when the monitor calls the champion's day a breach.
 
     Judged on the upper bound of the day's bootstrap interval when the record has one: one
     labelled day of ~900 rows moves the AUC by about ±0.045, and a breach waives the comparative
@@ -440,7 +437,6 @@ def champion_breach(policy: GateSpec, realized: ChampionPerformance | None) -> s
     if realized is None:
         return None
     judged = realized.roc_auc if realized.roc_auc_upper is None else realized.roc_auc_upper
-    floor = breach_floor(policy)
     if not (math.isfinite(judged) and judged < floor):
         return None
     bound = "" if realized.roc_auc_upper is None else f", 95% upper bound {_fmt(realized.roc_auc_upper)}"
@@ -599,6 +595,7 @@ def decide_promotion(
     context: Mapping[str, Any] | None = None,
     *,
     realized: ChampionPerformance | None = None,
+    breach_floor: float = RANDOM_AUC,
     evaluated_on: str | None = None,
 ) -> GateDecision:
     """Judge a challenger against the policy; pure (same inputs, same decision and id).
@@ -608,7 +605,7 @@ def decide_promotion(
     ``decision_id`` but judged by nothing. Every applicable check of :data:`CHECKS` is listed, so
     a rejected challenger shows every reason at once. A first model (no champion) is judged on the
     absolute floor, parity and latency only. ``realized`` is the champion's latest realized
-    performance: below the floor (:func:`champion_breach`) it waives the comparative checks.
+    performance: below ``breach_floor`` (:func:`champion_breach`) it waives the comparative checks.
     ``evaluated_on`` says in words which rows the figures come from (recorded in the summary).
     A challenger whose only failed check is ``shadow_days`` is *pending*, not rejected.
     """
@@ -617,7 +614,7 @@ def decide_promotion(
         raise GateInputError(f"unknown gate mode {mode_override!r}: expected one of {list(MODES)}")
     if champion is not None and comparison is None:
         raise GateInputError("a champion exists but no comparison was given: run compare() first")
-    breach = champion_breach(policy, realized) if champion is not None else None
+    breach = champion_breach(breach_floor, realized) if champion is not None else None
     gate = GateInputs(policy, challenger, champion, comparison, parity, shadow_clean_days, mode, breach)
     checks = [check for judge in CHECKS if (check := judge(gate)) is not None]
     would_promote = all(c.passed for c in checks)
@@ -632,6 +629,7 @@ def decide_promotion(
         "mode_override": mode_override,
         "context": dict(context or {}),
         "realized": realized.to_dict() if realized else None,
+        "breach_floor": breach_floor,
         "evaluated_on": evaluated_on,
     }
     decision = GateDecision(

@@ -208,6 +208,7 @@ def run_gate(
             "days": [str(d) for d in evalset.days],
         },
         realized=champion_performance(lake, spec.name, champion) if champion is not None else None,
+        breach_floor=spec.drift.breach_floor,
         evaluated_on=evalset.note or None,
     )
     log.info("%s gate: %s", spec.name, decision.summary)
@@ -293,7 +294,12 @@ def apply_decision(
         "previous_version": champion,
         "decision_id": decision["decision_id"],
         "summary": decision["summary"],
-        "figures": {"challenger": gate_report["challenger"], "comparison": gate_report["comparison"]},
+        "figures": {
+            "challenger": gate_report["challenger"],
+            "comparison": gate_report["comparison"],
+            # which circuit breaker a rejection counts toward (monitor.rejected_budget)
+            "trigger": (gate_report.get("challenger_tags") or {}).get(Tag.TRIGGER),
+        },
         "approver": approver,
         "reason": reason,
         "dag_id": dag_id,

@@ -87,6 +87,7 @@ def train_challenger(
         Tag.TRAIN_END: data.train_days[-1].isoformat(),
         Tag.HOLDOUT_DAYS: f"{data.holdout_days[0].isoformat()}..{data.holdout_days[-1].isoformat()}",
         Tag.DRIFT_DECISION_IDS: ",".join(decisions or []),
+        **({Tag.TRIGGER: trigger} if trigger else {}),  # the gate's ledger entry names it (per-kind breaker)
         **(plan.tags() if plan else {}),
     }
     result = train_model(

@@ -46,13 +46,15 @@ def event_partitions(context: Any) -> list[date]:
     return sorted(found)
 
 
-def event_break(context: Any) -> tuple[str | None, date | None]:
-    """(trigger, break_day) of the newest triggering drift event that names a performance break."""
-    for event in reversed(_events(context)):
-        extra = getattr(event, "extra", None) or {}
+def event_trigger(context: Any) -> tuple[str | None, date | None]:
+    """(trigger, break_day) of the triggering drift events: the newest that names a performance
+    break, else the newest that names its trigger (``break_day`` ``None``); ``(None, None)`` for a
+    run no drift event asked for."""
+    extras = [getattr(event, "extra", None) or {} for event in reversed(_events(context))]
+    for extra in extras:
         if extra.get("break_day"):
             return extra.get("trigger"), date.fromisoformat(str(extra["break_day"]))
-    return None, None
+    return next((str(extra["trigger"]) for extra in extras if extra.get("trigger")), None), None
 
 
 def logical_day(context: Any) -> date | None:

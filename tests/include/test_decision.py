@@ -10,6 +10,7 @@ from include.monitoring.decision import (
     DayDrift,
     DriftVerdict,
     LoopState,
+    Streak,
     apply_verdict,
     decide,
     decision_id,
@@ -141,20 +142,22 @@ def test_cap_per_period(retrain_days_ago: tuple[int, ...], expected: str, capped
 
 
 def test_circuit_breaker() -> None:
-    state = LoopState(consecutive_rejections=3)
+    state = LoopState(rejections={"data_drift": Streak(3)})
     verdict = run([day(9)], day(10), state)
     assert verdict.state == "warn" and verdict.circuit_open and verdict.needs_human
     assert any("circuit breaker open" in r for r in verdict.reasons)
     # The breaker stays visible on quiet days; two rejections are not enough to open it.
     assert run([], day(10, OK), state).circuit_open
-    assert run([day(9)], day(10), LoopState(consecutive_rejections=2)).retrain
-    assert LoopState(consecutive_rejections=3).with_gate_result(accepted=True).consecutive_rejections == 0
+    assert run([day(9)], day(10), LoopState(rejections={"data_drift": Streak(2)})).retrain
+    assert state.with_gate_result(accepted=True).rejections == {}
+    # another kind's streak does not hold a data-drift retrain
+    assert run([day(9)], day(10), LoopState(rejections={"performance_drop": Streak(5)})).retrain
 
 
 def test_all_guards_are_reported_together() -> None:
     today = day(40)
     state = LoopState(retrain_dates=(today.day - timedelta(days=2), today.day - timedelta(days=9)),
-                      consecutive_rejections=5)  # fmt: skip
+                      rejections={"data_drift": Streak(5)})  # fmt: skip
     verdict = run([day(39)], today, state)
     assert verdict.state == "warn" and verdict.cooldown and verdict.capped and verdict.circuit_open
 
@@ -188,7 +191,7 @@ def simulate(days: int, policy: DriftSpec, *, accept: bool = True) -> list[Drift
         verdict = decide(history, today, state, policy)
         state = apply_verdict(state, verdict)
         if verdict.retrain:
-            state = state.with_gate_result(accepted=accept)
+            state = state.with_gate_result(accepted=accept, budget="data_drift")
         history.append(today)
         verdicts.append(verdict)
     return verdicts

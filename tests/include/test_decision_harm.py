@@ -7,11 +7,13 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 from include.monitoring.decision import (
+    BUDGET,
     DayDrift,
     DriftVerdict,
     EstimatedPerformance,
     LoopState,
     RealizedPerformance,
+    Streak,
     apply_verdict,
     decide,
 )
@@ -185,17 +187,18 @@ def test_estimated_drop_triggers_and_an_invalid_estimate_does_not() -> None:
 
 def test_open_breaker_holds_a_breach_until_the_half_open_probe() -> None:
     opened = START + timedelta(days=5)
-    state = LoopState(consecutive_rejections=3, breaker_since=opened)
+    state = LoopState(rejections={"breach": Streak(3, opened)})
     held = decide([], day(10), state, POLICY, realized=labelled(9, 0.31))
     assert held.state == "warn" and held.circuit_open and not held.half_open
     assert signal(held, "breach")["held_by"] == "breaker"
+    assert signal(held, "performance_drop")["held_by"] == "breaker"  # the same harm does not slip through as a drop
     probe = decide([], day(12), state, POLICY, realized=labelled(11, 0.31))  # 7 days after the rejection
     assert (probe.trigger, probe.circuit_open, probe.half_open) == ("breach", True, True)
     assert any("one probe retrain is allowed" in r for r in probe.reasons)
     # the probe is pending: no second probe; its rejection re-arms the timer; a reset closes it
     pending = apply_verdict(state, probe)
     assert decide([], day(13), pending, POLICY, realized=labelled(12, 0.31)).trigger is None
-    rejected = pending.with_gate_result(accepted=False, day=START + timedelta(days=12))
+    rejected = pending.with_gate_result(accepted=False, day=START + timedelta(days=12), budget="breach")
     assert decide([], day(15), rejected, POLICY, realized=labelled(14, 0.31)).trigger is None
     assert decide([], day(19), rejected, POLICY, realized=labelled(18, 0.31)).trigger == "breach"
     assert decide([], day(14), pending, POLICY, realized=labelled(13, 0.31)).trigger is None
@@ -216,7 +219,8 @@ def test_concept_break_with_early_drift_alarms_retrains_within_days() -> None:
         verdict = decide(history, today, state, policy, realized=labelled(offset - 1, auc))
         state = apply_verdict(state, verdict)
         if verdict.retrain:
-            state = state.with_gate_result(accepted=verdict.trigger != "data_drift", day=today.day)
+            accepted = verdict.trigger != "data_drift"
+            state = state.with_gate_result(accepted=accepted, day=today.day, budget=BUDGET[verdict.trigger or ""])
             retrains.append((offset, verdict.trigger))
         history.append(today)
     assert retrains[:2] == [(3, "data_drift"), (10, "data_drift")]

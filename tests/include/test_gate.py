@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from include.monitoring.decision import DayDrift, LoopState, RealizedPerformance, decide
 from include.registry.card import card_sections, model_card_html, model_card_markdown
 from include.registry.gate import (
     ChampionPerformance,
@@ -24,7 +25,7 @@ from include.registry.gate import (
     evaluate,
     roc_auc,
 )
-from include.spec import GateSpec
+from include.spec import DriftSpec, GateSpec
 
 
 def _binormal(n: int, separation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -460,7 +461,9 @@ def test_measured_case_a_gain_interval_below_zero_is_rejected_whatever_max_regre
 
 
 def test_measured_case_with_the_champion_in_breach_is_promoted_and_says_why() -> None:
-    decision = _decide(challenger=_evaluation(0.7458), comparison=_comparison(**MEASURED), realized=BROKEN_CHAMPION)
+    decision = _decide(
+        challenger=_evaluation(0.7458), comparison=_comparison(**MEASURED), realized=BROKEN_CHAMPION, breach_floor=0.6
+    )
     assert decision.promote and not decision.failed
     breach = (
         "champion v3 is in a performance breach: realized ROC AUC 0.3100, 95% upper bound 0.3500 on 2013-03-04 "
@@ -490,21 +493,33 @@ def test_a_breach_waives_comparisons_but_never_the_floor_parity_or_latency() -> 
 
 
 @pytest.mark.parametrize(
-    ("min_roc_auc", "realized", "in_breach"),
+    ("floor", "realized", "in_breach"),
     [
         pytest.param(0.6, ChampionPerformance(3, "2013-03-04", 0.58, 0.65, 900), False, id="upper-bound-above-floor"),
         pytest.param(0.6, ChampionPerformance(3, "2013-03-04", 0.58, 0.599, 900), True, id="confidently-below"),
         pytest.param(0.6, ChampionPerformance(3, "2013-03-04", 0.58, None, 900), True, id="no-interval-point"),
-        pytest.param(0.4, ChampionPerformance(3, "2013-03-04", 0.45, 0.48, 900), True, id="worse-than-random"),
+        pytest.param(None, ChampionPerformance(3, "2013-03-04", 0.45, 0.48, 900), True, id="worse-than-random"),
+        pytest.param(None, ChampionPerformance(3, "2013-03-04", 0.52, 0.58, 900), False, id="no-floor-above-random"),
         pytest.param(0.6, None, False, id="no-record"),
     ],
 )
-def test_breach_is_judged_on_the_upper_bound_against_the_floor_and_one_half(
-    min_roc_auc: float, realized: ChampionPerformance | None, in_breach: bool
+def test_breach_is_the_monitors_line_judged_on_the_upper_bound(
+    floor: float | None, realized: ChampionPerformance | None, in_breach: bool
 ) -> None:
-    policy = POLICY.model_copy(update={"min_roc_auc": min_roc_auc})
-    decision = _decide(policy=policy, comparison=_comparison(**MEASURED), realized=realized)
+    """The gate waives its comparisons exactly where the monitor calls a breach: the spec's
+    ``drift.breach_floor`` (``performance_floor``, never under 0.5), not the gate's ``min_roc_auc``."""
+    drift = DriftSpec(performance_floor=floor)
+    decision = _decide(comparison=_comparison(**MEASURED), realized=realized, breach_floor=drift.breach_floor)
     assert (decision.breach is not None, decision.promote) == (in_breach, in_breach)
+    monitor = RealizedPerformance(
+        label_day="2013-03-04",
+        rows=900,
+        auc=realized.roc_auc if realized else None,
+        auc_high=realized.roc_auc_upper if realized else None,
+    )
+    quiet_day = DayDrift(model="flights", partition="2013-03-05", status="ok", score=0.01, n_rows=900)
+    monitor_breach = decide([], quiet_day, LoopState(), drift, realized=monitor if realized else None).breach
+    assert monitor_breach == in_breach
 
 
 def test_an_interval_that_reaches_zero_is_not_a_trade_down() -> None:

@@ -149,11 +149,11 @@ def test_pending_never_counts_toward_the_circuit_breaker(tmp_path: Path) -> None
     lake = Lake(tmp_path.as_uri())
     for minutes, action in enumerate(["pending", "pending", "pending", "pending"]):
         _ledger(lake, action, 5, minutes)
-    assert loop_state(lake, "flights", []).consecutive_rejections == 0
+    assert loop_state(lake, "flights", []).rejections == {}
     _ledger(lake, "reject", 6, 10)
     _ledger(lake, "pending", 7, 11)
     _ledger(lake, "reject", 8, 12)
-    assert loop_state(lake, "flights", []).consecutive_rejections == 2
+    assert loop_state(lake, "flights", []).streak("data_drift").count == 2
 
 
 def test_a_pending_challenger_is_due_for_regating_once_its_clean_shadow_days_exist(tmp_path: Path) -> None:

@@ -75,11 +75,11 @@ class TrainModelOperator(AirloopBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airloop.context import drift_decision_ids, event_break, run_tags, trigger_reason
+        from airloop.context import drift_decision_ids, event_trigger, run_tags, trigger_reason
         from include.steps import TrainParams
 
         end = self.resolve_end_date(context, self.lake_hook.lake)
-        trigger, break_day = event_break(context)
+        trigger, break_day = event_trigger(context)
         params = TrainParams(
             spec=self.model,
             end=end,
