@@ -26,11 +26,12 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, LakeError, Zone
+from include.monitoring.decision import EstimatedPerformance, Signal
 from include.names import CHALLENGER, CHAMPION, Tag
 from include.reports.format import finite
 
@@ -78,24 +79,6 @@ class TimelineEvent:
     approver: str | None
     reason: str | None
     run_id: str | None
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One signal a verdict weighed: its figure against its threshold, whether it fired, and the
-    guard that held it back (``cooldown``, ``cap``, ``breaker``, ``no_impact``...) if one did."""
-
-    kind: str
-    value: float | None
-    threshold: float | None
-    fired: bool
-    held_by: str | None = None
-    text: str = ""
-
-    @property
-    def label(self) -> str:
-        """``prediction_drift`` -> ``prediction drift``."""
-        return self.kind.replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -172,18 +155,11 @@ class RealizedDay:
 
 
 @dataclass(frozen=True)
-class EstimatedDay:
-    """Label-free estimate of ``day``'s ROC AUC from its scores alone, with its interval;
-    ``valid`` False (with ``note``) when the estimate cannot be trusted (e.g. concept drift)."""
+class EstimatedDay(EstimatedPerformance):
+    """The label-free estimate of ``day``'s ROC AUC (the monitor's record of it); ``valid`` False
+    (with ``note``) when the estimate cannot be trusted (e.g. concept drift)."""
 
-    day: date
-    auc: float
-    low: float | None
-    high: float | None
-    rows: int
-    reference_auc: float | None
-    valid: bool
-    note: str = ""
+    day: date = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -324,17 +300,6 @@ def drift_records(lake: Lake, model: str) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: str(r["partition"]))
 
 
-def _signal(item: Mapping[str, Any]) -> Signal:
-    return Signal(
-        kind=str(item.get("kind", "")),
-        value=finite(item.get("value")),
-        threshold=finite(item.get("threshold")),
-        fired=bool(item.get("fired")),
-        held_by=item.get("held_by") or None,
-        text=str(item.get("text") or ""),
-    )
-
-
 def drift_days(records: Sequence[Mapping[str, Any]], alert: float = 0.25) -> list[DriftDay]:
     """PSI per feature and of the predictions, score, verdict and signals of each monitored day
     (``alert``: the spec's ``drift.alert``, the threshold shown for records without signals)."""
@@ -354,7 +319,7 @@ def drift_days(records: Sequence[Mapping[str, Any]], alert: float = 0.25) -> lis
                 verdict=str(verdict.get("state", "")),
                 prediction_psi=finite(prediction.get("psi")),
                 top_features=tuple(verdict.get("top_features") or ()),
-                signals=tuple(_signal(item) for item in verdict.get("signals") or ()),
+                signals=tuple(Signal.from_dict(item) for item in verdict.get("signals") or ()),
                 trigger=verdict.get("trigger") or None,
                 reasons=tuple(str(r) for r in verdict.get("reasons") or ()),
                 alert=alert,
@@ -392,22 +357,9 @@ def estimated_days(records: Sequence[Mapping[str, Any]]) -> list[EstimatedDay]:
     """The label-free performance estimates in the drift records (``estimated_performance``)."""
     points = []
     for record in records:
-        estimate = record.get("estimated_performance") or {}
-        auc = finite(estimate.get("auc"))
-        if auc is None:
-            continue
-        points.append(
-            EstimatedDay(
-                day=date.fromisoformat(str(record["partition"])[:10]),
-                auc=auc,
-                low=finite(estimate.get("low")),
-                high=finite(estimate.get("high")),
-                rows=int(estimate.get("rows") or 0),
-                reference_auc=finite(estimate.get("reference_auc")),
-                valid=bool(estimate.get("valid", True)),
-                note=str(estimate.get("note") or ""),
-            )
-        )
+        estimate = EstimatedPerformance.from_dict(record.get("estimated_performance"))
+        if estimate is not None and estimate.auc is not None:
+            points.append(EstimatedDay(**asdict(estimate), day=date.fromisoformat(str(record["partition"])[:10])))
     return points
 
 

@@ -339,8 +339,13 @@ class Signal:
     value: float | None
     threshold: float | None
     fired: bool
-    held_by: str | None
-    text: str
+    held_by: str | None = None
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        """``prediction_drift`` -> ``prediction drift``."""
+        return self.kind.replace("_", " ")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -351,6 +356,18 @@ class Signal:
             "held_by": self.held_by,
             "text": self.text,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signal:
+        """A signal as a drift record stores it (``verdict.signals``)."""
+        return cls(
+            kind=data.get("kind", ""),
+            value=_finite(data.get("value")),
+            threshold=_finite(data.get("threshold")),
+            fired=bool(data.get("fired")),
+            held_by=data.get("held_by") or None,
+            text=str(data.get("text") or ""),
+        )
 
 
 def _finite(value: Any) -> float | None:
