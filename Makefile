@@ -42,14 +42,21 @@ lint: install
 	$(RUN)/ruff format --check .
 	$(RUN)/mypy
 
-test: lint                         ## everything CI runs (README command 2)
-	$(RUN)/python -m pytest
+# Tests without an Airflow stack run on every core (pytest-xdist; each worker has its own MLflow
+# server and flights lake, and a test module stays on one worker so its module fixtures are
+# built once). The system tests start whole Airflow stacks and run one after another.
+WORKERS ?= 2
+XDIST := -n $(WORKERS) --dist loadfile --durations=15
 
-test-fast: install                 ## unit and operator tests only
-	$(RUN)/python -m pytest -m "not system"
+test: lint                         ## everything CI runs (README command 2)
+	$(RUN)/python -m pytest -m "not system" $(XDIST)
+	$(RUN)/python -m pytest -m system --durations=15
+
+test-fast: install                 ## unit, operator and DAG tests: no Airflow stack, no slow real-parts test
+	$(RUN)/python -m pytest -m "not system and not slow" $(XDIST)
 
 system: install
-	$(RUN)/python -m pytest -m system
+	$(RUN)/python -m pytest -m system --durations=15
 
 clean:
 	rm -rf .airloop .pytest_cache .mypy_cache .ruff_cache

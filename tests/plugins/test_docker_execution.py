@@ -582,7 +582,7 @@ def test_broken_contract_in_docker_mode_quarantines_and_fails_like_local(engine:
     assert op.report_links["data_docs"].endswith(".html")
 
 
-@pytest.mark.system  # a real MLflow server and three real training/scoring processes: ~1.5-3 min here
+@pytest.mark.slow  # a real MLflow server and three real training/scoring processes: ~1.5-3 min here
 def test_real_train_score_publish_commands_match_local_mode(
     engine: FakeEngine, tmp_path: Path, flights_lake: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,7 +40,7 @@ import pytest
 from include.lake import Lake, LakeError, S3Options, Zone
 from include.spec import ModelSpec, get_spec
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.slow  # real parts in-process, no Airflow stack: make test runs it on every core
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = get_spec("flights")

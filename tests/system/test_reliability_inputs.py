@@ -25,7 +25,7 @@ from include.monitoring.decision import DayDrift, DriftVerdict, LoopState, decid
 from include.spec import SpecError, get_spec, load_spec
 from tests.system.test_reliability import ROOT, SPEC, Models, copy_days, flights_models
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.slow  # real parts in-process, no Airflow stack: make test runs it on every core
 
 DAY = date(2013, 1, 10)
 

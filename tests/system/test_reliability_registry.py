@@ -41,7 +41,7 @@ from tests.system.test_reliability import (
     start_child,
 )
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.slow  # real parts in-process, no Airflow stack: make test runs it on every core
 
 DAY = date(2013, 1, 18)
 TRAIN_END = "2013-01-08"
