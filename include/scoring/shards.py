@@ -384,15 +384,10 @@ def _write_partition(
 ) -> int:
     """Publish the concatenated rejects, then the concatenated data file with ``metadata``
     (``airloop.`` keys); returns the data file's rows."""
-    import pyarrow.parquet as pq
 
     reject_paths = [rejects_path_for(p) for p in data_paths]
-    with lake.atomic_output(rejects_file(lake, zone, spec.name, ds)) as stream:
-        writer = pq.ParquetWriter(stream, _schema_of(lake, reject_paths[0]), compression="zstd")
-        try:
-            _concatenate(lake, reject_paths, writer)
-        finally:
-            writer.close()
+    with lake.parquet_writer(rejects_file(lake, zone, spec.name, ds), _schema_of(lake, reject_paths[0])) as writer:
+        _concatenate(lake, reject_paths, writer)
     with lake.partition_writer(zone, spec.name, ds, schema) as writer:
         total = _concatenate(lake, data_paths, writer)
         writer.add_key_value_metadata({META_PREFIX + k: v for k, v in metadata.items()})
