@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -917,20 +917,45 @@ def performance_drop(
     current = performance(s, y).roc_auc if n else math.nan
     if n == 0 or not math.isfinite(current):
         return PerformanceDrop(float(reference_auc), current, math.nan, math.nan, n, n_boot, confidence)
-    _, starts, y_sorted = _grouped(s, y)
+    low, high = bootstrap_auc_interval(s, y, _resample_rows, n_boot, seed, confidence)
+    return PerformanceDrop(float(reference_auc), current, low, high, n, n_boot, confidence)
+
+
+def _resample_rows(rng: np.random.Generator, b: int, y_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``b`` resamples of the rows with replacement, as weight vectors; the labels stay."""
+    n = int(y_sorted.shape[0])
+    draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+    weights = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+    return weights, y_sorted
+
+
+AucDraw = Callable[[np.random.Generator, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def bootstrap_auc_interval(
+    scores: np.ndarray, values: np.ndarray, draw: AucDraw, n_boot: int, seed: int, confidence: float
+) -> tuple[float, float]:
+    """Percentile interval of the ROC AUC of ``scores`` over ``n_boot`` seeded draws.
+
+    ``draw(rng, b, values_sorted)`` returns ``b`` draws as (row weights, labels) over the rows
+    sorted once by score (``values`` in that order); draws run in chunks that keep memory near
+    16 MB per array. ``(nan, nan)`` when no draw has a finite AUC.
+    """
+    n = int(scores.shape[0])
+    _, starts, v_sorted = _grouped(scores, values)
     rng = np.random.default_rng(seed)
     chunk = max(1, 2_000_000 // n)
     aucs: list[np.ndarray] = []
     for begin in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - begin)
-        draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        weights = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-        aucs.append(_weighted_auc(weights, y_sorted, starts))
+        weights, labels = draw(rng, min(chunk, n_boot - begin), v_sorted)
+        aucs.append(_weighted_auc(weights, labels, starts))
     boot = np.concatenate(aucs)
     boot = boot[np.isfinite(boot)]
+    if not boot.size:
+        return math.nan, math.nan
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(boot, [alpha, 1.0 - alpha]) if boot.size else (math.nan, math.nan)
-    return PerformanceDrop(float(reference_auc), current, float(low), float(high), n, n_boot, confidence)
+    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
+    return float(low), float(high)
 
 
 def expected_auc(scores: np.ndarray, y: np.ndarray) -> float:
