@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -452,17 +451,10 @@ def fail_fast_mlflow(timeout_s: int = 10) -> Iterator[None]:
     """MLflow requests inside fail at once instead of retrying: a person waits on the page, and
     with its default retries and backoff the client took 248 s to give up on a server that was
     down. MLflow reads both variables at each request; the previous values come back after."""
-    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
+    from include.registry.mlflow_registry import environment
+
+    with environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout_s)):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def gather_dashboard(
