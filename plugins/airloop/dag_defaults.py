@@ -68,7 +68,7 @@ def form_dag(
         catchup=False,
         max_active_runs=1,
         render_template_as_native_obj=True,
-        params=params,
+        params=copy.deepcopy(params),  # a DAG's Params are its own, even when DAG files share them
         **dag_kwargs(spec, step=step, doc_md=doc_md),
     )
 
@@ -133,11 +133,21 @@ def _of(spec: ModelSpec, value: PerSpec[T]) -> T:
     return value(spec) if callable(value) else value  # type: ignore[return-value]
 
 
-def _per_spec(dag_file: dict[str, Any], make: Callable[[ModelSpec], DAG]) -> Iterator[tuple[ModelSpec, DAG]]:
-    """Per valid spec, the DAG ``make(spec)``, open (``with``) while the caller's loop body adds
-    the tasks, then set in the DAG file's globals (``dag_file``) where the DagBag finds it."""
+def _per_spec(
+    dag_file: dict[str, Any], make: Callable[..., DAG], *, step: str, description: str, **options: PerSpec[Any]
+) -> Iterator[tuple[ModelSpec, DAG]]:
+    """Per valid spec, the DAG ``make(spec, step=..., ...)``, open (``with``) while the caller's
+    loop body adds the tasks, then set in the DAG file's globals (``dag_file``) where the DagBag
+    finds it. ``description`` is formatted with ``model``, the doc is the DAG file's docstring,
+    each of ``options`` is a value or a function of the spec."""
     for spec in valid_specs():
-        with make(spec) as dag:
+        with make(
+            spec,
+            step=step,
+            description=description.format(model=spec.name),
+            doc_md=dag_file["__doc__"],
+            **{name: _of(spec, value) for name, value in options.items()},
+        ) as dag:
             yield spec, dag
         dag_file[dag.dag_id] = dag
 
@@ -145,18 +155,9 @@ def _per_spec(dag_file: dict[str, Any], make: Callable[[ModelSpec], DAG]) -> Ite
 def daily_dags(
     dag_file: dict[str, Any], *, step: str, description: str, max_active_runs: int, extra_days: PerSpec[int] = 0
 ) -> Iterator[tuple[ModelSpec, DAG]]:
-    """Per valid spec, its :func:`daily_dag` (see :func:`_per_spec`): ``description`` is formatted
-    with ``model``, the doc is the DAG file's docstring."""
+    """Per valid spec, its :func:`daily_dag` (see :func:`_per_spec`)."""
     return _per_spec(
-        dag_file,
-        lambda spec: daily_dag(
-            spec,
-            step=step,
-            description=description.format(model=spec.name),
-            doc_md=dag_file["__doc__"],
-            max_active_runs=max_active_runs,
-            extra_days=_of(spec, extra_days),
-        ),
+        dag_file, daily_dag, step=step, description=description, max_active_runs=max_active_runs, extra_days=extra_days
     )
 
 
@@ -168,17 +169,6 @@ def form_dags(
     params: PerSpec[dict[str, Any]],
     schedule: PerSpec[Any] = None,
 ) -> Iterator[tuple[ModelSpec, DAG]]:
-    """Per valid spec, its :func:`form_dag` (see :func:`_per_spec`): ``description`` is formatted
-    with ``model``, the doc is the DAG file's docstring; the operators take the form's values
-    with :func:`param_templates` of ``dag.params``."""
-    return _per_spec(
-        dag_file,
-        lambda spec: form_dag(
-            spec,
-            step=step,
-            description=description.format(model=spec.name),
-            params=copy.deepcopy(_of(spec, params)),  # a DAG's Params are its own
-            doc_md=dag_file["__doc__"],
-            schedule=_of(spec, schedule),
-        ),
-    )
+    """Per valid spec, its :func:`form_dag` (see :func:`_per_spec`); the operators take the
+    form's values with :func:`param_templates` of ``dag.params``."""
+    return _per_spec(dag_file, form_dag, step=step, description=description, params=params, schedule=schedule)
