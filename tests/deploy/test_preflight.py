@@ -22,6 +22,7 @@ from devstack.preflight import (
     check_fernet_key,
     ensure_secure,
 )
+from tests.process import run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,15 +140,7 @@ def test_ensure_secure_names_every_variable_and_no_value() -> None:
 
 
 def _run_module(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devstack.preflight"],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run([sys.executable, "-m", "devstack.preflight"], cwd=ROOT, env={"PATH": os.environ.get("PATH", ""), **env})
 
 
 def test_module_exit_codes_as_airflow_init_runs_it() -> None:
