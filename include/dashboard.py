@@ -345,7 +345,7 @@ def drift_days(records: Sequence[Mapping[str, Any]], alert: float = 0.25) -> lis
         verdict = record.get("verdict") or {}
         days.append(
             DriftDay(
-                day=date.fromisoformat(str(record["partition"])[:10]),
+                day=_record_day(record),
                 model_version=record.get("model_version"),
                 psi={name: finite(item.get("psi")) for name, item in features.items()},
                 score=finite(drift.get("score")),
@@ -362,52 +362,55 @@ def drift_days(records: Sequence[Mapping[str, Any]], alert: float = 0.25) -> lis
     return days
 
 
+def _record_day(record: Mapping[str, Any]) -> date:
+    """The day a drift record is about (its ``partition``)."""
+    return date.fromisoformat(str(record["partition"])[:10])
+
+
 def realized_days(records: Sequence[Mapping[str, Any]]) -> list[RealizedDay]:
     """The delayed-label ROC AUC in the drift records (days whose labels had arrived)."""
-    points = []
-    for record in records:
-        perf = record.get("performance") or {}
-        auc = finite(perf.get("roc_auc"))
-        if auc is None or not perf.get("label_day"):
-            continue
-        drop = perf.get("drop") or {}
-        points.append(
-            RealizedDay(
-                day=date.fromisoformat(str(record["partition"])[:10]),
-                label_day=date.fromisoformat(str(perf["label_day"])[:10]),
-                roc_auc=auc,
-                rows=int(perf.get("rows", perf.get("n", 0))),
-                model_version=perf.get("model_version"),
-                reference_auc=finite(record.get("reference_auc")),
-                low=finite(drop.get("ci_low")),
-                high=finite(drop.get("ci_high")),
-                significant=bool(drop.get("significant")),
-            )
-        )
-    return points
+    return [point for point in map(_realized_day, records) if point is not None]
+
+
+def _realized_day(record: Mapping[str, Any]) -> RealizedDay | None:
+    perf = record.get("performance") or {}
+    auc = finite(perf.get("roc_auc"))
+    if auc is None or not perf.get("label_day"):
+        return None
+    drop = perf.get("drop") or {}
+    return RealizedDay(
+        day=_record_day(record),
+        label_day=date.fromisoformat(str(perf["label_day"])[:10]),
+        roc_auc=auc,
+        rows=int(perf.get("rows", perf.get("n", 0))),
+        model_version=perf.get("model_version"),
+        reference_auc=finite(record.get("reference_auc")),
+        low=finite(drop.get("ci_low")),
+        high=finite(drop.get("ci_high")),
+        significant=bool(drop.get("significant")),
+    )
 
 
 def estimated_days(records: Sequence[Mapping[str, Any]]) -> list[EstimatedDay]:
     """The label-free performance estimates in the drift records (``estimated_performance``)."""
-    points = []
-    for record in records:
-        estimate = record.get("estimated_performance") or {}
-        auc = finite(estimate.get("auc"))
-        if auc is None:
-            continue
-        points.append(
-            EstimatedDay(
-                day=date.fromisoformat(str(record["partition"])[:10]),
-                auc=auc,
-                low=finite(estimate.get("low")),
-                high=finite(estimate.get("high")),
-                rows=int(estimate.get("rows") or 0),
-                reference_auc=finite(estimate.get("reference_auc")),
-                valid=bool(estimate.get("valid", True)),
-                note=str(estimate.get("note") or ""),
-            )
-        )
-    return points
+    return [point for point in map(_estimated_day, records) if point is not None]
+
+
+def _estimated_day(record: Mapping[str, Any]) -> EstimatedDay | None:
+    estimate = record.get("estimated_performance") or {}
+    auc = finite(estimate.get("auc"))
+    if auc is None:
+        return None
+    return EstimatedDay(
+        day=_record_day(record),
+        auc=auc,
+        low=finite(estimate.get("low")),
+        high=finite(estimate.get("high")),
+        rows=int(estimate.get("rows") or 0),
+        reference_auc=finite(estimate.get("reference_auc")),
+        valid=bool(estimate.get("valid", True)),
+        note=str(estimate.get("note") or ""),
+    )
 
 
 def prediction_volume(lake: Lake, model: str) -> list[VolumeDay]:
