@@ -159,6 +159,16 @@ class AirloopBaseOperator(BaseOperator):
 
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
+    def step_params(self, **values: Any) -> StepParams:
+        """The operator's step parameters: ``spec`` (the model), each template field that is a
+        field of the step's model (same name: a template field is a step parameter the DAG can
+        template), then ``values`` (from the run context, or coerced)."""
+        from include.steps import get_step
+
+        model = get_step(self.step).params
+        own = {name: getattr(self, name) for name in self.template_fields if name in model.model_fields}
+        return model(**{"spec": self.model, **own, **values})
+
     def emit(self, context: Context, **extra: Any) -> None:
         """Set ``extra`` on the event of the asset the operator ``emits`` (emitted on success)."""
         from airloop.assets import model_asset

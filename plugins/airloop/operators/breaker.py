@@ -29,9 +29,6 @@ class BreakerResetOperator(AirloopBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airloop.context import ledger_fields
-        from include.steps import BreakerResetParams
 
-        params = BreakerResetParams(
-            spec=self.model, by=str(self.by or ""), reason=str(self.reason or ""), **ledger_fields(context)
-        )
+        params = self.step_params(by=str(self.by or ""), reason=str(self.reason or ""), **ledger_fields(context))
         return self.run_step(context, params)

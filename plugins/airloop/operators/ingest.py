@@ -25,9 +25,7 @@ class ReplayIngestOperator(DayOperator):
     emits = "landing"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import IngestParams
-
-        summary = self.run_step(context, IngestParams(spec=self.model, ds=self.ds))
+        summary = self.run_step(context, self.step_params())
         self.emit(
             context,
             partition=summary["ds"],

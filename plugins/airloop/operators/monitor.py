@@ -31,9 +31,8 @@ class MonitorDriftOperator(PartitionWaitOperator):
 
     def on_partition(self, context: Context) -> dict[str, Any]:
         from airloop.notifiers.alerts import AlertNotifier
-        from include.steps import MonitorParams
 
-        summary = self.run_step(context, MonitorParams(spec=self.model, ds=self.ds))
+        summary = self.run_step(context, self.step_params())
         self.link_report("drift_report", summary["report_uri"])
         verdict = summary["verdict"]
         if verdict["state"] in ("warn", "retrain") or verdict["circuit_open"]:

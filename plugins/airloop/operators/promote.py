@@ -33,11 +33,7 @@ class EvaluateChallengerOperator(AirloopBaseOperator):
         self.mode = mode
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import EvaluateParams
-
-        report = self.run_step(
-            context, EvaluateParams(spec=self.model, mode=self.mode, report_key=str(context["run_id"]))
-        )
+        report = self.run_step(context, self.step_params(report_key=str(context["run_id"])))
         self.link_report("gate_report", report["report_html_uri"])
         self.log.info("%s", report["decision"]["summary"])
         return report
@@ -162,14 +158,8 @@ class RollbackOperator(AirloopBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airloop.context import ledger_fields
-        from include.steps import RollbackParams
 
-        params = RollbackParams(
-            spec=self.model,
-            target_version=self.target_version,
-            reason=str(self.reason or ""),
-            **ledger_fields(context),
-        )
+        params = self.step_params(reason=str(self.reason or ""), **ledger_fields(context))
         outcome = self.run_step(context, params)
         self.emit(
             context,

@@ -25,9 +25,7 @@ class PinChampionOperator(PartitionWaitOperator):
     wait_hint = "did {model}__validate pass for that day? Clear this task once it did"
 
     def on_partition(self, context: Context) -> list[dict[str, Any]]:
-        from include.steps import PinParams
-
-        result = self.run_step(context, PinParams(spec=self.model, ds=self.ds, run_key=str(context["run_id"])))
+        result = self.run_step(context, self.step_params(run_key=str(context["run_id"])))
         if result.get("failed"):
             raise AirflowFailException(result["failed"])
         self.log.info(
@@ -110,9 +108,7 @@ class ShadowScoreOperator(DayOperator):
     step = "shadow"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import ShadowParams
-
-        result = self.run_step(context, ShadowParams(spec=self.model, ds=self.ds, run_id=str(context["run_id"])))
+        result = self.run_step(context, self.step_params(run_id=str(context["run_id"])))
         if result.get("skipped"):
             raise AirflowSkipException(result["skipped"])
         return result

@@ -64,10 +64,8 @@ class ValidateDataOperator(PartitionWaitOperator):
         return result
 
     def on_partition(self, context: Context) -> dict[str, Any]:
-        from include.steps import ValidateParams
-
         run_key = f"{context['run_id']}__try{context['ti'].try_number}"
-        result = self.run_step(context, ValidateParams(spec=self.model, ds=self.ds, run_key=run_key))
+        result = self.run_step(context, self.step_params(run_key=run_key))
         self.link_report("data_docs", result.get("data_docs_uri"))
         self.link_report("validation_json", result.get("report_json_uri"))
         self.log.info("%s %s: %s", self.model, self.ds, result["summary"])
