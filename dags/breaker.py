@@ -15,28 +15,25 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-from airloop.dag_defaults import form_dag, required_reason_param, valid_specs
+from airloop.dag_defaults import form_dags, param_templates, required_reason_param
 from airloop.operators.breaker import BreakerResetOperator
 
-for spec in valid_specs():
-    with form_dag(
-        spec,
-        step="breaker_reset",
-        description=f"Reset the {spec.name} retrain circuit breaker after a human looked",
-        params={
-            "by": Param(
-                "",
-                type="string",
-                minLength=2,
-                maxLength=100,
-                title="Your name (required)",
-                description="Who resets the breaker; recorded in the ledger.",
-            ),
-            "reason": required_reason_param("What you checked and why retraining may resume; recorded in the ledger."),
-        },
-        doc_md=__doc__,
-    ) as dag:
-        BreakerResetOperator(
-            task_id="breaker_reset", model=spec.name, by="{{ params.by }}", reason="{{ params.reason }}"
-        )
-    globals()[dag.dag_id] = dag
+PARAMS = {
+    "by": Param(
+        "",
+        type="string",
+        minLength=2,
+        maxLength=100,
+        title="Your name (required)",
+        description="Who resets the breaker; recorded in the ledger.",
+    ),
+    "reason": required_reason_param("What you checked and why retraining may resume; recorded in the ledger."),
+}
+
+for spec, dag in form_dags(
+    globals(),
+    step="breaker_reset",
+    description="Reset the {model} retrain circuit breaker after a human looked",
+    params=PARAMS,
+):
+    BreakerResetOperator(task_id="breaker_reset", model=spec.name, **param_templates(dag.params))

@@ -14,24 +14,15 @@ so the rest of the loop sees data arrive as it would in production (labels late)
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from airflow.sdk import DAG
-
-from airloop.dag_defaults import dag_kwargs, valid_specs
+from airloop.dag_defaults import daily_dags
 from airloop.operators.ingest import ReplayIngestOperator
 
-for spec in valid_specs():
-    dataset = spec.dataset
-    with DAG(
-        dag_id=f"{spec.name}__ingest",
-        description=f"Replay {spec.name} history into the lake, one day per run",
-        schedule="@daily",
-        start_date=datetime.combine(dataset.start, datetime.min.time()),
-        end_date=datetime.combine(dataset.end + timedelta(days=dataset.label_delay_days), datetime.min.time()),
-        catchup=False,
-        max_active_runs=4,
-        **dag_kwargs(spec, step="ingest", doc_md=__doc__),
-    ) as dag:
-        ReplayIngestOperator(task_id="land", model=spec.name)
-    globals()[dag.dag_id] = dag
+# the labels of the last days land label_delay_days after them
+for spec, _dag in daily_dags(
+    globals(),
+    step="ingest",
+    description="Replay {model} history into the lake, one day per run",
+    max_active_runs=4,
+    extra_days=lambda spec: spec.dataset.label_delay_days,
+):
+    ReplayIngestOperator(task_id="land", model=spec.name)

@@ -22,17 +22,11 @@ record per day.
 from __future__ import annotations
 
 # Airflow's safe-mode parser only reads files that mention both "airflow" and "dag".
-from airloop.dag_defaults import daily_dag, valid_specs
+from airloop.dag_defaults import daily_dags
 from airloop.operators.monitor import MonitorDriftOperator, SignalRetrainOperator
 
-for spec in valid_specs():
-    with daily_dag(
-        spec,
-        step="monitor",
-        description=f"Monitor {spec.name} drift and decide when to retrain",
-        doc_md=__doc__,
-        max_active_runs=1,
-    ) as dag:
-        monitor = MonitorDriftOperator(task_id="monitor", model=spec.name, poke_interval=10.0)
-        SignalRetrainOperator(task_id="signal_retrain", model=spec.name, summary=monitor.output)
-    globals()[dag.dag_id] = dag
+for spec, _dag in daily_dags(
+    globals(), step="monitor", description="Monitor {model} drift and decide when to retrain", max_active_runs=1
+):
+    monitor = MonitorDriftOperator(task_id="monitor", model=spec.name, poke_interval=10.0)
+    SignalRetrainOperator(task_id="signal_retrain", model=spec.name, summary=monitor.output)

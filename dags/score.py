@@ -24,7 +24,7 @@ produces exactly what scheduled runs produce; a rerun replaces the day atomicall
 from __future__ import annotations
 
 # Airflow's safe-mode parser only reads files that mention both "airflow" and "dag".
-from airloop.dag_defaults import daily_dag, valid_specs
+from airloop.dag_defaults import daily_dags
 from airloop.operators.score import (
     BatchScoreOperator,
     PinChampionOperator,
@@ -33,20 +33,17 @@ from airloop.operators.score import (
     ShadowScoreOperator,
 )
 
-for spec in valid_specs():
-    with daily_dag(
-        spec,
-        step="score",
-        description=f"Score each validated day of {spec.name} with the champion (ONNX)",
-        doc_md=__doc__,
-        max_active_runs=4,
-    ) as dag:
-        plan = PinChampionOperator(task_id="pin_champion", model=spec.name, poke_interval=10.0)
-        shards = BatchScoreOperator.partial(task_id="score", model=spec.name).expand(shard=plan.output)
-        publish = PublishPredictionsOperator(task_id="publish", model=spec.name, plan=plan.output)
-        shards >> publish
-        if spec.scoring.shadow:
-            shadow = ShadowScoreOperator(task_id="shadow", model=spec.name)
-            publish >> shadow
-            RegateChallengerOperator(task_id="regate", model=spec.name, summary=shadow.output)
-    globals()[dag.dag_id] = dag
+for spec, _dag in daily_dags(
+    globals(),
+    step="score",
+    description="Score each validated day of {model} with the champion (ONNX)",
+    max_active_runs=4,
+):
+    plan = PinChampionOperator(task_id="pin_champion", model=spec.name, poke_interval=10.0)
+    shards = BatchScoreOperator.partial(task_id="score", model=spec.name).expand(shard=plan.output)
+    publish = PublishPredictionsOperator(task_id="publish", model=spec.name, plan=plan.output)
+    shards >> publish
+    if spec.scoring.shadow:
+        shadow = ShadowScoreOperator(task_id="shadow", model=spec.name)
+        publish >> shadow
+        RegateChallengerOperator(task_id="regate", model=spec.name, summary=shadow.output)

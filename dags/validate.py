@@ -20,16 +20,10 @@ suite built from the spec's `contract:` section).
 
 from __future__ import annotations
 
-from airloop.dag_defaults import daily_dag, valid_specs
+from airloop.dag_defaults import daily_dags
 from airloop.operators.validate import ValidateDataOperator
 
-for spec in valid_specs():
-    with daily_dag(
-        spec,
-        step="validate",
-        description=f"Validate each day of {spec.name} against its data contract",
-        doc_md=__doc__,
-        max_active_runs=4,
-    ) as dag:
-        ValidateDataOperator(task_id="validate", model=spec.name, poke_interval=10.0)
-    globals()[dag.dag_id] = dag
+for spec, _dag in daily_dags(
+    globals(), step="validate", description="Validate each day of {model} against its data contract", max_active_runs=4
+):
+    ValidateDataOperator(task_id="validate", model=spec.name, poke_interval=10.0)

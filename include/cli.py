@@ -27,7 +27,10 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from include.spec import ModelSpec
 
 log = logging.getLogger("airloop")
 
@@ -135,23 +138,41 @@ def cmd_infer_contract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spec_arg(text: str) -> ModelSpec:
+    """``--spec``: a model name, or a spec file path (.yaml)."""
+    from include.spec import get_spec, load_spec
+
+    return load_spec(text) if text.endswith((".yaml", ".yml")) else get_spec(text)
+
+
+def add_policy_arguments(p: argparse.ArgumentParser, *, command: str, policies: str, budget: int) -> None:
+    """The options ``replay`` and ``drill`` share: the policies compared, their settings, the output."""
+    p.add_argument("--policies", help=policies)
+    p.add_argument("--calendar-days", type=int, default=7, help="retrain period of the calendar policy")
+    p.add_argument("--window-days", type=int, help="training window (default: the spec's)")
+    p.add_argument("--budget", type=int, default=budget, help=f"hyperparameter trials per training (default {budget})")
+    p.add_argument("--out", help=f"output folder (default $AIRLOOP_HOME/{command}/<model>)")
+
+
+def _policy_settings(args: argparse.Namespace, default_policies: tuple[str, ...]) -> dict[str, Any]:
+    """The settings :func:`add_policy_arguments` parsed, as ReplaySettings / DrillSettings fields."""
+    return {
+        "policies": tuple(args.policies.split(",")) if args.policies else default_policies,
+        "calendar_days": args.calendar_days,
+        "window_days": args.window_days,
+        "search_budget": args.budget,
+    }
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """The loop day by day without the scheduler, under several retraining policies."""
     from include.replay import POLICIES, ReplaySettings, replay
-    from include.spec import get_spec, load_spec
 
-    spec = load_spec(args.spec) if args.spec.endswith((".yaml", ".yml")) else get_spec(args.spec)
-    policies = tuple(args.policies.split(",")) if args.policies else POLICIES
-    if args.policy and args.policy not in policies:
-        policies = (args.policy, *policies)
-    settings = ReplaySettings(
-        start=date.fromisoformat(args.start),
-        end=date.fromisoformat(args.end),
-        policies=policies,
-        calendar_days=args.calendar_days,
-        window_days=args.window_days,
-        search_budget=args.budget,
-    )
+    spec = _spec_arg(args.spec)
+    shared = _policy_settings(args, POLICIES)
+    if args.policy and args.policy not in shared["policies"]:
+        shared["policies"] = (args.policy, *shared["policies"])
+    settings = ReplaySettings(start=date.fromisoformat(args.start), end=date.fromisoformat(args.end), **shared)
     out = Path(args.out or _state_home() / "replay" / spec.name)
     payload = replay(spec, out, settings)
     _print({"report": payload["report"], "summary": payload["summary"]})
@@ -181,11 +202,9 @@ def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.Argumen
     rep.add_argument("--from", dest="start", required=True, help="first day of data (YYYY-MM-DD)")
     rep.add_argument("--to", dest="end", required=True, help="last day scored (YYYY-MM-DD)")
     rep.add_argument("--policy", choices=["drift", "calendar", "frozen"], help="the policy under study (always run)")
-    rep.add_argument("--policies", help="comma-separated policies to compare (default drift,calendar,frozen)")
-    rep.add_argument("--calendar-days", type=int, default=7, help="retrain period of the calendar policy")
-    rep.add_argument("--window-days", type=int, help="training window (default: the spec's)")
-    rep.add_argument("--budget", type=int, default=2, help="hyperparameter trials per training (default 2)")
-    rep.add_argument("--out", help="output folder (default $AIRLOOP_HOME/replay/<model>)")
+    add_policy_arguments(
+        rep, command="replay", policies="comma-separated policies to compare (default drift,calendar,frozen)", budget=2
+    )
     rep.set_defaults(func=cmd_replay)
     add_step_parsers(sub)  # after every hand-written command: a step never takes a name one has
 
@@ -202,9 +221,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
     from include.drill import POLICIES, DrillError, DrillSettings, Fault, default_faults, drill
     from include.lake import Lake, Zone
     from include.replay import prepare_days
-    from include.spec import get_spec, load_spec
 
-    spec = load_spec(args.spec) if args.spec.endswith((".yaml", ".yml")) else get_spec(args.spec)
+    spec = _spec_arg(args.spec)
     start = date.fromisoformat(args.start) if args.start else spec.dataset.start
     if args.days:
         end = start + timedelta(days=args.days - 1)
@@ -227,10 +245,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         start=start,
         end=end,
         faults=tuple(faults),
-        policies=tuple(args.policies.split(",")) if args.policies else POLICIES,
-        calendar_days=args.calendar_days,
-        window_days=args.window_days,
-        search_budget=args.budget,
+        **_policy_settings(args, POLICIES),
     )
     payload = drill(spec, out, settings, data_lake)
     _print({"report": payload["report"], "table": {name: f["table"] for name, f in payload["faults"].items()}})
@@ -254,11 +269,12 @@ def add_drill_parser(sub: Any) -> None:
     )
     p.add_argument("--at", help="day of the default faults (default: the middle of the scored range)")
     p.add_argument("--fault-days", type=int, default=14, help="length of the default windowed faults (default 14)")
-    p.add_argument("--policies", help="comma-separated, among drift,calendar,frozen,oracle (the oracle always runs)")
-    p.add_argument("--calendar-days", type=int, default=7, help="retrain period of the calendar policy")
-    p.add_argument("--window-days", type=int, help="training window (default: the spec's)")
-    p.add_argument("--budget", type=int, default=1, help="hyperparameter trials per training (default 1)")
-    p.add_argument("--out", help="output folder (default $AIRLOOP_HOME/drill/<model>)")
+    add_policy_arguments(
+        p,
+        command="drill",
+        policies="comma-separated, among drift,calendar,frozen,oracle (the oracle always runs)",
+        budget=1,
+    )
     p.set_defaults(func=cmd_drill)
 
 

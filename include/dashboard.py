@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -311,7 +310,7 @@ def drift_days(records: Sequence[Mapping[str, Any]], alert: float = 0.25) -> lis
         verdict = record.get("verdict") or {}
         days.append(
             DriftDay(
-                day=date.fromisoformat(str(record["partition"])[:10]),
+                day=_record_day(record),
                 model_version=record.get("model_version"),
                 psi={name: finite(item.get("psi")) for name, item in features.items()},
                 score=finite(drift.get("score")),
@@ -328,39 +327,45 @@ def drift_days(records: Sequence[Mapping[str, Any]], alert: float = 0.25) -> lis
     return days
 
 
+def _record_day(record: Mapping[str, Any]) -> date:
+    """The day a drift record is about (its ``partition``)."""
+    return date.fromisoformat(str(record["partition"])[:10])
+
+
 def realized_days(records: Sequence[Mapping[str, Any]]) -> list[RealizedDay]:
     """The delayed-label ROC AUC in the drift records (days whose labels had arrived)."""
-    points = []
-    for record in records:
-        perf = record.get("performance") or {}
-        auc = finite(perf.get("roc_auc"))
-        if auc is None or not perf.get("label_day"):
-            continue
-        drop = perf.get("drop") or {}
-        points.append(
-            RealizedDay(
-                day=date.fromisoformat(str(record["partition"])[:10]),
-                label_day=date.fromisoformat(str(perf["label_day"])[:10]),
-                roc_auc=auc,
-                rows=int(perf.get("rows", perf.get("n", 0))),
-                model_version=perf.get("model_version"),
-                reference_auc=finite(record.get("reference_auc")),
-                low=finite(drop.get("ci_low")),
-                high=finite(drop.get("ci_high")),
-                significant=bool(drop.get("significant")),
-            )
-        )
-    return points
+    return [point for point in map(_realized_day, records) if point is not None]
+
+
+def _realized_day(record: Mapping[str, Any]) -> RealizedDay | None:
+    perf = record.get("performance") or {}
+    auc = finite(perf.get("roc_auc"))
+    if auc is None or not perf.get("label_day"):
+        return None
+    drop = perf.get("drop") or {}
+    return RealizedDay(
+        day=_record_day(record),
+        label_day=date.fromisoformat(str(perf["label_day"])[:10]),
+        roc_auc=auc,
+        rows=int(perf.get("rows", perf.get("n", 0))),
+        model_version=perf.get("model_version"),
+        reference_auc=finite(record.get("reference_auc")),
+        low=finite(drop.get("ci_low")),
+        high=finite(drop.get("ci_high")),
+        significant=bool(drop.get("significant")),
+    )
 
 
 def estimated_days(records: Sequence[Mapping[str, Any]]) -> list[EstimatedDay]:
     """The label-free performance estimates in the drift records (``estimated_performance``)."""
-    points = []
-    for record in records:
-        estimate = EstimatedPerformance.from_dict(record.get("estimated_performance"))
-        if estimate is not None and estimate.auc is not None:
-            points.append(EstimatedDay(**asdict(estimate), day=date.fromisoformat(str(record["partition"])[:10])))
-    return points
+    return [point for point in map(_estimated_day, records) if point is not None]
+
+
+def _estimated_day(record: Mapping[str, Any]) -> EstimatedDay | None:
+    estimate = EstimatedPerformance.from_dict(record.get("estimated_performance"))
+    if estimate is None or estimate.auc is None:
+        return None
+    return EstimatedDay(**asdict(estimate), day=_record_day(record))
 
 
 def prediction_volume(lake: Lake, model: str) -> list[VolumeDay]:
@@ -404,17 +409,10 @@ def fail_fast_mlflow(timeout_s: int = 10) -> Iterator[None]:
     """MLflow requests inside fail at once instead of retrying: a person waits on the page, and
     with its default retries and backoff the client took 248 s to give up on a server that was
     down. MLflow reads both variables at each request; the previous values come back after."""
-    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
+    from include.registry.mlflow_registry import environment
+
+    with environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout_s)):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def gather_dashboard(

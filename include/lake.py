@@ -272,17 +272,22 @@ class Lake:
         return self.to_uri(path)
 
     @contextlib.contextmanager
-    def partition_writer(self, zone: Zone | str, model: str, ds: date, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-        """Stream record batches into a partition that is published only on a clean exit."""
+    def parquet_writer(self, path: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """A zstd ParquetWriter whose file appears at ``path`` only on a clean exit."""
         import pyarrow.parquet as pq
 
-        final = self.partition_file(zone, model, ds)
-        with self.atomic_output(final) as stream:
+        with self.atomic_output(path) as stream:
             writer = pq.ParquetWriter(stream, schema, compression="zstd")
             try:
                 yield writer
             finally:
                 writer.close()
+
+    def partition_writer(
+        self, zone: Zone | str, model: str, ds: date, schema: pa.Schema
+    ) -> contextlib.AbstractContextManager[pq.ParquetWriter]:
+        """Stream record batches into a partition that is published only on a clean exit."""
+        return self.parquet_writer(self.partition_file(zone, model, ds), schema)
 
     def write_partition(self, zone: Zone | str, model: str, ds: date, table: pa.Table) -> PartitionInfo:
         """Atomically (re)write a whole partition from a table."""

@@ -22,6 +22,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 MODEL = "flights"
 TRAIN_DAYS = [date(2013, 1, d) for d in (1, 2, 3, 4)]
 SCORE_DAYS = [date(2013, 1, d) for d in (5, 6, 7, 8, 9)]
@@ -116,6 +118,17 @@ def explain(record: dict[str, Any], scores: Any, alert: float) -> None:
         )
     verdict["signals"] = signals
     verdict["trigger"] = "data_drift" if verdict["state"] == "retrain" else None
+
+
+def world_fixture(folder: str) -> Any:
+    """A module-scoped ``world`` fixture for a test module: :func:`build_world` in its own
+    ``folder`` of the test run (assign it to ``world``)."""
+
+    @pytest.fixture(scope="module")
+    def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+        return build_world(tmp_path_factory.mktemp(folder))
+
+    return world
 
 
 def build_world(root: Path) -> World:

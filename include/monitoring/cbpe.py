@@ -124,24 +124,15 @@ def _label_draw_interval(
     scores: np.ndarray, probabilities: np.ndarray, n_boot: int, seed: int, confidence: float
 ) -> tuple[float, float]:
     """Percentile interval of the realized AUC over ``n_boot`` label draws ``y ~ Bernoulli(p)``."""
-    from include.monitoring.drift import _grouped, _weighted_auc
+    from include.monitoring.drift import bootstrap_auc_interval
 
-    n = int(scores.shape[0])
-    _, starts, p_sorted = _grouped(scores, probabilities)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // n)
-    aucs: list[np.ndarray] = []
-    for begin in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - begin)
-        labels = (rng.random((b, n)) < p_sorted).astype(np.float64)
-        aucs.append(_weighted_auc(np.ones((b, n)), labels, starts))
-    draws = np.concatenate(aucs)
-    draws = draws[np.isfinite(draws)]
-    if not draws.size:
-        return math.nan, math.nan
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(draws, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    return bootstrap_auc_interval(scores, probabilities, _draw_labels, n_boot, seed, confidence)
+
+
+def _draw_labels(rng: np.random.Generator, b: int, p_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``b`` label draws ``y ~ Bernoulli(p)`` over all rows (unit weights)."""
+    n = int(p_sorted.shape[0])
+    return np.ones((b, n)), (rng.random((b, n)) < p_sorted).astype(np.float64)
 
 
 def _plain(value: Any) -> float | None:

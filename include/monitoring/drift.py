@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -555,10 +555,7 @@ def _numeric_drift(
     entry: Mapping[str, Any],
     values: np.ndarray | None,
     ks_rows: np.ndarray | None,
-    spec: DriftSpec,
-    null_warn: float,
-    null_alert: float,
-    enough: bool,
+    judge: _Judge,
     right_closed: bool,
 ) -> FeatureDrift:
     inner, expected = _inner_edges(entry, f"numeric.{column}")
@@ -576,20 +573,8 @@ def _numeric_drift(
     if "sample" in entry and values.size:
         subset = values[ks_rows] if ks_rows is not None else values
         ks_stat, ks_p = _ks(entry["sample"], subset)
-    return _feature(
-        column,
-        "numeric",
-        value,
-        int(counts.sum()),
-        null_ref,
-        null_cur,
-        spec,
-        null_warn,
-        null_alert,
-        enough,
-        reasons,
-        ks_statistic=ks_stat,
-        ks_pvalue=ks_p,
+    return judge.feature(
+        column, "numeric", value, int(counts.sum()), null_ref, null_cur, reasons, ks_statistic=ks_stat, ks_pvalue=ks_p
     )
 
 
@@ -597,11 +582,8 @@ def _categorical_drift(
     column: str,
     entry: Mapping[str, Any],
     series: pd.Series | None,
-    spec: DriftSpec,
-    null_warn: float,
-    null_alert: float,
+    judge: _Judge,
     min_category_fraction: float,
-    enough: bool,
 ) -> FeatureDrift:
     try:
         raw = {str(k): float(v) for k, v in dict(entry["frequencies"]).items()}
@@ -645,59 +627,63 @@ def _categorical_drift(
     new = tuple(name for name, _ in sorted(unseen.items(), key=lambda item: (-item[1], item[0]))[:TOP_FEATURES])
     if unseen:
         reasons.append(f"{sum(unseen.values())} values in categories unseen in the reference: {', '.join(new)}")
-    return _feature(
+    return judge.feature(
         column,
         "categorical",
         value,
         n,
         null_ref,
         null_cur,
-        spec,
-        null_warn,
-        null_alert,
-        enough,
         reasons,
         unseen_fraction=actual[-1] / n if n else 0.0,
         new_categories=new,
     )
 
 
-def _feature(
-    name: str,
-    kind: Literal["numeric", "categorical"],
-    value: float,
-    n: int,
-    null_ref: float,
-    null_cur: float,
-    spec: DriftSpec,
-    null_warn: float,
-    null_alert: float,
-    enough: bool,
-    reasons: list[str],
-    **extra: Any,
-) -> FeatureDrift:
-    psi_status = _level(value, spec.warn, spec.alert)
-    change = null_cur - null_ref
-    null_status = _null_status(change, null_warn, null_alert) if math.isfinite(change) else "ok"
-    if psi_status != "ok":
-        reasons.append(f"PSI {value:.3f} >= {spec.alert if psi_status == 'alert' else spec.warn} ({psi_status})")
-    if null_status != "ok":
-        reasons.append(
-            f"null rate {null_ref:.1%} -> {null_cur:.1%} (change {change:+.1%}, "
-            f"{null_status} at {null_alert if null_status == 'alert' else null_warn:.0%})"
+@dataclass(frozen=True)
+class _Judge:
+    """The day's thresholds every feature is judged by: PSI (``spec``), null-rate change, and
+    whether the day has ``enough`` rows to judge at all."""
+
+    spec: DriftSpec
+    null_warn: float
+    null_alert: float
+    enough: bool
+
+    def feature(
+        self,
+        name: str,
+        kind: Literal["numeric", "categorical"],
+        value: float,
+        n: int,
+        null_ref: float,
+        null_cur: float,
+        reasons: list[str],
+        **extra: Any,
+    ) -> FeatureDrift:
+        spec, null_warn, null_alert = self.spec, self.null_warn, self.null_alert
+        psi_status = _level(value, spec.warn, spec.alert)
+        change = null_cur - null_ref
+        null_status = _null_status(change, null_warn, null_alert) if math.isfinite(change) else "ok"
+        if psi_status != "ok":
+            reasons.append(f"PSI {value:.3f} >= {spec.alert if psi_status == 'alert' else spec.warn} ({psi_status})")
+        if null_status != "ok":
+            reasons.append(
+                f"null rate {null_ref:.1%} -> {null_cur:.1%} (change {change:+.1%}, "
+                f"{null_status} at {null_alert if null_status == 'alert' else null_warn:.0%})"
+            )
+        status: Status = _worst(psi_status, null_status) if self.enough else "insufficient_data"
+        return FeatureDrift(
+            name=name,
+            kind=kind,
+            psi=float(value),
+            status=status,
+            n=n,
+            null_rate_reference=null_ref,
+            null_rate_current=float(null_cur),
+            reasons=tuple(reasons),
+            **extra,
         )
-    status: Status = _worst(psi_status, null_status) if enough else "insufficient_data"
-    return FeatureDrift(
-        name=name,
-        kind=kind,
-        psi=float(value),
-        status=status,
-        n=n,
-        null_rate_reference=null_ref,
-        null_rate_current=float(null_cur),
-        reasons=tuple(reasons),
-        **extra,
-    )
 
 
 def compute_drift(
@@ -730,6 +716,7 @@ def compute_drift(
     spec = spec_drift or DriftSpec()
     n_rows = len(current_frame)
     enough = n_rows >= spec.min_rows
+    judge = _Judge(spec, null_warn, null_alert, enough)
     rng = np.random.default_rng(seed)
     ks_rows = np.sort(rng.choice(n_rows, size=ks_max_rows, replace=False)) if n_rows > ks_max_rows else None
     right_closed = _right_closed(reference_profile)
@@ -738,15 +725,11 @@ def compute_drift(
     for column in numeric:
         entry = _profile_entry(reference_profile, "numeric", column)
         values = _numeric_values(current_frame, column) if column in present else None
-        features.append(
-            _numeric_drift(column, entry, values, ks_rows, spec, null_warn, null_alert, enough, right_closed)
-        )
+        features.append(_numeric_drift(column, entry, values, ks_rows, judge, right_closed))
     for column in categorical:
         entry = _profile_entry(reference_profile, "categorical", column)
         series = current_frame[column] if column in present else None
-        features.append(
-            _categorical_drift(column, entry, series, spec, null_warn, null_alert, min_category_fraction, enough)
-        )
+        features.append(_categorical_drift(column, entry, series, judge, min_category_fraction))
 
     score_values = None if scores is None else np.asarray(scores, dtype=np.float64).ravel()
     prediction = _prediction_drift(reference_profile, score_values, spec, enough, right_closed, ks_max_rows, rng)
@@ -917,20 +900,45 @@ def performance_drop(
     current = performance(s, y).roc_auc if n else math.nan
     if n == 0 or not math.isfinite(current):
         return PerformanceDrop(float(reference_auc), current, math.nan, math.nan, n, n_boot, confidence)
-    _, starts, y_sorted = _grouped(s, y)
+    low, high = bootstrap_auc_interval(s, y, _resample_rows, n_boot, seed, confidence)
+    return PerformanceDrop(float(reference_auc), current, low, high, n, n_boot, confidence)
+
+
+def _resample_rows(rng: np.random.Generator, b: int, y_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``b`` resamples of the rows with replacement, as weight vectors; the labels stay."""
+    n = int(y_sorted.shape[0])
+    draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+    weights = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+    return weights, y_sorted
+
+
+AucDraw = Callable[[np.random.Generator, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def bootstrap_auc_interval(
+    scores: np.ndarray, values: np.ndarray, draw: AucDraw, n_boot: int, seed: int, confidence: float
+) -> tuple[float, float]:
+    """Percentile interval of the ROC AUC of ``scores`` over ``n_boot`` seeded draws.
+
+    ``draw(rng, b, values_sorted)`` returns ``b`` draws as (row weights, labels) over the rows
+    sorted once by score (``values`` in that order); draws run in chunks that keep memory near
+    16 MB per array. ``(nan, nan)`` when no draw has a finite AUC.
+    """
+    n = int(scores.shape[0])
+    _, starts, v_sorted = _grouped(scores, values)
     rng = np.random.default_rng(seed)
     chunk = max(1, 2_000_000 // n)
     aucs: list[np.ndarray] = []
     for begin in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - begin)
-        draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        weights = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-        aucs.append(_weighted_auc(weights, y_sorted, starts))
+        weights, labels = draw(rng, min(chunk, n_boot - begin), v_sorted)
+        aucs.append(_weighted_auc(weights, labels, starts))
     boot = np.concatenate(aucs)
     boot = boot[np.isfinite(boot)]
+    if not boot.size:
+        return math.nan, math.nan
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(boot, [alpha, 1.0 - alpha]) if boot.size else (math.nan, math.nan)
-    return PerformanceDrop(float(reference_auc), current, float(low), float(high), n, n_boot, confidence)
+    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
+    return float(low), float(high)
 
 
 def expected_auc(scores: np.ndarray, y: np.ndarray) -> float:

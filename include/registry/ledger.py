@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.names import GATE_ACTIONS, GateAction
 from include.reports.format import jsonable
+from include.unique import unique_by
 
 if TYPE_CHECKING:
     from include.lake import Lake
@@ -115,14 +116,7 @@ def read_ledger(lake: Lake, model: str) -> list[dict[str, Any]]:
             continue
         entries.append((path.rsplit("/", 1)[-1], json.loads(lake.read_bytes(path))))
     entries.sort(key=lambda item: (datetime.fromisoformat(item[1]["time"]), item[0]))
-    seen: set[tuple[str, str]] = set()
-    history = []
-    for _, entry in entries:
-        key = (entry["decision_id"], entry["action"])
-        if key not in seen:
-            seen.add(key)
-            history.append(entry)
-    return history
+    return unique_by((entry for _, entry in entries), key=lambda entry: (entry["decision_id"], entry["action"]))
 
 
 def record_breaker_reset(

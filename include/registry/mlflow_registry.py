@@ -263,7 +263,7 @@ def _log_onnx_model(tracking_uri: str, result: TrainResult, spec: ModelSpec, onn
     # The logged model belongs in its run's experiment. MLflow 3 files it under the *active*
     # experiment (default "0", whose artifact root is the client's ./mlruns on a SQLite store)
     # unless told otherwise: name the run's experiment through the environment meanwhile.
-    with global_tracking_uri(tracking_uri), _environment(MLFLOW_EXPERIMENT_ID=str(result.experiment_id)):
+    with global_tracking_uri(tracking_uri), environment(MLFLOW_EXPERIMENT_ID=str(result.experiment_id)):
         return mlflow.onnx.log_model(
             onnx.load_model_from_string(onnx_bytes),
             name=MODEL_ARTIFACT_NAME,
@@ -288,8 +288,9 @@ def _move_alias_forward(client: MlflowClient, name: str, alias: str, version: in
 
 
 @contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the block (callers hold the global URI lock)."""
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the block, then restore them (unset ones are unset again).
+    Not thread-safe: ``os.environ`` is the process's (here, callers hold the global URI lock)."""
     previous = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

@@ -296,19 +296,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@contextlib.contextmanager
-def _parquet_writer(lake: Lake, path: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-    """A ParquetWriter whose file appears at ``path`` only on a clean exit (zstd, like the lake)."""
-    import pyarrow.parquet as pq
-
-    with lake.atomic_output(path) as stream:
-        writer = pq.ParquetWriter(stream, schema, compression="zstd")
-        try:
-            yield writer
-        finally:
-            writer.close()
-
-
 def _open_source(
     lake: Lake, path: str, spec: ModelSpec, ds: date, row_range: tuple[int, int] | None
 ) -> tuple[Any, pq.ParquetFile]:
@@ -438,10 +425,10 @@ def score_partition(
         if output_path is None:
             data_writer = lake.partition_writer(zone, model, ds, schema)
         else:
-            data_writer = _parquet_writer(lake, out_path, schema)
+            data_writer = lake.parquet_writer(out_path, schema)
         with (
             data_writer as writer,
-            _parquet_writer(lake, rej_path, rej_schema) as rejects,
+            lake.parquet_writer(rej_path, rej_schema) as rejects,
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="airloop-score") as pool,
         ):
             out = _Output(writer, schema, spec.training.threshold, [model_name, int(model_version), run_id, ds])

@@ -120,30 +120,16 @@ def score_shard(
     index: int,
     row_range: tuple[int, int],
     run_key: str,
-    model_name: str,
-    model_version: int,
-    run_id: str,
     zone: Zone = Zone.PREDICTIONS,
-    source_zone: Zone = Zone.VALIDATED,
-    batch_size: int | None = None,
-    threads: int | None = None,
+    **options: Any,
 ) -> ScoreReport:
     """Score rows ``row_range`` of the partition into shard ``index`` of ``run_key`` (atomic;
-    a retried shard simply overwrites itself)."""
+    a retried shard simply overwrites itself). ``options``: the other keyword arguments of
+    :func:`~include.scoring.score.score_partition` (``model_name``, ``model_version`` and
+    ``run_id`` are required; ``source_zone``, ``batch_size``, ``threads``)."""
+    output_path = shard_path(lake, spec, ds, run_key, index, zone)
     return score_partition(
-        spec,
-        lake,
-        ds,
-        onnx_bytes,
-        model_name=model_name,
-        model_version=model_version,
-        run_id=run_id,
-        zone=zone,
-        source_zone=source_zone,
-        batch_size=batch_size,
-        threads=threads,
-        row_range=row_range,
-        output_path=shard_path(lake, spec, ds, run_key, index, zone),
+        spec, lake, ds, onnx_bytes, zone=zone, row_range=row_range, output_path=output_path, **options
     )
 
 
@@ -384,15 +370,10 @@ def _write_partition(
 ) -> int:
     """Publish the concatenated rejects, then the concatenated data file with ``metadata``
     (``airloop.`` keys); returns the data file's rows."""
-    import pyarrow.parquet as pq
 
     reject_paths = [rejects_path_for(p) for p in data_paths]
-    with lake.atomic_output(rejects_file(lake, zone, spec.name, ds)) as stream:
-        writer = pq.ParquetWriter(stream, _schema_of(lake, reject_paths[0]), compression="zstd")
-        try:
-            _concatenate(lake, reject_paths, writer)
-        finally:
-            writer.close()
+    with lake.parquet_writer(rejects_file(lake, zone, spec.name, ds), _schema_of(lake, reject_paths[0])) as writer:
+        _concatenate(lake, reject_paths, writer)
     with lake.partition_writer(zone, spec.name, ds, schema) as writer:
         total = _concatenate(lake, data_paths, writer)
         writer.add_key_value_metadata({META_PREFIX + k: v for k, v in metadata.items()})

@@ -67,6 +67,7 @@ from include.training.onnx_export import (
     prepare_features,
 )
 from include.training.profile import add_calibrator, reference_profile
+from include.unique import unique_by
 
 if TYPE_CHECKING:
     import numpy as np
@@ -600,20 +601,15 @@ def _candidates(
             space[name] = loguniform(definition[1], definition[2])
         else:
             space[name] = randint(definition[1], definition[2])
-    first = {**defaults, **pins}
-    candidates = [first]
-    seen = {repr(sorted(first.items()))}
+    sampled = []
     if budget > 1 and space:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "grid smaller than n_iter": we dedupe anyway
             sampled = list(ParameterSampler(space, n_iter=budget - 1, random_state=seed))
-        for sample in sampled:
-            candidate = {**defaults, **{k: _plain(v) for k, v in sample.items()}, **pins}
-            key = repr(sorted(candidate.items()))
-            if key not in seen:
-                seen.add(key)
-                candidates.append(candidate)
-    return candidates
+    candidates = [{**defaults, **pins}] + [
+        {**defaults, **{k: _plain(v) for k, v in sample.items()}, **pins} for sample in sampled
+    ]
+    return unique_by(candidates, key=lambda candidate: repr(sorted(candidate.items())))
 
 
 def _search(

@@ -77,3 +77,10 @@ def run_tags(context: Any, step: str) -> dict[str, str]:
         Tag.LOGICAL_DATE: day.isoformat() if day else "",
         Tag.CODE_COMMIT: code_commit(),
     }
+
+
+def ledger_fields(context: Any) -> dict[str, Any]:
+    """What a champion move or breaker reset records in the ledger about its run (the fields of
+    ``include.steps.LedgerParams``): the run's ``run_after`` as the time, so a retried task
+    records the same entry, and the DAG and run ids."""
+    return {"now": context["dag_run"].run_after, "dag_id": context["ti"].dag_id, "run_id": str(context["run_id"])}

@@ -39,6 +39,7 @@ from airflow.sdk import BaseOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airloop.assets import AssetKind
     from airloop.hooks.lake import LakeHook
     from airloop.hooks.mlflow_hook import MlflowHook
     from include.steps import StepParams
@@ -110,6 +111,7 @@ class AirloopBaseOperator(BaseOperator):
 
     template_fields: Sequence[str] = ()
     step: ClassVar[str] = ""  # the operator's step in include.steps.STEPS
+    emits: ClassVar[AssetKind | None] = None  # the model asset the operator updates (its outlet), if any
 
     def __init__(
         self,
@@ -126,6 +128,10 @@ class AirloopBaseOperator(BaseOperator):
         docker_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if self.emits is not None:
+            from airloop.assets import model_asset
+
+            kwargs.setdefault("outlets", [model_asset(model, self.emits)])
         super().__init__(**kwargs)
         if execution is not None:
             resolve_execution(execution)  # a typo fails when the DAG is parsed, not at 3 am
@@ -152,6 +158,23 @@ class AirloopBaseOperator(BaseOperator):
         from airloop.hooks.mlflow_hook import MlflowHook
 
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def step_params(self, **values: Any) -> StepParams:
+        """The operator's step parameters: ``spec`` (the model), each template field that is a
+        field of the step's model (same name: a template field is a step parameter the DAG can
+        template), then ``values`` (from the run context, or coerced)."""
+        from include.steps import get_step
+
+        model = get_step(self.step).params
+        own = {name: getattr(self, name) for name in self.template_fields if name in model.model_fields}
+        return model(**{"spec": self.model, **own, **values})
+
+    def emit(self, context: Context, **extra: Any) -> None:
+        """Set ``extra`` on the event of the asset the operator ``emits`` (emitted on success)."""
+        from airloop.assets import model_asset
+
+        assert self.emits is not None, f"{type(self).__name__} declares no asset it emits"
+        context["outlet_events"][model_asset(self.model, self.emits)].extra = extra
 
     def link_report(self, key: str, uri: str | None) -> None:
         """Record a link (see :mod:`airloop.links`) to a report the step wrote in the lake."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from devstack.preflight import PASSWORD_VARIABLES, SECRET_VARIABLES, check_environment
 from tests.deploy.compose_file import ENV_EXAMPLE, interpolate, load_raw, read_env_file, required_variables
+from tests.process import run_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = ROOT / "docs" / "deployment.md"
@@ -31,15 +31,7 @@ def generated_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         pytest.fail("the documented commands need sed and python3 on PATH")
     workdir = tmp_path_factory.mktemp("dotenv")
     shutil.copy(ENV_EXAMPLE, workdir / ".env")
-    proc = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", generate_secrets_block()],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_ok(["bash", "-euo", "pipefail", "-c", generate_secrets_block()], cwd=workdir)
     assert (workdir / ".env").stat().st_mode & 0o777 == 0o600
     return read_env_file(workdir / ".env")
 

@@ -6,12 +6,13 @@ import fnmatch
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.process import run, run_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -43,20 +44,14 @@ def _instructions() -> list[tuple[str, str]]:
 
 def test_hadolint_finds_nothing() -> None:
     hadolint = _tool("hadolint")
-    proc = subprocess.run(
-        [hadolint, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run([hadolint, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)])
     assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
 
 
 def test_hadolint_has_teeth(tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM apache/airflow:latest\nUSER root\nRUN pip install mlflow\n", encoding="utf-8")
-    proc = subprocess.run([_tool("hadolint"), "--no-color", str(bad)], capture_output=True, text=True, check=False)
+    proc = run([_tool("hadolint"), "--no-color", str(bad)])
     assert proc.returncode == 1
     for rule in ("DL3007", "DL3013", "DL3042", "DL3002"):
         assert rule in proc.stdout, rule
@@ -156,8 +151,7 @@ def _requirement_lines(text: str) -> list[str]:
 
 def test_image_requirements_match_the_lock() -> None:
     uv = _tool("uv", Path.home() / ".local" / "bin" / "uv")
-    proc = subprocess.run([uv, *EXPORT_COMMAND], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_ok([uv, *EXPORT_COMMAND], cwd=ROOT)
     assert _requirement_lines(REQUIREMENTS.read_text(encoding="utf-8")) == _requirement_lines(proc.stdout), (
         "requirements/image.txt drifted from uv.lock: run "
         "`uv export --frozen --no-dev --no-hashes --no-emit-project -o requirements/image.txt`"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import ast
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from devstack.cli import _stack, add_commands, airflow_command
 from devstack.stack import PROJECT_ROOT
 from include.cli import build_parser
+from tests.process import run_ok
 
 STACK_COMMANDS = {"up", "down", "status", "demo", "airflow", "preflight"}
 
@@ -77,16 +77,9 @@ def _airloop_airflow(home: Path, *args: str) -> str:
         "AIRLOOP_HOME": str(home),
         "PYTHONPATH": f"{PROJECT_ROOT}{os.pathsep}{PROJECT_ROOT / 'plugins'}",
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "devstack.cli", "airflow", "--db", "sqlite", *args],
-        cwd=home,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    proc = run_ok(
+        [sys.executable, "-m", "devstack.cli", "airflow", "--db", "sqlite", *args], cwd=home, env=env, timeout=180
     )
-    assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 
 

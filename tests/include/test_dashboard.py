@@ -21,13 +21,10 @@ from tests.dashboard_world import (
     SCORE_DAYS,
     VERSION_OF_DAY,
     World,
-    build_world,
+    world_fixture,
 )
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("dashboard"))
+world = world_fixture("dashboard")
 
 
 def test_prediction_volume_counts_scored_and_rejected_rows(world: World) -> None:

@@ -628,26 +628,29 @@ def test_model_card_accepts_plain_dicts_and_no_decision() -> None:
     assert "| ROC AUC | 0.7532 |" in model_card_markdown(**inputs)
 
 
+GATE_REPORT = {
+    "model": "flights<script>",
+    "challenger_version": 3,
+    "champion_version": 2,
+    "evaluation_rows": 12345,
+    "evaluation_days": ["2013-01-26", "2013-01-27"],
+    "decision": {
+        "promote": False,
+        "would_promote": False,
+        "summary": "REJECT: gain -0.0061 < -0.0050 & more",
+        "decision_id": "d3reject",
+        "checks": [
+            {"name": "no_regression", "threshold": -0.005, "observed": -0.0061, "passed": False, "detail": "<x>"},
+            {"name": "parity_mean_abs", "threshold": 0.001, "observed": 0.000012, "passed": True, "detail": ""},
+        ],
+    },
+}
+
+
 def test_gate_report_html_shows_every_check_escaped() -> None:
     from include.registry.promotion import gate_report_html
 
-    report = {
-        "model": "flights<script>",
-        "challenger_version": 3,
-        "champion_version": 2,
-        "evaluation_rows": 12345,
-        "evaluation_days": ["2013-01-26", "2013-01-27"],
-        "decision": {
-            "promote": False,
-            "would_promote": False,
-            "summary": "REJECT: gain -0.0061 < -0.0050 & more",
-            "decision_id": "d3reject",
-            "checks": [
-                {"name": "no_regression", "threshold": -0.005, "observed": -0.0061, "passed": False, "detail": "<x>"},
-                {"name": "parity_mean_abs", "threshold": 0.001, "observed": 0.000012, "passed": True, "detail": ""},
-            ],
-        },
-    }
+    report = GATE_REPORT
     page = gate_report_html(report)
     assert "<h1>flights&lt;script&gt;: challenger v3 vs champion v2</h1>" in page and "<script" not in page
     assert '<div class="banner reject" id="verdict"><b>REJECT</b> &mdash; REJECT: gain -0.0061 < -0.0050' not in page
@@ -666,20 +669,14 @@ def test_gate_report_html_shows_pending_breach_and_post_break_evaluation() -> No
     from include.registry.promotion import gate_report_html
 
     report = {
-        "model": "flights",
-        "challenger_version": 4,
-        "champion_version": 3,
-        "evaluation_rows": 2400,
-        "evaluation_days": ["2013-03-02", "2013-03-03"],
+        **GATE_REPORT,
         "evaluation_basis": "post_break",
         "decision": {
-            "promote": False,
-            "would_promote": False,
+            **GATE_REPORT["decision"],
             "pending": True,
             "breach": "champion v3 realized ROC AUC 0.31 (upper 0.35) below the floor 0.6",
             "evaluated_on": "post-break days 2013-03-02..2013-03-03 (2,400 rows)",
             "summary": "PENDING: 1 of 3 clean shadow days",
-            "decision_id": "d4pending",
             "checks": [{"name": "shadow_days", "threshold": 3, "observed": 1, "passed": False, "detail": ""}],
         },
     }

@@ -163,14 +163,22 @@ def test_extension_dtypes_are_normalised(day: pd.DataFrame) -> None:
         assert result.passed and result.errors == [] and result.warnings == [], result.summary
 
 
-def test_empty_file_fails_readable(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        pytest.param(b"", "", id="empty"),
+        pytest.param(b"PAR1 this is not a parquet file at all", "ArrowInvalid", id="corrupt"),
+    ],
+)
+def test_unreadable_file_fails_readable(tmp_path: Path, content: bytes, detail: str) -> None:
     path = tmp_path / "data.parquet"
-    path.write_bytes(b"")
+    path.write_bytes(content)
     result = validate_partition(SPEC, path, DS)
     assert not result.passed
     assert failed(result) == ([("readable", None)], [])
     assert result.rows == 0
     assert result.summary.startswith("FAIL 1 error, 0 warnings: readable (")
+    assert detail in outcome(result, "readable").detail
 
 
 def test_empty_frame_fails_row_count_and_columns() -> None:
@@ -296,15 +304,6 @@ def test_null_key_fails(day: pd.DataFrame) -> None:
     frame.loc[frame.index[0], "flight_id"] = None
     result = validate_partition(SPEC, frame, DS)
     assert failed(result) == ([("not_null:flight_id", "flight_id")], [])
-
-
-def test_corrupt_parquet_fails_readable(tmp_path: Path) -> None:
-    path = tmp_path / "data.parquet"
-    path.write_bytes(b"PAR1 this is not a parquet file at all")
-    result = validate_partition(SPEC, path, DS)
-    assert not result.passed
-    assert failed(result) == ([("readable", None)], [])
-    assert "ArrowInvalid" in outcome(result, "readable").detail
 
 
 def test_missing_file_raises(tmp_path: Path) -> None:

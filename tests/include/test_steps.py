@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import Field
 from include import steps
 from include.cli import build_parser, main, step_flag
 from include.lake import Lake
+from tests.process import run_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 MLFLOW = "http://mlflow.invalid:5000"
@@ -232,15 +232,9 @@ def test_ingest_in_process_and_both_commands_in_subprocesses_land_the_same_day(t
         ("step", steps.step_command("ingest", params)[1:]),
         ("generated", ["ingest", *_flags(params)]),
     ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "include.cli", *argv, "--lake", lakes[mode].uri],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        proc = run_ok(
+            [sys.executable, "-m", "include.cli", *argv, "--lake", lakes[mode].uri], cwd=ROOT, env=env, timeout=300
         )
-        assert proc.returncode == 0, proc.stderr[-2000:]
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     normalised = {mode: json.loads(json.dumps(r).replace(lakes[mode].uri, "LAKE")) for mode, r in results.items()}
     assert normalised["step"] == normalised["generated"] == normalised["run"]

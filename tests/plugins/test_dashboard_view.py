@@ -23,13 +23,10 @@ from tests.dashboard_world import (
     REJECT_ROWS,
     SCORE_DAYS,
     World,
-    build_world,
+    world_fixture,
 )
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("dashboard-view"))
+world = world_fixture("dashboard-view")
 
 
 def page_charts(page: str) -> dict[str, Any]:

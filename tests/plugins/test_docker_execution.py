@@ -22,7 +22,6 @@ import json
 import os
 import re
 import struct
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -54,6 +53,7 @@ from include import steps
 from include.datasets.ingest import land_day
 from include.lake import Lake, Zone
 from include.spec import get_spec
+from tests.process import run
 
 ROOT = Path(__file__).resolve().parents[2]
 DS = date(2013, 1, 4)
@@ -81,14 +81,7 @@ class FakeEngine:
         assert cmd[0] == "airloop"
         env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY}
         env.update(dict(item.split("=", 1) for item in body["Env"]))
-        proc = subprocess.run(
-            [sys.executable, "-m", "include.cli", *cmd[1:]],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        proc = run([sys.executable, "-m", "include.cli", *cmd[1:]], cwd=ROOT, env=env, timeout=300)
         self.stdout = proc.stdout.splitlines()
         self.stderr = proc.stderr.splitlines()
         self.exit_code = proc.returncode

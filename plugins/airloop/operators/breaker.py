@@ -28,14 +28,7 @@ class BreakerResetOperator(AirloopBaseOperator):
         self.reason = reason
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import BreakerResetParams
+        from airloop.context import ledger_fields
 
-        params = BreakerResetParams(
-            spec=self.model,
-            by=str(self.by or ""),
-            reason=str(self.reason or ""),
-            now=context["dag_run"].run_after,
-            dag_id=context["ti"].dag_id,
-            run_id=str(context["run_id"]),
-        )
+        params = self.step_params(by=str(self.by or ""), reason=str(self.reason or ""), **ledger_fields(context))
         return self.run_step(context, params)

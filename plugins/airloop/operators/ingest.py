@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airloop.assets import model_asset
-from airloop.execution import AirloopBaseOperator
+from airloop.operators.base import DayOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class ReplayIngestOperator(AirloopBaseOperator):
+class ReplayIngestOperator(DayOperator):
     """Land the rows of ``ds`` in ``landing/`` and the labels of ``ds - label_delay`` in ``labels/``.
 
     :param ds: the day to land (templated; defaults to the run's logical date).
@@ -21,23 +20,17 @@ class ReplayIngestOperator(AirloopBaseOperator):
     with ``extra`` = partition, rows, label figures.
     """
 
-    template_fields = ("ds",)
     ui_color = "#d6eaf8"
     step = "ingest"
-
-    def __init__(self, *, model: str, ds: str = "{{ ds }}", **kwargs: Any) -> None:
-        kwargs.setdefault("outlets", [model_asset(model, "landing")])
-        super().__init__(model=model, **kwargs)
-        self.ds = ds
+    emits = "landing"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import IngestParams
-
-        summary = self.run_step(context, IngestParams(spec=self.model, ds=self.ds))
-        context["outlet_events"][model_asset(self.model, "landing")].extra = {
-            "partition": summary["ds"],
-            "rows": summary["rows"],
-            "label_partition": summary["label_ds"],
-            "label_rows": summary["label_rows"],
-        }
+        summary = self.run_step(context, self.step_params())
+        self.emit(
+            context,
+            partition=summary["ds"],
+            rows=summary["rows"],
+            label_partition=summary["label_ds"],
+            label_rows=summary["label_rows"],
+        )
         return summary

@@ -2,67 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airloop.assets import model_asset
-from airloop.execution import AirloopBaseOperator
 from airloop.links import DriftReportLink
+from airloop.operators.base import PartitionWaitOperator, SignalOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class MonitorDriftOperator(AirloopBaseOperator):
+class MonitorDriftOperator(PartitionWaitOperator):
     """Measure the day's drift against the champion's reference and decide (ok/warn/retrain/...).
 
     Waits (deferrable) for the day's predictions. Always writes the day's drift record; alerts
     through :class:`~airloop.notifiers.alerts.AlertNotifier` on ``warn``, ``retrain`` and an
     open circuit breaker. Returns the record's summary (verdict included) for ``signal_retrain``.
-    The step ``monitor``; the wait and the alert stay in the worker
-    (:class:`~airloop.execution.AirloopBaseOperator`).
+    The step ``monitor``; the wait (:class:`~airloop.operators.base.PartitionWaitOperator`) and
+    the alert stay in the worker (:class:`~airloop.execution.AirloopBaseOperator`).
     """
 
-    template_fields = ("ds",)
     operator_extra_links = (DriftReportLink(),)
     ui_color = "#d4e6f1"
     step = "monitor"
+    wait_zone = "predictions"
+    wait_hint = "did {model}__score run for that day? Clear this task once it did"
 
-    def __init__(
-        self,
-        *,
-        ds: str = "{{ ds }}",
-        poke_interval: float = 30.0,
-        wait_timeout: timedelta = timedelta(hours=12),
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.ds = ds
-        self.poke_interval = poke_interval
-        self.wait_timeout = wait_timeout
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airloop.triggers.lake import defer_until_partition
-        from include.lake import Zone
-
-        defer_until_partition(self, self.lake_hook.lake, Zone.PREDICTIONS)
-        return self._monitor(context)
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        from airloop.triggers.lake import fail_unless_arrived
-
-        fail_unless_arrived(
-            self, event, "predictions", f"did {self.model}__score run for that day? Clear this task once it did"
-        )
-        return self._monitor(context)
-
-    def _monitor(self, context: Context) -> dict[str, Any]:
+    def on_partition(self, context: Context) -> dict[str, Any]:
         from airloop.notifiers.alerts import AlertNotifier
-        from include.steps import MonitorParams
 
-        summary = self.run_step(context, MonitorParams(spec=self.model, ds=self.ds))
+        summary = self.run_step(context, self.step_params())
         self.link_report("drift_report", summary["report_uri"])
         verdict = summary["verdict"]
         if verdict["state"] in ("warn", "retrain") or verdict["circuit_open"]:
@@ -80,23 +50,14 @@ class MonitorDriftOperator(AirloopBaseOperator):
         return summary
 
 
-class SignalRetrainOperator(AirloopBaseOperator):
+class SignalRetrainOperator(SignalOperator):
     """Emit the model's ``drift`` asset event, only when the day's verdict is ``retrain``.
-
-    It only turns the monitor task's result into an asset event: it runs no step and always
-    runs in the worker (``execution`` is accepted, like on every airloop operator, and has
-    nothing to move).
 
     :param summary: the monitor task's result (its ``.output``).
     """
 
-    template_fields = ("summary",)
     ui_color = "#aed6f1"
-
-    def __init__(self, *, model: str, summary: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("outlets", [model_asset(model, "drift")])
-        super().__init__(model=model, **kwargs)
-        self.summary = summary
+    emits = "drift"
 
     def execute(self, context: Context) -> dict[str, Any]:
         summary = self.summary
@@ -112,5 +73,5 @@ class SignalRetrainOperator(AirloopBaseOperator):
             "top_features": verdict["top_features"],
             "report_uri": summary["report_uri"],
         }
-        context["outlet_events"][model_asset(self.model, "drift")].extra = extra
+        self.emit(context, **extra)
         return extra

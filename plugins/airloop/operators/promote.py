@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airloop.assets import model_asset
 from airloop.execution import AirloopBaseOperator
 from airloop.links import GateReportLink, ModelCardLink
 
@@ -34,11 +33,7 @@ class EvaluateChallengerOperator(AirloopBaseOperator):
         self.mode = mode
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import EvaluateParams
-
-        report = self.run_step(
-            context, EvaluateParams(spec=self.model, mode=self.mode, report_key=str(context["run_id"]))
-        )
+        report = self.run_step(context, self.step_params(report_key=str(context["run_id"])))
         self.link_report("gate_report", report["report_html_uri"])
         self.log.info("%s", report["decision"]["summary"])
         return report
@@ -114,15 +109,16 @@ class PromoteModelOperator(AirloopBaseOperator):
     operator_extra_links = (ModelCardLink(), GateReportLink())
     ui_color = "#d2b4de"
     step = "promote"
+    emits = "champion"
 
     def __init__(self, *, report: Any, approval: Any = None, **kwargs: Any) -> None:
-        kwargs.setdefault("outlets", [model_asset(kwargs["model"], "champion")])
         super().__init__(**kwargs)
         self.report = report
         self.approval = approval
         self.approval_required = approval is not None  # an upstream's output, resolved at run time
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airloop.context import ledger_fields
         from include.steps import PromoteParams
 
         report, approval = self.report, self.approval
@@ -130,12 +126,7 @@ class PromoteModelOperator(AirloopBaseOperator):
             raise RuntimeError(f"{self.model}: approval required but no response was recorded")
         self.link_report("gate_report", report.get("report_html_uri"))
         params = PromoteParams(
-            spec=self.model,
-            report_uri=report["report_json_uri"],
-            approval=approval,
-            now=context["dag_run"].run_after,
-            dag_id=context["ti"].dag_id,
-            run_id=str(context["run_id"]),
+            spec=self.model, report_uri=report["report_json_uri"], approval=approval, **ledger_fields(context)
         )
         outcome = self.run_step(context, params)
         if not outcome["promoted"]:
@@ -143,11 +134,12 @@ class PromoteModelOperator(AirloopBaseOperator):
                 f"{self.model}: not promoted ({outcome['action']}): {report['decision']['summary']}"
             )
         self.link_report("model_card", outcome.get("model_card"))
-        context["outlet_events"][model_asset(self.model, "champion")].extra = {
-            "version": outcome["version"],
-            "previous_version": outcome["champion"],
-            "decision_id": report["decision"]["decision_id"],
-        }
+        self.emit(
+            context,
+            version=outcome["version"],
+            previous_version=outcome["champion"],
+            decision_id=report["decision"]["decision_id"],
+        )
         return outcome
 
 
@@ -157,28 +149,22 @@ class RollbackOperator(AirloopBaseOperator):
     template_fields = ("target_version", "reason")
     ui_color = "#f5b7b1"
     step = "rollback"
+    emits = "champion"
 
     def __init__(self, *, target_version: int | str | None = None, reason: str = "", **kwargs: Any) -> None:
-        kwargs.setdefault("outlets", [model_asset(kwargs["model"], "champion")])
         super().__init__(**kwargs)
         self.target_version = target_version
         self.reason = reason
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import RollbackParams
+        from airloop.context import ledger_fields
 
-        params = RollbackParams(
-            spec=self.model,
-            target_version=self.target_version,
-            reason=str(self.reason or ""),
-            now=context["dag_run"].run_after,
-            dag_id=context["ti"].dag_id,
-            run_id=str(context["run_id"]),
-        )
+        params = self.step_params(reason=str(self.reason or ""), **ledger_fields(context))
         outcome = self.run_step(context, params)
-        context["outlet_events"][model_asset(self.model, "champion")].extra = {
-            "version": outcome["version"],
-            "previous_version": outcome["previous_version"],
-            "decision_id": f"rollback:{context['run_id']}",
-        }
+        self.emit(
+            context,
+            version=outcome["version"],
+            previous_version=outcome["previous_version"],
+            decision_id=f"rollback:{context['run_id']}",
+        )
         return outcome

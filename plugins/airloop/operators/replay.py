@@ -46,19 +46,7 @@ class ReplayOperator(AirloopBaseOperator):
         self.window_days = window_days
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import ReplayParams
-
-        params = ReplayParams(
-            spec=self.model,
-            start=self.start,
-            end=self.end,
-            run_key=str(context["run_id"]),
-            policies=self.policies,
-            calendar_days=self.calendar_days,
-            window_days=self.window_days,
-            search_budget=self.search_budget,
-        )
-        result = self.run_step(context, params)
+        result = self.run_step(context, self.step_params(run_key=str(context["run_id"])))
         self.link_report("replay_report", result["report_uri"])
         for policy, summary in result["summary"].items():
             self.log.info(

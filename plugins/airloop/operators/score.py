@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airloop.assets import model_asset
-from airloop.execution import AirloopBaseOperator
+from airloop.operators.base import DayOperator, PartitionWaitOperator, SignalOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class _DayOperator(AirloopBaseOperator):
-    """A scoring step of one day ``ds`` (templated); waits stay in the worker/triggerer."""
-
-    template_fields: tuple[str, ...] = ("ds",)
-
-    def __init__(self, *, ds: str = "{{ ds }}", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ds = ds
-
-
-class PinChampionOperator(_DayOperator):
+class PinChampionOperator(PartitionWaitOperator):
     """Wait for the validated partition, resolve ``@champion`` to a version ONCE, plan shards.
 
     Every later task of the run scores with the version returned here, even if the alias moves
@@ -33,33 +21,11 @@ class PinChampionOperator(_DayOperator):
 
     ui_color = "#fcf3cf"
     step = "pin"
+    wait_zone = "validated"
+    wait_hint = "did {model}__validate pass for that day? Clear this task once it did"
 
-    def __init__(
-        self, *, poke_interval: float = 30.0, wait_timeout: timedelta = timedelta(hours=12), **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.poke_interval = poke_interval
-        self.wait_timeout = wait_timeout
-
-    def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airloop.triggers.lake import defer_until_partition
-        from include.lake import Zone
-
-        defer_until_partition(self, self.lake_hook.lake, Zone.VALIDATED)
-        return self._plan(context)
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
-        from airloop.triggers.lake import fail_unless_arrived
-
-        fail_unless_arrived(
-            self, event, "validated", f"did {self.model}__validate pass for that day? Clear this task once it did"
-        )
-        return self._plan(context)
-
-    def _plan(self, context: Context) -> list[dict[str, Any]]:
-        from include.steps import PinParams
-
-        result = self.run_step(context, PinParams(spec=self.model, ds=self.ds, run_key=str(context["run_id"])))
+    def on_partition(self, context: Context) -> list[dict[str, Any]]:
+        result = self.run_step(context, self.step_params(run_key=str(context["run_id"])))
         if result.get("failed"):
             raise AirflowFailException(result["failed"])
         self.log.info(
@@ -73,7 +39,7 @@ class PinChampionOperator(_DayOperator):
         return list(result["shards"])
 
 
-class BatchScoreOperator(_DayOperator):
+class BatchScoreOperator(DayOperator):
     """Score one shard of the day with onnxruntime (streaming, bounded memory).
 
     :param shard: a dict from :class:`PinChampionOperator` (mapped over its ``.output``: one
@@ -104,7 +70,7 @@ class BatchScoreOperator(_DayOperator):
         return report
 
 
-class PublishPredictionsOperator(_DayOperator):
+class PublishPredictionsOperator(DayOperator):
     """Commit all shards of the run as the day's predictions (one atomic file + manifest).
 
     :param plan: the shards planned by :class:`PinChampionOperator` (its ``.output``).
@@ -113,9 +79,9 @@ class PublishPredictionsOperator(_DayOperator):
     template_fields = ("ds", "plan")
     ui_color = "#f7dc6f"
     step = "publish"
+    emits = "predictions"
 
     def __init__(self, *, plan: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("outlets", [model_asset(kwargs["model"], "predictions")])
         super().__init__(**kwargs)
         self.plan = plan
 
@@ -125,50 +91,44 @@ class PublishPredictionsOperator(_DayOperator):
         first = self.plan[0]
         params = PublishParams(spec=self.model, ds=first["ds"], run_key=first["run_key"], n_shards=first["n_shards"])
         manifest = self.run_step(context, params)
-        context["outlet_events"][model_asset(self.model, "predictions")].extra = {
-            "partition": first["ds"],
-            "rows": manifest["rows_scored"],
-            "rejects": manifest["rows_rejected"],
-            "version": first["version"],
-        }
+        self.emit(
+            context,
+            partition=first["ds"],
+            rows=manifest["rows_scored"],
+            rejects=manifest["rows_rejected"],
+            version=first["version"],
+        )
         return manifest
 
 
-class ShadowScoreOperator(_DayOperator):
+class ShadowScoreOperator(DayOperator):
     """Score ``@challenger`` into ``shadow/`` and record its agreement with the champion's day."""
 
     ui_color = "#fef9e7"
     step = "shadow"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.steps import ShadowParams
-
-        result = self.run_step(context, ShadowParams(spec=self.model, ds=self.ds, run_id=str(context["run_id"])))
+        result = self.run_step(context, self.step_params(run_id=str(context["run_id"])))
         if result.get("skipped"):
             raise AirflowSkipException(result["skipped"])
         return result
 
 
-class RegateChallengerOperator(AirloopBaseOperator):
+class RegateChallengerOperator(SignalOperator):
     """Emit the model's ``challenger`` asset event again when the shadow task says the pending
     challenger now has its clean shadow days (``regate_due``): the promote DAG gates it again.
-    Skipped otherwise, so no event. Runs no step.
+    Skipped otherwise, so no event.
 
     :param summary: the shadow task's result (its ``.output``).
     """
 
-    template_fields = ("summary",)
     ui_color = "#fdebd0"
-
-    def __init__(self, *, model: str, summary: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("outlets", [model_asset(model, "challenger")])
-        super().__init__(model=model, **kwargs)
-        self.summary = summary
+    emits = "challenger"
 
     def execute(self, context: Context) -> dict[str, Any]:
         summary = self.summary or {}
         if not summary.get("regate_due"):
             raise AirflowSkipException("no pending challenger with enough clean shadow days")
         extra = {"version": summary["challenger_version"], "regate": True, "partition": summary["ds"]}
-        context["outlet_events"][model_asset(self.model, "challenger")].extra = extra
+        self.emit(context, **extra)
         return extra

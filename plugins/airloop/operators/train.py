@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airloop.assets import model_asset
 from airloop.execution import AirloopBaseOperator
 from airloop.links import MlflowRunLink, ModelVersionLink
 
@@ -33,11 +32,11 @@ class TrainModelOperator(AirloopBaseOperator):
     operator_extra_links = (MlflowRunLink(), ModelVersionLink())
     ui_color = "#fdebd0"
     step = "train"
+    emits = "challenger"
 
     def __init__(
         self,
         *,
-        model: str,
         data_end: str | None = None,
         window_days: int | str | None = None,
         search_budget: int | str | None = None,
@@ -45,8 +44,7 @@ class TrainModelOperator(AirloopBaseOperator):
         reason: str | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [model_asset(model, "challenger")])
-        super().__init__(model=model, **kwargs)
+        super().__init__(**kwargs)
         self.data_end = data_end
         self.window_days = window_days
         self.search_budget = search_budget
@@ -100,10 +98,11 @@ class TrainModelOperator(AirloopBaseOperator):
             "mlflow_run": f"{tracking_uri}/#/experiments/{result['experiment_id']}/runs/{result['run_id']}",
             "model_version": f"{tracking_uri}/#/models/{self.model}/versions/{result['version']}",
         }
-        context["outlet_events"][model_asset(self.model, "challenger")].extra = {
-            "version": result["version"],
-            "run_id": result["run_id"],
-            "metrics": {k: round(float(v), 6) for k, v in result["metrics"].items()},
-            "end_date": end.isoformat(),
-        }
+        self.emit(
+            context,
+            version=result["version"],
+            run_id=result["run_id"],
+            metrics={k: round(float(v), 6) for k, v in result["metrics"].items()},
+            end_date=end.isoformat(),
+        )
         return result

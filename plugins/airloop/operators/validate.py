@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airloop.assets import model_asset
-from airloop.execution import AirloopBaseOperator
 from airloop.links import DataDocsLink, ValidationJsonLink
 from airloop.notifiers.alerts import AlertNotifier
+from airloop.operators.base import PartitionWaitOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -20,7 +18,7 @@ class ContractViolation(AirflowFailException):
     """The partition broke its data contract; retrying cannot help (it is quarantined)."""
 
 
-class ValidateDataOperator(AirloopBaseOperator):
+class ValidateDataOperator(PartitionWaitOperator):
     """Validate the landing partition of ``ds`` against the model's contract.
 
     Waits for the partition with a deferrable trigger (no worker slot held). Then:
@@ -35,65 +33,39 @@ class ValidateDataOperator(AirloopBaseOperator):
     :param deferrable: wait in the triggerer (default) instead of failing at once when the
         partition is not there yet.
     :param poke_interval: seconds between checks while waiting.
-    :param wait_timeout: how long to wait for the landing partition.
+    :param wait_timeout: how long to wait for the landing partition
+        (:class:`~airloop.operators.base.PartitionWaitOperator`).
 
     The step ``validate`` (the wait stays in the worker or triggerer); ``model``, lake and
     execution arguments: see :class:`~airloop.execution.AirloopBaseOperator`.
     """
 
-    template_fields = ("ds",)
     operator_extra_links = (DataDocsLink(), ValidationJsonLink())
     ui_color = "#d5f5e3"
     step = "validate"
+    emits = "validated"
+    wait_zone = "landing"
+    wait_hint = "land it (e.g. rerun {model}__ingest for {ds}) and clear this task"
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        ds: str = "{{ ds }}",
-        deferrable: bool = True,
-        poke_interval: float = 30.0,
-        wait_timeout: timedelta = timedelta(hours=12),
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("outlets", [model_asset(model, "validated")])
-        super().__init__(model=model, **kwargs)
-        self.ds = ds
+    def __init__(self, *, deferrable: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.deferrable = deferrable
-        self.poke_interval = poke_interval
-        self.wait_timeout = wait_timeout
 
     def execute(self, context: Context) -> dict[str, Any]:
         from datetime import date
 
-        from include.lake import Zone
-
-        ds = date.fromisoformat(self.ds)
-        if self.lake_hook.lake.has_partition(Zone.LANDING, self.model, ds):
-            return self._validate(context)
-        if not self.deferrable:
+        lake, ds = self.lake_hook.lake, date.fromisoformat(self.ds)
+        if not self.deferrable and not lake.has_partition(self.wait_zone, self.model, ds):
             raise FileNotFoundError(
                 f"{self.model} {self.ds}: no landing partition at "
-                f"{self.lake_hook.lake.to_uri(self.lake_hook.lake.partition_file(Zone.LANDING, self.model, ds))}"
+                f"{lake.to_uri(lake.partition_file(self.wait_zone, self.model, ds))}"
             )
-        from airloop.triggers.lake import defer_until_partition
+        result: dict[str, Any] = super().execute(context)
+        return result
 
-        defer_until_partition(self, self.lake_hook.lake, Zone.LANDING)
-        raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        from airloop.triggers.lake import fail_unless_arrived
-
-        fail_unless_arrived(
-            self, event, "landing", f"land it (e.g. rerun {self.model}__ingest for {self.ds}) and clear this task"
-        )
-        return self._validate(context)
-
-    def _validate(self, context: Context) -> dict[str, Any]:
-        from include.steps import ValidateParams
-
+    def on_partition(self, context: Context) -> dict[str, Any]:
         run_key = f"{context['run_id']}__try{context['ti'].try_number}"
-        result = self.run_step(context, ValidateParams(spec=self.model, ds=self.ds, run_key=run_key))
+        result = self.run_step(context, self.step_params(run_key=run_key))
         self.link_report("data_docs", result.get("data_docs_uri"))
         self.link_report("validation_json", result.get("report_json_uri"))
         self.log.info("%s %s: %s", self.model, self.ds, result["summary"])
@@ -105,11 +77,12 @@ class ValidateDataOperator(AirloopBaseOperator):
             )
         if result.get("anomalous"):  # scored, kept out of training and references: a human should know
             AlertNotifier(self.model, f"{self.model} {self.ds}: {result['summary']}").notify(context)
-        context["outlet_events"][model_asset(self.model, "validated")].extra = {
-            "partition": self.ds,
-            "rows": result["validated_rows"],
-            "warnings": result["warnings"],
-            "report_uri": result["report_json_uri"],
-        }
+        self.emit(
+            context,
+            partition=self.ds,
+            rows=result["validated_rows"],
+            warnings=result["warnings"],
+            report_uri=result["report_json_uri"],
+        )
         summary = {k: v for k, v in result.items() if k != "validated_rows"}
         return summary

@@ -5,58 +5,45 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
+@dataclass(frozen=True)
+class PartitionWatch:
+    """What the trigger watches: ``zone/model/ds`` of a lake, how often, until when. The
+    deadline is our own (an epoch timestamp) so the task can fail with a message that names
+    the partition, instead of Airflow's generic deferral timeout."""
+
+    zone: str
+    model: str
+    ds: str
+    lake_uri: str | None = None
+    lake_conn_id: str | None = None
+    poke_interval: float = 30.0
+    deadline: float | None = None
+
+
 class PartitionAvailableTrigger(BaseTrigger):
-    """Polls the lake until ``zone/model/ds`` is published, or its deadline passes.
+    """Polls the lake until ``zone/model/ds`` is published, or its deadline passes; takes the
+    fields of :class:`PartitionWatch` as keyword arguments (and serializes to them)."""
 
-    The deadline is our own (an epoch timestamp) so the task can fail with a message that
-    names the partition, instead of Airflow's generic deferral timeout.
-    """
-
-    def __init__(
-        self,
-        *,
-        zone: str,
-        model: str,
-        ds: str,
-        lake_uri: str | None = None,
-        lake_conn_id: str | None = None,
-        poke_interval: float = 30.0,
-        deadline: float | None = None,
-    ) -> None:
+    def __init__(self, **watch: Any) -> None:
         super().__init__()
-        self.zone = zone
-        self.model = model
-        self.ds = ds
-        self.lake_uri = lake_uri
-        self.lake_conn_id = lake_conn_id
-        self.poke_interval = poke_interval
-        self.deadline = deadline
+        self.watch = PartitionWatch(**watch)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "zone": self.zone,
-                "model": self.model,
-                "ds": self.ds,
-                "lake_uri": self.lake_uri,
-                "lake_conn_id": self.lake_conn_id,
-                "poke_interval": self.poke_interval,
-                "deadline": self.deadline,
-            },
-        )
+        return f"{type(self).__module__}.{type(self).__qualname__}", asdict(self.watch)
 
     def _exists(self) -> tuple[bool, str]:
         from airloop.hooks.lake import LakeHook
 
-        lake = LakeHook(lake_uri=self.lake_uri, aws_conn_id=self.lake_conn_id).lake
-        path = lake.partition_file(self.zone, self.model, date.fromisoformat(self.ds))
+        watch = self.watch
+        lake = LakeHook(lake_uri=watch.lake_uri, aws_conn_id=watch.lake_conn_id).lake
+        path = lake.partition_file(watch.zone, watch.model, date.fromisoformat(watch.ds))
         return lake.exists(path), lake.to_uri(path)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -65,11 +52,11 @@ class PartitionAvailableTrigger(BaseTrigger):
             if found:
                 yield TriggerEvent({"status": "available", "uri": uri})
                 return
-            if self.deadline is not None and time.time() >= self.deadline:
+            if self.watch.deadline is not None and time.time() >= self.watch.deadline:
                 yield TriggerEvent({"status": "timeout", "uri": uri})
                 return
             self.log.info("waiting for %s", uri)
-            await asyncio.sleep(self.poke_interval)
+            await asyncio.sleep(self.watch.poke_interval)
 
 
 def defer_until_partition(operator: Any, lake: Any, zone: str) -> None:
