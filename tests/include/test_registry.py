@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import date
 from pathlib import Path
 
 import mlflow
@@ -16,7 +15,6 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from include.lake import Lake
 from include.model_io import TrainResult, onnx_inputs, prepare_features
 from include.names import CHALLENGER
 from include.registry.mlflow_registry import (
@@ -27,24 +25,24 @@ from include.registry.mlflow_registry import (
     register_challenger,
 )
 from include.spec import get_spec
-from include.training.data import TrainingData, assemble_training_data
+from include.training.data import TrainingData
 from include.training.onnx_export import parity
-from include.training.train import train_model
+from tests.flights_model import REASON, TAGS
 
 SPEC = get_spec("flights")
-END = date(2013, 1, 25)
-TRAIN_TAGS = {"code_commit": "0123abc", "dag_id": "airloop_train", "dag_run_id": "manual__reg"}
 REGISTER_TAGS = {"code_commit": "0123abc", "dag_run_id": "manual__reg", "registered_by": "test"}
 
 
 @pytest.fixture(scope="module")
-def data(flights_lake: Path) -> TrainingData:
-    return assemble_training_data(SPEC, Lake(flights_lake.as_uri()), END, window_days=14, holdout_days=3)
+def data(flights_data: TrainingData) -> TrainingData:
+    """The 14-day window ending 2013-01-25 (session-wide, shared with the training tests)."""
+    return flights_data
 
 
 @pytest.fixture(scope="module")
-def trained(data: TrainingData, mlflow_server: str) -> TrainResult:
-    return train_model(SPEC, data, search_budget=1, tracking_uri=mlflow_server, tags=TRAIN_TAGS, reason="drift")
+def trained(flights_hgb: TrainResult) -> TrainResult:
+    """The spec's estimator trained on ``data`` with TAGS, reason REASON (once per session)."""
+    return flights_hgb
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +67,11 @@ def test_register_sets_alias_lineage_tags_and_signature(
     assert tags["airloop.training_run_id"] == trained.run_id
     assert tags["airloop.data_window"] == "2013-01-12..2013-01-25"
     assert tags["airloop.data_hash"] == trained.data_hash
-    assert tags["airloop.reason"] == "drift" and tags["airloop.estimator"] == "hist_gradient_boosting"
+    assert tags["airloop.reason"] == REASON and tags["airloop.estimator"] == "hist_gradient_boosting"
     assert float(tags["metric.roc_auc"]) == pytest.approx(trained.metrics["roc_auc"], rel=1e-5)
     assert float(tags["parity.label_agreement"]) == pytest.approx(trained.parity["label_agreement"], rel=1e-5)
     assert float(tags["parity.mean_abs_diff"]) == pytest.approx(trained.parity["mean_abs_diff"], rel=1e-5)
-    for key, value in {**TRAIN_TAGS, **REGISTER_TAGS}.items():
+    for key, value in {**TAGS, **REGISTER_TAGS}.items():
         assert tags[key] == value
     assert client.get_run(trained.run_id).data.tags["airloop.registered_version"] == str(registered.version)
 
@@ -137,19 +135,11 @@ def test_registration_is_idempotent_per_training_run(
 def test_challenger_alias_moves_forward_only(
     registered: RegisteredVersion,
     trained: TrainResult,
-    data: TrainingData,
+    flights_lr: TrainResult,
     mlflow_server: str,
 ) -> None:
     client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
-    newer = train_model(
-        SPEC,
-        data,
-        estimator="logistic_regression",
-        search_budget=1,
-        tracking_uri=mlflow_server,
-        tags=TRAIN_TAGS,
-        reason="schedule",
-    )
+    newer = flights_lr  # another training of the same window: logistic regression, reason "schedule"
     # registered from the JSON summary alone: the ONNX comes from the run's candidate artifact
     summary_only = TrainResult.from_summary(json.loads(json.dumps(newer.to_summary())))
     assert summary_only.onnx_bytes is None
