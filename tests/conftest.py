@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import free_port
-from tests.mlflow_server import flights_lake, mlflow_server  # noqa: F401 (session fixtures for every test)
+from tests.mlflow_server import (  # noqa: F401 (session fixtures for every test)
+    flights_lake,
+    mlflow_server,
+    mlflow_server_process,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
