@@ -22,6 +22,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 MODEL = "flights"
 TRAIN_DAYS = [date(2013, 1, d) for d in (1, 2, 3, 4)]
 SCORE_DAYS = [date(2013, 1, d) for d in (5, 6, 7, 8, 9)]
@@ -238,3 +240,9 @@ def build_world(root: Path) -> World:
         world.records[ds] = json.loads(json.dumps(record, default=str))
         world.reports[ds] = report
     return world
+
+
+@pytest.fixture(scope="session")
+def dashboard_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """One world per session for the include and plugin dashboard tests, which only read it."""
+    return build_world(tmp_path_factory.mktemp("dashboard"))

@@ -21,13 +21,13 @@ from tests.dashboard_world import (
     SCORE_DAYS,
     VERSION_OF_DAY,
     World,
-    build_world,
 )
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("dashboard"))
+def world(dashboard_world: World) -> World:
+    """The session's dashboard world (built once, shared with the other dashboard tests)."""
+    return dashboard_world
 
 
 def test_prediction_volume_counts_scored_and_rejected_rows(world: World) -> None:

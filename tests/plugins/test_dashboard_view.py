@@ -23,13 +23,13 @@ from tests.dashboard_world import (
     REJECT_ROWS,
     SCORE_DAYS,
     World,
-    build_world,
 )
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("dashboard-view"))
+def world(dashboard_world: World) -> World:
+    """The session's dashboard world (built once, shared with the other dashboard tests)."""
+    return dashboard_world
 
 
 def page_charts(page: str) -> dict[str, Any]:
