@@ -120,17 +120,6 @@ def explain(record: dict[str, Any], scores: Any, alert: float) -> None:
     verdict["trigger"] = "data_drift" if verdict["state"] == "retrain" else None
 
 
-def world_fixture(folder: str) -> Any:
-    """A module-scoped ``world`` fixture for a test module: :func:`build_world` in its own
-    ``folder`` of the test run (assign it to ``world``)."""
-
-    @pytest.fixture(scope="module")
-    def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-        return build_world(tmp_path_factory.mktemp(folder))
-
-    return world
-
-
 def build_world(root: Path) -> World:
     import numpy as np
     import pandas as pd
@@ -251,3 +240,9 @@ def build_world(root: Path) -> World:
         world.records[ds] = json.loads(json.dumps(record, default=str))
         world.reports[ds] = report
     return world
+
+
+@pytest.fixture(scope="session")
+def dashboard_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """One world per session for the include and plugin dashboard tests, which only read it."""
+    return build_world(tmp_path_factory.mktemp("dashboard"))

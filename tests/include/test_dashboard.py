@@ -21,18 +21,15 @@ from tests.dashboard_world import (
     SCORE_DAYS,
     VERSION_OF_DAY,
     World,
-    world_fixture,
 )
 
-world = world_fixture("dashboard")
 
-
-def test_prediction_volume_counts_scored_and_rejected_rows(world: World) -> None:
-    volume = prediction_volume(world.lake, MODEL)
+def test_prediction_volume_counts_scored_and_rejected_rows(dashboard_world: World) -> None:
+    volume = prediction_volume(dashboard_world.lake, MODEL)
     assert [v.day for v in volume] == SCORE_DAYS
     for v in volume:
-        scored = world.lake.read_table(Zone.PREDICTIONS, MODEL, v.day).num_rows
-        assert v.rows_in == world.validated_rows[v.day]
+        scored = dashboard_world.lake.read_table(Zone.PREDICTIONS, MODEL, v.day).num_rows
+        assert v.rows_in == dashboard_world.validated_rows[v.day]
         assert v.rows_scored == scored
         assert v.rows_rejected == v.rows_in - scored
         assert v.model_version == VERSION_OF_DAY[v.day]
@@ -42,8 +39,8 @@ def test_prediction_volume_counts_scored_and_rejected_rows(world: World) -> None
     assert sum(v.rows_rejected for v in volume) == len(REJECT_ROWS)
 
 
-def test_dashboard_reads_drift_verdicts_realized_auc_and_ledger(world: World) -> None:
-    dash = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+def test_dashboard_reads_drift_verdicts_realized_auc_and_ledger(dashboard_world: World) -> None:
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None)
     assert dash.registry_error == "no MLflow tracking URI configured"
     assert dash.champion is None and dash.versions == ()
     assert (dash.warn, dash.alert) == (0.1, 0.25)  # the flights spec's drift policy
@@ -51,12 +48,12 @@ def test_dashboard_reads_drift_verdicts_realized_auc_and_ledger(world: World) ->
     # PSI per feature and day: exactly what compute_drift measured
     assert [d.day for d in dash.drift] == SCORE_DAYS
     for day in dash.drift:
-        report = world.reports[day.day]
+        report = dashboard_world.reports[day.day]
         assert day.score == report.score
         assert day.status == report.status
         for feature in report.features:
             assert day.psi[feature.name] == feature.psi, (day.day, feature.name)
-        assert day.verdict == world.records[day.day]["verdict"]["state"]
+        assert day.verdict == dashboard_world.records[day.day]["verdict"]["state"]
         assert day.model_version == VERSION_OF_DAY[day.day]
     distance = {d.day: d.psi["distance"] for d in dash.drift}
     assert all(distance[d] >= dash.alert for d in DRIFT_DAYS)
@@ -64,12 +61,14 @@ def test_dashboard_reads_drift_verdicts_realized_auc_and_ledger(world: World) ->
     assert set(dash.features) >= {"distance", "carrier", "sched_hour"}
 
     # retrain events: the days whose verdict was retrain (a drifted day completing M of N alerts)
-    retrains = tuple(d for d in SCORE_DAYS if world.records[d]["verdict"]["state"] == "retrain")
+    retrains = tuple(d for d in SCORE_DAYS if dashboard_world.records[d]["verdict"]["state"] == "retrain")
     assert dash.retrain_days == retrains and len(retrains) == 1 and retrains[0] in DRIFT_DAYS
 
     # realized ROC AUC: the days whose labels had arrived (label delay 2 days)
     expected = [
-        (date.fromisoformat(r["partition"]), r["performance"]) for r in world.records.values() if r["performance"]
+        (date.fromisoformat(r["partition"]), r["performance"])
+        for r in dashboard_world.records.values()
+        if r["performance"]
     ]
     assert [(p.day, p.label_day) for p in dash.realized] == [
         (day, date.fromisoformat(perf["label_day"])) for day, perf in expected
@@ -87,41 +86,45 @@ def test_dashboard_reads_drift_verdicts_realized_auc_and_ledger(world: World) ->
     assert dash.timeline[2].approver == "alice"
     assert dash.timeline[3].reason == "v3 scores drift on day one"
     assert [e.action for e in dash.champion_changes] == ["promote", "promote", "rollback"]
-    assert dash.total_rows_scored == sum(world.validated_rows[d] for d in SCORE_DAYS) - len(REJECT_ROWS) == 4283
+    assert (
+        dash.total_rows_scored == sum(dashboard_world.validated_rows[d] for d in SCORE_DAYS) - len(REJECT_ROWS) == 4283
+    )
 
 
-def test_dashboard_reads_signals_trigger_and_estimates(world: World) -> None:
-    dash = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+def test_dashboard_reads_signals_trigger_and_estimates(dashboard_world: World) -> None:
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None)
     by_day = {d.day: d for d in dash.drift}
     for day in SCORE_DAYS:
-        verdict = world.records[day]["verdict"]
+        verdict = dashboard_world.records[day]["verdict"]
         gathered = by_day[day]
         assert [(s.kind, s.value, s.threshold, s.fired, s.held_by) for s in gathered.signals] == [
             (s["kind"], s["value"], s["threshold"], s["fired"], s["held_by"]) for s in verdict.get("signals", [])
         ]
         assert gathered.trigger == verdict.get("trigger")
-        assert gathered.prediction_psi == world.reports[day].prediction.psi
+        assert gathered.prediction_psi == dashboard_world.reports[day].prediction.psi
     (retrain,) = dash.retrain_days
     assert by_day[retrain].trigger == "data_drift" and by_day[retrain].deciding.kind == "data_drift"
-    assert by_day[retrain].deciding.value == world.reports[retrain].score
+    assert by_day[retrain].deciding.value == dashboard_world.reports[retrain].score
     assert {s.kind for s in by_day[retrain].fired} == {"data_drift", "performance_drop"} and not by_day[retrain].held
     cooldown = by_day[DRIFT_DAYS[1]]
     assert cooldown.trigger is None and {s.held_by for s in cooldown.held} == {"cooldown"} and not cooldown.fired
     # an older record without signals: its max PSI against drift.alert is the figure shown
     old = by_day[OLD_SHAPE_DAY]
     assert old.signals == () and old.deciding.kind == "data_drift"
-    assert (old.deciding.value, old.deciding.threshold) == (world.reports[OLD_SHAPE_DAY].score, dash.alert)
+    assert (old.deciding.value, old.deciding.threshold) == (dashboard_world.reports[OLD_SHAPE_DAY].score, dash.alert)
 
     # realized AUC intervals come from the bootstrap of performance_drop
     for point in dash.realized:
-        drop = next(r["performance"]["drop"] for r in world.records.values() if r["partition"] == str(point.day))
+        drop = next(
+            r["performance"]["drop"] for r in dashboard_world.records.values() if r["partition"] == str(point.day)
+        )
         assert (point.low, point.high, point.significant) == (drop["ci_low"], drop["ci_high"], drop["significant"])
         assert point.low is not None and point.high is not None and point.low < point.roc_auc < point.high
     # estimates: every record that has one, the invalid one with its note
     estimates = {e.day: e for e in dash.estimated}
     assert sorted(estimates) == [d for d in SCORE_DAYS if d != OLD_SHAPE_DAY]
     for day, estimate in estimates.items():
-        recorded = world.records[day]["estimated_performance"]
+        recorded = dashboard_world.records[day]["estimated_performance"]
         assert (estimate.auc, estimate.low, estimate.high, estimate.rows) == (
             recorded["auc"],
             recorded["low"],
@@ -133,8 +136,8 @@ def test_dashboard_reads_signals_trigger_and_estimates(world: World) -> None:
     assert [e.day for e in last_days(dash, 2).estimated] == SCORE_DAYS[-2:]
 
 
-def test_last_days_keeps_the_newest_days_and_the_whole_ledger(world: World) -> None:
-    dash = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+def test_last_days_keeps_the_newest_days_and_the_whole_ledger(dashboard_world: World) -> None:
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None)
     two = last_days(dash, 2)
     assert [d.day for d in two.drift] == [v.day for v in two.volume] == SCORE_DAYS[-2:]
     assert [p.day for p in two.realized] == SCORE_DAYS[-2:]  # by the day the labels arrived
@@ -185,7 +188,7 @@ def test_registry_champion_challenger_and_versions(mlflow_server: str, tmp_path:
     assert registry_versions(mlflow_server, "never_registered") == (None, None, [])
 
 
-def test_unreachable_registry_keeps_the_lake_half(world: World) -> None:
-    dash = gather_dashboard(world.lake, MODEL, tracking_uri="http://127.0.0.1:9")
+def test_unreachable_registry_keeps_the_lake_half(dashboard_world: World) -> None:
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri="http://127.0.0.1:9")
     assert dash.registry_error and "not readable" in dash.registry_error
     assert len(dash.drift) == len(SCORE_DAYS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import date
 from pathlib import Path
 
 import mlflow
@@ -16,7 +15,6 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from include.lake import Lake
 from include.model_io import TrainResult, onnx_inputs, prepare_features
 from include.names import CHALLENGER
 from include.registry.mlflow_registry import (
@@ -27,55 +25,43 @@ from include.registry.mlflow_registry import (
     register_challenger,
 )
 from include.spec import get_spec
-from include.training.data import TrainingData, assemble_training_data
+from include.training.data import TrainingData
 from include.training.onnx_export import parity
-from include.training.train import train_model
+from tests.flights_model import REASON, TAGS
 
 SPEC = get_spec("flights")
-END = date(2013, 1, 25)
-TRAIN_TAGS = {"code_commit": "0123abc", "dag_id": "airloop_train", "dag_run_id": "manual__reg"}
 REGISTER_TAGS = {"code_commit": "0123abc", "dag_run_id": "manual__reg", "registered_by": "test"}
 
 
 @pytest.fixture(scope="module")
-def data(flights_lake: Path) -> TrainingData:
-    return assemble_training_data(SPEC, Lake(flights_lake.as_uri()), END, window_days=14, holdout_days=3)
-
-
-@pytest.fixture(scope="module")
-def trained(data: TrainingData, mlflow_server: str) -> TrainResult:
-    return train_model(SPEC, data, search_budget=1, tracking_uri=mlflow_server, tags=TRAIN_TAGS, reason="drift")
-
-
-@pytest.fixture(scope="module")
-def registered(trained: TrainResult, mlflow_server: str) -> RegisteredVersion:
-    return register_challenger(trained, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS)
+def registered(flights_hgb: TrainResult, mlflow_server: str) -> RegisteredVersion:
+    return register_challenger(flights_hgb, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS)
 
 
 def test_register_sets_alias_lineage_tags_and_signature(
     registered: RegisteredVersion,
-    trained: TrainResult,
+    flights_hgb: TrainResult,
     mlflow_server: str,
 ) -> None:
     client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     assert isinstance(registered.version, int) and registered.name == "flights"
-    assert registered.run_id == trained.run_id
+    assert registered.run_id == flights_hgb.run_id
     assert registered.model_uri == f"models:/flights/{registered.version}"
     assert get_alias_version(client, "flights", CHALLENGER) == registered.version
 
     version = client.get_model_version("flights", str(registered.version))
-    assert version.run_id == trained.run_id
+    assert version.run_id == flights_hgb.run_id
     tags = version.tags
-    assert tags["airloop.training_run_id"] == trained.run_id
+    assert tags["airloop.training_run_id"] == flights_hgb.run_id
     assert tags["airloop.data_window"] == "2013-01-12..2013-01-25"
-    assert tags["airloop.data_hash"] == trained.data_hash
-    assert tags["airloop.reason"] == "drift" and tags["airloop.estimator"] == "hist_gradient_boosting"
-    assert float(tags["metric.roc_auc"]) == pytest.approx(trained.metrics["roc_auc"], rel=1e-5)
-    assert float(tags["parity.label_agreement"]) == pytest.approx(trained.parity["label_agreement"], rel=1e-5)
-    assert float(tags["parity.mean_abs_diff"]) == pytest.approx(trained.parity["mean_abs_diff"], rel=1e-5)
-    for key, value in {**TRAIN_TAGS, **REGISTER_TAGS}.items():
+    assert tags["airloop.data_hash"] == flights_hgb.data_hash
+    assert tags["airloop.reason"] == REASON and tags["airloop.estimator"] == "hist_gradient_boosting"
+    assert float(tags["metric.roc_auc"]) == pytest.approx(flights_hgb.metrics["roc_auc"], rel=1e-5)
+    assert float(tags["parity.label_agreement"]) == pytest.approx(flights_hgb.parity["label_agreement"], rel=1e-5)
+    assert float(tags["parity.mean_abs_diff"]) == pytest.approx(flights_hgb.parity["mean_abs_diff"], rel=1e-5)
+    for key, value in {**TAGS, **REGISTER_TAGS}.items():
         assert tags[key] == value
-    assert client.get_run(trained.run_id).data.tags["airloop.registered_version"] == str(registered.version)
+    assert client.get_run(flights_hgb.run_id).data.tags["airloop.registered_version"] == str(registered.version)
 
     # The logged MLflow model: tensor signature per input column, explicit pinned requirements.
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,54 +88,48 @@ def test_register_sets_alias_lineage_tags_and_signature(
 
 def test_registered_onnx_downloads_and_scores_like_parity_measured(
     registered: RegisteredVersion,
-    trained: TrainResult,
-    data: TrainingData,
+    flights_hgb: TrainResult,
+    flights_data: TrainingData,
     mlflow_server: str,
 ) -> None:
     onnx_bytes = load_onnx_bytes(mlflow_server, "flights", registered.version)
-    assert onnx_bytes == trained.onnx_bytes
+    assert onnx_bytes == flights_hgb.onnx_bytes
     numeric, categorical = SPEC.dataset.features.numeric, SPEC.dataset.features.categorical
-    report = parity(trained.pipeline, onnx_bytes, data.holdout, numeric, categorical, SPEC.training.threshold)
-    assert report.mean_abs_diff == trained.parity["mean_abs_diff"]
-    assert report.max_abs_diff == trained.parity["max_abs_diff"]
-    assert report.label_flips == trained.parity["label_flips"]
+    report = parity(
+        flights_hgb.pipeline, onnx_bytes, flights_data.holdout, numeric, categorical, SPEC.training.threshold
+    )
+    assert report.mean_abs_diff == flights_hgb.parity["mean_abs_diff"]
+    assert report.max_abs_diff == flights_hgb.parity["max_abs_diff"]
+    assert report.label_flips == flights_hgb.parity["label_flips"]
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    proba = session.run(["probabilities"], onnx_inputs(data.holdout, numeric, categorical))[0][:, 1]
-    expected = trained.pipeline.predict_proba(prepare_features(data.holdout, numeric, categorical))[:, 1]
-    assert np.abs(proba - expected).mean() == pytest.approx(trained.parity["mean_abs_diff"], rel=0.2, abs=1e-7)
+    proba = session.run(["probabilities"], onnx_inputs(flights_data.holdout, numeric, categorical))[0][:, 1]
+    expected = flights_hgb.pipeline.predict_proba(prepare_features(flights_data.holdout, numeric, categorical))[:, 1]
+    assert np.abs(proba - expected).mean() == pytest.approx(flights_hgb.parity["mean_abs_diff"], rel=0.2, abs=1e-7)
 
 
 def test_registration_is_idempotent_per_training_run(
     registered: RegisteredVersion,
-    trained: TrainResult,
+    flights_hgb: TrainResult,
     mlflow_server: str,
 ) -> None:
     client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
-    again = register_challenger(trained, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS)
+    again = register_challenger(flights_hgb, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS)
     assert again == registered
     # a task rerun in a fresh process only has the XCom summary: same answer, nothing new
-    from_summary = TrainResult.from_summary(json.loads(json.dumps(trained.to_summary())))
+    from_summary = TrainResult.from_summary(json.loads(json.dumps(flights_hgb.to_summary())))
     assert register_challenger(from_summary, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS) == registered
-    versions = client.search_model_versions(f"name='flights' and run_id='{trained.run_id}'")
+    versions = client.search_model_versions(f"name='flights' and run_id='{flights_hgb.run_id}'")
     assert [int(v.version) for v in versions] == [registered.version]
 
 
 def test_challenger_alias_moves_forward_only(
     registered: RegisteredVersion,
-    trained: TrainResult,
-    data: TrainingData,
+    flights_hgb: TrainResult,
+    flights_lr: TrainResult,
     mlflow_server: str,
 ) -> None:
     client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
-    newer = train_model(
-        SPEC,
-        data,
-        estimator="logistic_regression",
-        search_budget=1,
-        tracking_uri=mlflow_server,
-        tags=TRAIN_TAGS,
-        reason="schedule",
-    )
+    newer = flights_lr  # another training of the same window: logistic regression, reason "schedule"
     # registered from the JSON summary alone: the ONNX comes from the run's candidate artifact
     summary_only = TrainResult.from_summary(json.loads(json.dumps(newer.to_summary())))
     assert summary_only.onnx_bytes is None
@@ -158,15 +138,15 @@ def test_challenger_alias_moves_forward_only(
     assert get_alias_version(client, "flights", CHALLENGER) == second.version
     assert load_onnx_bytes(mlflow_server, "flights", second.version) == newer.onnx_bytes
     # a late retry of the older registration returns its version but leaves the alias alone
-    assert register_challenger(trained, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS) == registered
+    assert register_challenger(flights_hgb, SPEC, tracking_uri=mlflow_server, tags=REGISTER_TAGS) == registered
     assert get_alias_version(client, "flights", CHALLENGER) == second.version
 
 
-def test_unfinished_or_failed_runs_are_not_registered(trained: TrainResult, mlflow_server: str) -> None:
+def test_unfinished_or_failed_runs_are_not_registered(flights_hgb: TrainResult, mlflow_server: str) -> None:
     client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
-    failed = client.create_run(trained.experiment_id, run_name="crashed training")
+    failed = client.create_run(flights_hgb.experiment_id, run_name="crashed training")
     client.set_terminated(failed.info.run_id, "FAILED")
-    summary = {**trained.to_summary(), "run_id": failed.info.run_id}
+    summary = {**flights_hgb.to_summary(), "run_id": failed.info.run_id}
     with pytest.raises(RegistryError, match=r"is FAILED with parity None: only finished trainings"):
         register_challenger(TrainResult.from_summary(summary), SPEC, tracking_uri=mlflow_server, tags={})
     assert client.search_model_versions(f"run_id='{failed.info.run_id}'") == []

@@ -32,18 +32,9 @@ from include.training.train import (
     slice_metric_key,
     train_model,
 )
+from tests.flights_model import BUDGET, END, HOLDOUT, REASON, TAGS, WINDOW
 
 SPEC = get_spec("flights")
-END = date(2013, 1, 25)
-WINDOW, HOLDOUT, BUDGET = 14, 3, 2
-TAGS = {
-    "code_commit": "0123abc",
-    "spec_hash": SPEC.spec_hash(),
-    "dag_id": "airloop_train",
-    "dag_run_id": "manual__test",
-    "logical_date": END.isoformat(),
-    "trigger": "test",
-}
 FEATURES = list(dict.fromkeys([*SPEC.dataset.key_columns, SPEC.dataset.time_column, *SPEC.dataset.features.all]))
 
 
@@ -53,15 +44,22 @@ def lake(flights_lake: Path) -> Lake:
 
 
 @pytest.fixture(scope="module")
-def data(lake: Lake) -> TrainingData:
-    return assemble_training_data(SPEC, lake, END, window_days=WINDOW, holdout_days=HOLDOUT)
+def data(flights_data: TrainingData) -> TrainingData:
+    """The 14-day window ending at END (session-wide, shared with the registry tests)."""
+    return flights_data
 
 
 @pytest.fixture(scope="module")
-def hgb(data: TrainingData, mlflow_server: str) -> TrainResult:
-    return train_model(
-        SPEC, data, search_budget=BUDGET, tracking_uri=mlflow_server, tags=TAGS, reason="test end to end"
-    )
+def hgb(flights_hgb: TrainResult) -> TrainResult:
+    """The spec's estimator searched with BUDGET trials on ``data`` (trained once per session)."""
+    return flights_hgb
+
+
+@pytest.fixture(scope="module")
+def short_data(lake: Lake) -> TrainingData:
+    """Three labelled days (01-21..01-23, holdout 01-23): enough for tests of behaviour, not of
+    model quality, at a fifth of the rows."""
+    return assemble_training_data(SPEC, lake, END, window_days=5, holdout_days=1)
 
 
 @pytest.fixture()
@@ -264,7 +262,7 @@ def test_training_end_to_end_is_tracked_in_mlflow(hgb: TrainResult, data: Traini
     assert run.data.tags["airloop.data_window"] == "2013-01-12..2013-01-25"
     assert run.data.tags["airloop.data_hash"] == data.data_hash
     assert run.data.tags["airloop.estimator"] == "hist_gradient_boosting"
-    assert run.data.tags["airloop.reason"] == "test end to end"
+    assert run.data.tags["airloop.reason"] == REASON
     assert run.data.tags["airloop.parity"] == "passed"
     params = run.data.params
     assert params["estimator"] == "hist_gradient_boosting" and params["search_budget"] == str(BUDGET)
@@ -321,15 +319,19 @@ def test_training_end_to_end_is_tracked_in_mlflow(hgb: TrainResult, data: Traini
     assert TrainResult.from_summary(json.loads(text)).to_summary() == json.loads(text)
 
 
-def test_same_data_and_spec_give_the_same_model(hgb: TrainResult, data: TrainingData, mlflow_server: str) -> None:
-    again = train_model(SPEC, data, search_budget=BUDGET, tracking_uri=mlflow_server, tags=TAGS, reason="repeat")
-    assert again.run_id != hgb.run_id
-    assert again.metrics == hgb.metrics
-    assert again.slice_metrics == hgb.slice_metrics
-    assert again.params == hgb.params and again.search["best_val_roc_auc"] == hgb.search["best_val_roc_auc"]
-    assert again.feature_importance == hgb.feature_importance
-    assert again.reference_profile == hgb.reference_profile
-    assert again.onnx_bytes == hgb.onnx_bytes
+def test_same_data_and_spec_give_the_same_model(short_data: TrainingData, mlflow_server: str) -> None:
+    first, again = (
+        train_model(SPEC, short_data, search_budget=BUDGET, tracking_uri=mlflow_server, tags=TAGS, reason=reason)
+        for reason in ("first", "repeat")
+    )
+    assert again.run_id != first.run_id
+    assert len(first.search["trials"]) == BUDGET and first.slice_metrics  # a search ran, slices were measured
+    assert again.metrics == first.metrics
+    assert again.slice_metrics == first.slice_metrics
+    assert again.params == first.params and again.search["best_val_roc_auc"] == first.search["best_val_roc_auc"]
+    assert again.feature_importance == first.feature_importance
+    assert again.reference_profile == first.reference_profile
+    assert again.onnx_bytes == first.onnx_bytes
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
@@ -339,8 +341,9 @@ def test_onnx_parity_per_estimator(
     mlflow_server: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    if estimator == "hist_gradient_boosting":
-        result = request.getfixturevalue("hgb")
+    shared = {"hist_gradient_boosting": "hgb", "logistic_regression": "flights_lr"}  # trained once per session
+    if estimator in shared:
+        result = request.getfixturevalue(shared[estimator])
     else:
         result = train_model(
             SPEC, data, estimator=estimator, search_budget=1, tracking_uri=mlflow_server, tags=TAGS, reason="parity"
@@ -367,16 +370,16 @@ def test_unsupported_estimator_fails_before_mlflow(data: TrainingData, mlflow_se
     assert _counts(client) == before
 
 
-def test_parity_failure_raises_and_registers_nothing(data: TrainingData, mlflow_server: str) -> None:
+def test_parity_failure_raises_and_registers_nothing(short_data: TrainingData, mlflow_server: str) -> None:
     strict = SPEC.model_copy(
         update={"gate": SPEC.gate.model_copy(update={"parity_label_agreement": 1.0, "parity_mean_abs_diff": 1e-12})}
     )
     client = MlflowClient(mlflow_server)
     versions_before = _counts(client)[1]
     with pytest.raises(ParityError, match=r"ONNX parity failed for hist_gradient_boosting") as info:
-        train_model(strict, data, search_budget=1, tracking_uri=mlflow_server, tags=TAGS, reason="strict")
+        train_model(strict, short_data, search_budget=1, tracking_uri=mlflow_server, tags=TAGS, reason="strict")
     report, run_id = info.value.report, info.value.run_id
-    assert report.n_rows == data.counts["holdout_rows"] and report.mean_abs_diff > 1e-12
+    assert report.n_rows == short_data.counts["holdout_rows"] and report.mean_abs_diff > 1e-12
     assert f"mean |diff| {report.mean_abs_diff:.3g}" in str(info.value)
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"

@@ -23,10 +23,7 @@ from tests.dashboard_world import (
     REJECT_ROWS,
     SCORE_DAYS,
     World,
-    world_fixture,
 )
-
-world = world_fixture("dashboard-view")
 
 
 def page_charts(page: str) -> dict[str, Any]:
@@ -52,8 +49,8 @@ def row_of(page: str, table_id: str, first_cell: str) -> list[str]:
     raise AssertionError(f"no row {first_cell!r} in {table_id}")
 
 
-def test_model_page_shows_the_recorded_numbers(world: World) -> None:
-    dash = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+def test_model_page_shows_the_recorded_numbers(dashboard_world: World) -> None:
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None)
     page = model_html(dash)
     # plotly.js comes from the plugin's route, nothing from the internet
     assert '<script src="../static/plotly.min.js"></script>' in page
@@ -68,7 +65,7 @@ def test_model_page_shows_the_recorded_numbers(world: World) -> None:
     assert heat["customdata"][0] == [d.isoformat() for d in SCORE_DAYS]
     assert heat["y"][0] == PREDICTION_ROW and len(heat["y"]) == 1 + len(dash.features)
     for i, day in enumerate(SCORE_DAYS):
-        report = world.reports[day]
+        report = dashboard_world.reports[day]
         assert heat["text"][0][i] == fmt_psi(report.prediction.psi)
         for j, name in enumerate(dash.features, start=1):
             assert heat["text"][j][i] == fmt_psi(report.feature(name).psi), (day, name)
@@ -86,8 +83,8 @@ def test_model_page_shows_the_recorded_numbers(world: World) -> None:
     bands = {s["name"]: (s["y0"], s["y1"]) for s in charts["psi-score"]["layout"]["shapes"] if s["type"] == "rect"}
     assert bands["warn band: 0.1 <= PSI < 0.25"] == (0.1, 0.25)
     score, prediction = charts["psi-score"]["data"]
-    assert score["y"] == [world.reports[d].score for d in SCORE_DAYS]
-    assert prediction["y"] == [world.reports[d].prediction.psi for d in SCORE_DAYS]
+    assert score["y"] == [dashboard_world.reports[d].score for d in SCORE_DAYS]
+    assert prediction["y"] == [dashboard_world.reports[d].prediction.psi for d in SCORE_DAYS]
 
     # volume: bars and table carry the exact counts
     scored, rejected, changes = charts["volume-chart"]["data"]
@@ -120,11 +117,11 @@ def test_model_page_shows_the_recorded_numbers(world: World) -> None:
     assert 'id="registry-error"' in page
 
 
-def test_verdicts_show_the_deciding_figure_and_the_signals(world: World) -> None:
-    dash = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+def test_verdicts_show_the_deciding_figure_and_the_signals(dashboard_world: World) -> None:
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None)
     page = model_html(dash)
     (retrain,) = dash.retrain_days
-    record = world.records[retrain]
+    record = dashboard_world.records[retrain]
     decided = next(s for s in record["verdict"]["signals"] if s["kind"] == "data_drift")
     row = row_of(page, "drift-table", retrain.isoformat())
     assert row[2] == f"data drift {fmt_psi(decided['value'])} vs 0.25"  # the figure that decided
@@ -136,7 +133,7 @@ def test_verdicts_show_the_deciding_figure_and_the_signals(world: World) -> None
     assert row[6] == ""
     # the day the predictions drifted but the features did not: prediction drift decided, held as no impact
     day = date_of("2013-01-07")
-    signals = {s["kind"]: s for s in world.records[day]["verdict"]["signals"]}
+    signals = {s["kind"]: s for s in dashboard_world.records[day]["verdict"]["signals"]}
     assert signals["prediction_drift"]["fired"] and not signals["data_drift"]["fired"]
     row = row_of(page, "drift-table", day.isoformat())
     assert row[2] == f"prediction drift {fmt_psi(signals['prediction_drift']['value'])} vs 0.25"
@@ -144,10 +141,10 @@ def test_verdicts_show_the_deciding_figure_and_the_signals(world: World) -> None
     assert row[5] == ""
     # the day after the retrain: cooldown holds what fired
     after = DRIFT_DAYS[1]
-    assert world.records[after]["verdict"]["cooldown"]
+    assert dashboard_world.records[after]["verdict"]["cooldown"]
     assert "(cooldown)" in row_of(page, "drift-table", after.isoformat())[6]
     # a record of the older shape still shows its max PSI as the figure
-    old = world.records[OLD_SHAPE_DAY]
+    old = dashboard_world.records[OLD_SHAPE_DAY]
     assert "signals" not in old["verdict"] and "estimated_performance" not in old
     assert (
         row_of(page, "drift-table", OLD_SHAPE_DAY.isoformat())[2]
@@ -155,16 +152,16 @@ def test_verdicts_show_the_deciding_figure_and_the_signals(world: World) -> None
     )
 
 
-def test_performance_lines_carry_their_intervals(world: World) -> None:
-    dash = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+def test_performance_lines_carry_their_intervals(dashboard_world: World) -> None:
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None)
     page = model_html(dash)
     low, high, realized, e_low, e_high, estimated, reference = page_charts(page)["performance-chart"]["data"]
-    labelled = [r for r in world.records.values() if r["performance"]]
+    labelled = [r for r in dashboard_world.records.values() if r["performance"]]
     assert realized["x"] == [r["performance"]["label_day"] for r in labelled]
     assert realized["y"] == [r["performance"]["roc_auc"] for r in labelled]
     assert low["y"] == [r["performance"]["drop"]["ci_low"] for r in labelled]
     assert high["y"] == [r["performance"]["drop"]["ci_high"] for r in labelled] and high["fill"] == "tonexty"
-    with_estimate = [r for r in world.records.values() if r.get("estimated_performance")]
+    with_estimate = [r for r in dashboard_world.records.values() if r.get("estimated_performance")]
     assert estimated["x"] == [r["partition"] for r in with_estimate] and len(with_estimate) == len(SCORE_DAYS) - 1
     assert estimated["y"] == [r["estimated_performance"]["auc"] for r in with_estimate]
     assert (e_low["y"], e_high["y"]) == (
@@ -180,17 +177,17 @@ def test_performance_lines_carry_their_intervals(world: World) -> None:
         "0.7123",
         "yes" if first["drop"]["significant"] else "no",
     ]
-    invalid = world.records[INVALID_ESTIMATE_DAY]["estimated_performance"]
+    invalid = dashboard_world.records[INVALID_ESTIMATE_DAY]["estimated_performance"]
     assert row_of(page, "estimated-table", INVALID_ESTIMATE_DAY.isoformat())[1] == fmt_auc(invalid["auc"])
     assert row_of(page, "estimated-table", INVALID_ESTIMATE_DAY.isoformat())[5] == f"no: {invalid['note']}"
 
 
-def test_figures_are_valid_plotly_and_user_strings_are_escaped(world: World) -> None:
+def test_figures_are_valid_plotly_and_user_strings_are_escaped(dashboard_world: World) -> None:
     import plotly.graph_objects as go
 
     from include.dashboard import last_days
 
-    dash = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None)
     for figure in dashboard_charts(dash).values():
         go.Figure(figure)  # raises on any property plotly does not know
     from dataclasses import replace
@@ -210,7 +207,7 @@ def test_index_links_every_model() -> None:
 
 
 def test_routes_require_an_airflow_user_and_serve_the_page(
-    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    dashboard_world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi.testclient import TestClient
@@ -218,7 +215,7 @@ def test_routes_require_an_airflow_user_and_serve_the_page(
     from airloop.web import create_app
     from include.reports.render import plotly_js
 
-    monkeypatch.setenv("AIRLOOP_LAKE_URI", world.lake.uri)
+    monkeypatch.setenv("AIRLOOP_LAKE_URI", dashboard_world.lake.uri)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", '{"conn_type": "http"}')  # no host: no registry
     app = create_app()
