@@ -167,7 +167,9 @@ def run_scoring_dag(lake: Lake, ds: date, run_id: str, between_shards: Any = Non
     from airloop.operators.score import BatchScoreOperator, PinChampionOperator, PublishPredictionsOperator
 
     context: dict[str, Any] = {"run_id": run_id, "outlet_events": OutletEventAccessors()}
-    plan = PinChampionOperator(task_id="pin_champion", model=PIN, ds=ds.isoformat(), lake_uri=lake.uri)._plan(context)  # type: ignore[arg-type]
+    plan = PinChampionOperator(task_id="pin_champion", model=PIN, ds=ds.isoformat(), lake_uri=lake.uri).on_partition(
+        context
+    )  # type: ignore[arg-type]
     assert len(plan) >= 2
     for i, shard in enumerate(plan):
         if i == 1 and between_shards is not None:
