@@ -341,7 +341,11 @@ def test_a_training_without_explanations_gives_the_same_model(data: TrainingData
     lean = train_model(SPEC, data, search_budget=1, tracking_uri=mlflow_server, tags=TAGS, reason="lean", explain=False)
     assert lean.onnx_bytes == full.onnx_bytes and lean.params == full.params
     assert lean.metrics == full.metrics and lean.slice_metrics == full.slice_metrics
-    assert lean.reference_profile == full.reference_profile and lean.parity == full.parity
+    assert lean.reference_profile == full.reference_profile
+    timed = ("onnx_ms_per_1k_rows", "sklearn_ms_per_1k_rows")
+    assert {k: v for k, v in lean.parity.items() if k not in timed} == {
+        k: v for k, v in full.parity.items() if k not in timed
+    }
     assert lean.feature_importance == {} and full.feature_importance
     assert lean.search["trials"] == [] and len(full.search["trials"]) == 1
     client = MlflowClient(mlflow_server)
