@@ -25,8 +25,10 @@ their compute time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -97,6 +99,26 @@ class ReplaySettings:
     search_budget: int | None = 2
     estimator: str | None = None
     retrain_on: tuple[date, ...] = ()  # the oracle policy's retrain days
+    # False: trainings skip what only a person reads (importance, plots, dataset inputs; see
+    # include.training.train.train_model), as a drill's many retrains do
+    explain: bool = True
+
+
+@dataclass
+class ScoreMemo:
+    """Published prediction partitions by everything that made them, so that a run scoring the
+    same rows with the same model under the same run key links the partition instead of
+    scoring it again (a drill's faulted copies share every day their fault does not cover).
+
+    The key: the run key (it is written into every row), the model version, the SHA-256 of
+    its ONNX bytes and the identity of the validated partition the rows came from (device,
+    inode, size and modification time of its file in the data lake: a hard-linked partition
+    is the same file). Only valid while the lakes it points to are left unchanged, e.g.
+    within one drill."""
+
+    partitions: dict[tuple[Any, ...], Path] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -242,6 +264,7 @@ def _train_and_gate(
                 estimator=settings.estimator,
                 break_day=break_day,
                 trigger=trigger,
+                explain=settings.explain,
             )
         except InsufficientDataError as exc:  # the train task fails, as in production; the loop goes on
             record.gate = f"not trained: {exc}"
@@ -266,13 +289,63 @@ def _train_and_gate(
     log.info("%s %s: trained v%s (%s): %s", result.policy, day, trained.version, reason, record.gate)
 
 
-def _score(spec: ModelSpec, lake: Lake, uri: str, day: date, version: int, result: PolicyResult) -> dict[str, Any]:
+_ONNX_CACHE: dict[str, tuple[bytes, str]] = {}
+_ONNX_CACHE_SIZE = 32
+
+
+def _onnx_bytes(uri: str, name: str, version: int) -> tuple[bytes, str]:
+    """The ONNX bytes of a version and their SHA-256, read from MLflow once per model: keyed by
+    the version's artifact location, which a resumed copy of a store shares with its checkpoint
+    and which no other version has (a scored day would otherwise download the same model again)."""
+    from mlflow import MlflowClient
+
     from include.registry.mlflow_registry import load_onnx_bytes
-    from include.scoring.shards import count_rows, plan_shards, publish_shards, score_shard
+
+    source = MlflowClient(uri, registry_uri=uri).get_model_version_download_uri(name, str(int(version)))
+    if source not in _ONNX_CACHE:
+        if len(_ONNX_CACHE) >= _ONNX_CACHE_SIZE:
+            _ONNX_CACHE.pop(next(iter(_ONNX_CACHE)))
+        raw = load_onnx_bytes(uri, name, version)
+        _ONNX_CACHE[source] = (raw, hashlib.sha256(raw).hexdigest())
+    return _ONNX_CACHE[source]
+
+
+def _file_identity(lake: Lake, zone: Zone, model: str, day: date) -> tuple[int, int, int, int]:
+    stat = os.stat(lake.partition_file(zone, model, day))
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _link_dir(source: Path, target: Path) -> None:
+    """Hard-link every file of ``source`` into ``target`` (created; lake writes replace files by
+    rename, so a link is never written through)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        if file.is_file():
+            os.link(file, target / file.name)
+
+
+def _score(
+    spec: ModelSpec,
+    lake: Lake,
+    uri: str,
+    day: date,
+    version: int,
+    result: PolicyResult,
+    data_lake: Lake,
+    memo: ScoreMemo | None = None,
+) -> dict[str, Any]:
+    from include.scoring.shards import count_rows, plan_shards, publish_shards, read_manifest, score_shard
 
     run_key = f"replay__{result.policy}__{day.isoformat()}"
     with _Timer(result, "score"):
-        onnx_bytes = load_onnx_bytes(uri, spec.name, version)
+        onnx_bytes, digest = _onnx_bytes(uri, spec.name, version)
+        key = (run_key, version, digest, _file_identity(data_lake, Zone.VALIDATED, spec.name, day))
+        if memo is not None and key in memo.partitions:
+            _link_dir(memo.partitions[key], Path(lake.partition_dir(Zone.PREDICTIONS, spec.name, day)))
+            manifest = read_manifest(lake, spec, day)
+            if manifest is not None:
+                memo.hits += 1
+                return manifest
         shards = plan_shards(count_rows(lake, spec, day), spec.scoring.shard_rows)
         for index, row_range in enumerate(shards):
             score_shard(
@@ -287,7 +360,11 @@ def _score(spec: ModelSpec, lake: Lake, uri: str, day: date, version: int, resul
                 model_version=version,
                 run_id=run_key,
             )
-        return publish_shards(lake, spec, day, run_key, len(shards))
+        manifest = publish_shards(lake, spec, day, run_key, len(shards))
+        if memo is not None:
+            memo.misses += 1
+            memo.partitions[key] = Path(lake.partition_dir(Zone.PREDICTIONS, spec.name, day))
+        return manifest
 
 
 def replay_policy(
@@ -306,16 +383,22 @@ def replay_policy(
 
 
 def replay_checkpoint(
-    spec: ModelSpec, data_lake: Lake, folder: Path, policy: str, settings: ReplaySettings
+    spec: ModelSpec,
+    data_lake: Lake,
+    folder: Path,
+    policy: str,
+    settings: ReplaySettings,
+    memo: ScoreMemo | None = None,
 ) -> PolicyResult:
     """Run one policy over ``settings.start..end`` in ``folder`` and stop there, as on the eve of
     the next day: no label arrives early and no outcome is scored, so :func:`resume_policy` can
-    continue the run, on the same data or on data that differs from the next day on."""
+    continue the run, on the same data or on data that differs from the next day on. ``memo``:
+    see :class:`ScoreMemo`."""
     from include.registry.mlflow_registry import global_tracking_uri
 
     uri = _tracking_uri(folder / "mlflow", spec)
     with global_tracking_uri(uri):
-        return _replay_policy(spec, data_lake, folder, policy, settings, uri, checkpoint=True)
+        return _replay_policy(spec, data_lake, folder, policy, settings, uri, checkpoint=True, memo=memo)
 
 
 def resume_policy(
@@ -326,13 +409,15 @@ def resume_policy(
     folder: Path,
     policy: str,
     settings: ReplaySettings,
+    memo: ScoreMemo | None = None,
 ) -> PolicyResult:
     """Continue a :func:`replay_checkpoint` run in ``folder`` (wiped first, then a copy of
     ``checkpoint_folder``) from the day after its last day to ``settings.end``, as ``policy``.
 
     The copy's MLflow database is a new file; its runs and model versions keep their artifacts
     in ``checkpoint_folder`` (an artifact location is stored as an absolute URI), so the
-    checkpoint folder must outlive the resumed run. The checkpoint itself is left unchanged."""
+    checkpoint folder must outlive the resumed run. The checkpoint itself is left unchanged.
+    ``memo``: see :class:`ScoreMemo`."""
     from include.registry.mlflow_registry import global_tracking_uri
 
     if policy not in (*POLICIES, ORACLE):
@@ -352,7 +437,7 @@ def resume_policy(
         seconds=dict(checkpoint.seconds),
     )
     with global_tracking_uri(uri):
-        return _replay_policy(spec, data_lake, folder, policy, settings, uri, resume=result)
+        return _replay_policy(spec, data_lake, folder, policy, settings, uri, resume=result, memo=memo)
 
 
 def _replay_policy(
@@ -365,6 +450,7 @@ def _replay_policy(
     *,
     checkpoint: bool = False,
     resume: PolicyResult | None = None,
+    memo: ScoreMemo | None = None,
 ) -> PolicyResult:
     from mlflow import MlflowClient
 
@@ -395,7 +481,7 @@ def _replay_policy(
             continue  # the gate refused the first model: try again tomorrow
         if not arrived:
             continue  # quarantined or missing: nothing to score, as in production
-        manifest = _score(spec, lake, uri, day, champion, result)
+        manifest = _score(spec, lake, uri, day, champion, result, data_lake, memo)
         record.rows_scored, record.rows_rejected = manifest["rows_scored"], manifest["rows_rejected"]
         if policy == "drift":
             with _Timer(result, "monitor"):
@@ -505,7 +591,17 @@ def summarise(result: PolicyResult) -> dict[str, Any]:
 
 
 def replay(spec: ModelSpec, out_dir: Path, settings: ReplaySettings, data_lake: Lake | None = None) -> dict[str, Any]:
-    """Prepare the data once, run every policy, write ``replay.json`` and ``report.html`` (with its charts)."""
+    """Prepare the data once, run every policy, write ``replay.json`` and ``report.html`` (with its charts).
+
+    The policies' first models train on the same window: that fit (and any later one on the
+    same rows) is done once (:func:`include.training.train.memoized_fits`)."""
+    from include.training.train import memoized_fits
+
+    with memoized_fits():
+        return _replay(spec, out_dir, settings, data_lake)
+
+
+def _replay(spec: ModelSpec, out_dir: Path, settings: ReplaySettings, data_lake: Lake | None) -> dict[str, Any]:
     unknown = [p for p in settings.policies if p not in POLICIES]
     if unknown:
         raise ReplayError(f"unknown policy {unknown[0]!r}: expected one of {', '.join(POLICIES)}")
