@@ -246,7 +246,7 @@ def faulted_lake(spec: ModelSpec, data_lake: Lake, fault: Fault, folder: Path) -
     are rewritten. Returns the lake and counts."""
     import pyarrow as pa
 
-    from include.quality.validate import validate_partition
+    from include.replay import publish_if_valid
 
     fault.check(spec)
     if folder.exists():
@@ -283,12 +283,9 @@ def faulted_lake(spec: ModelSpec, data_lake: Lake, fault: Fault, folder: Path) -
             continue  # the features are the shared lake's, validated once
         features = pa.Table.from_pandas(out[feature_schema.names], schema=feature_schema, preserve_index=False)
         lake.write_partition(Zone.LANDING, spec.name, day, features)
-        landing = lake.partition_file(Zone.LANDING, spec.name, day)
-        result = validate_partition(spec, landing, day, lake=lake, report_prefix="validation", report_key="drill")
-        if result.passed:
-            lake.publish_copy(landing, Zone.VALIDATED, spec.name, day)
-        else:
-            quarantined[day.isoformat()] = result.summary
+        refused = publish_if_valid(spec, lake, day, report_key="drill")
+        if refused is not None:
+            quarantined[day.isoformat()] = refused
     return lake, {"days": len(injected), "rows": injected, "quarantined": quarantined}
 
 

@@ -142,7 +142,6 @@ def prepare_days(spec: ModelSpec, lake: Lake, start: date, end: date) -> dict[st
     Idempotent: days already validated are skipped. Returns counts, the days that failed their
     contract (they are never published, as in production) and the seconds spent."""
     from include.datasets.ingest import land_day
-    from include.quality.validate import validate_partition
 
     t0 = time.perf_counter()
     last = min(end + timedelta(days=spec.dataset.label_delay_days), spec.dataset.end)
@@ -154,12 +153,9 @@ def prepare_days(spec: ModelSpec, lake: Lake, start: date, end: date) -> dict[st
             continue
         land_day(spec, lake, ds)
         landed += 1
-        landing = lake.partition_file(Zone.LANDING, spec.name, ds)
-        result = validate_partition(spec, landing, ds, lake=lake, report_prefix="validation", report_key="replay")
-        if result.passed:
-            lake.publish_copy(landing, Zone.VALIDATED, spec.name, ds)
-        else:
-            failed[ds.isoformat()] = result.summary
+        refused = publish_if_valid(spec, lake, ds, report_key="replay")
+        if refused is not None:
+            failed[ds.isoformat()] = refused
         if i % 30 == 0:
             log.info("prepared %s days (%.1f days/s)", i, i / (time.perf_counter() - t0))
     return {"landed": landed, "failed": failed, "seconds": round(time.perf_counter() - t0, 2)}
@@ -198,11 +194,47 @@ class _Arrivals:
             self._copy(Zone.LABELS, day)
 
 
+def publish_if_valid(spec: ModelSpec, lake: Lake, day: date, *, report_key: str) -> str | None:
+    """Validate ``day``'s landed partition against the contract and publish it to ``validated/``,
+    as the validate DAG does; returns ``None``, or the failed validation's summary (the day is
+    left in ``landing/``, unpublished: nothing downstream sees it). The summary names the rules
+    that failed."""
+    from include.quality.validate import validate_partition
+
+    landing = lake.partition_file(Zone.LANDING, spec.name, day)
+    result = validate_partition(spec, landing, day, lake=lake, report_prefix="validation", report_key=report_key)
+    if not result.passed:
+        return result.summary
+    lake.publish_copy(landing, Zone.VALIDATED, spec.name, day)
+    return None
+
+
 def _policy_lake(folder: Path) -> Lake:
     """A fresh, empty lake for one policy."""
     if folder.exists():
         shutil.rmtree(folder)
     return Lake(folder.as_uri())
+
+
+_EMPTY_STORE: list[Any] = []  # [TemporaryDirectory] holding the template, made once per process
+
+
+def _empty_store() -> Path:
+    """An MLflow SQLite database with every table created and nothing in it, made once per process
+    and copied for each new store: creating (migrating) MLflow's tables takes 3-10 s on a 2-core
+    machine, and a drill opens a store per policy and per checkpoint."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    if not _EMPTY_STORE:
+        folder = tempfile.TemporaryDirectory(prefix="airloop-mlflow-template-")
+        template = Path(folder.name) / "empty.db"
+        client = MlflowClient(f"sqlite:///{template}", registry_uri=f"sqlite:///{template}")
+        client.search_experiments()
+        client.search_registered_models()
+        _EMPTY_STORE.append(folder)
+    return Path(_EMPTY_STORE[0].name) / "empty.db"
 
 
 def _tracking_uri(folder: Path, spec: ModelSpec) -> str:
@@ -218,6 +250,7 @@ def _tracking_uri(folder: Path, spec: ModelSpec) -> str:
     # a new file name per replay: MLflow caches one SQLAlchemy engine per URI in the process,
     # and an engine still open on the deleted file would keep writing to it
     database = folder / f"mlflow-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.db"
+    shutil.copyfile(_empty_store(), database)
     uri = f"sqlite:///{database}"
     client = MlflowClient(uri)
     name = f"airloop-{spec.name}"
@@ -371,15 +404,7 @@ def replay_policy(
     spec: ModelSpec, data_lake: Lake, folder: Path, policy: str, settings: ReplaySettings
 ) -> PolicyResult:
     """Run one policy over ``settings.start..end`` in ``folder`` (wiped first)."""
-    from include.registry.mlflow_registry import global_tracking_uri
-
-    if policy not in (*POLICIES, ORACLE):
-        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)} or {ORACLE}")
-    uri = _tracking_uri(folder / "mlflow", spec)
-    # An in-process SQLite registry resolves a new version's logged model through the global
-    # tracking URI (a server resolves it itself): point it at this policy's store meanwhile.
-    with global_tracking_uri(uri):
-        return _replay_policy(spec, data_lake, folder, policy, settings, uri)
+    return _replay_policy(spec, data_lake, folder, policy, settings, _tracking_uri(folder / "mlflow", spec))
 
 
 def replay_checkpoint(
@@ -394,11 +419,8 @@ def replay_checkpoint(
     the next day: no label arrives early and no outcome is scored, so :func:`resume_policy` can
     continue the run, on the same data or on data that differs from the next day on. ``memo``:
     see :class:`ScoreMemo`."""
-    from include.registry.mlflow_registry import global_tracking_uri
-
     uri = _tracking_uri(folder / "mlflow", spec)
-    with global_tracking_uri(uri):
-        return _replay_policy(spec, data_lake, folder, policy, settings, uri, checkpoint=True, memo=memo)
+    return _replay_policy(spec, data_lake, folder, policy, settings, uri, checkpoint=True, memo=memo)
 
 
 def resume_policy(
@@ -418,10 +440,6 @@ def resume_policy(
     in ``checkpoint_folder`` (an artifact location is stored as an absolute URI), so the
     checkpoint folder must outlive the resumed run. The checkpoint itself is left unchanged.
     ``memo``: see :class:`ScoreMemo`."""
-    from include.registry.mlflow_registry import global_tracking_uri
-
-    if policy not in (*POLICIES, ORACLE):
-        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)} or {ORACLE}")
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(checkpoint_folder / "lake", folder / "lake")
@@ -436,8 +454,7 @@ def resume_policy(
         days=[DayResult(**asdict(d)) for d in checkpoint.days],
         seconds=dict(checkpoint.seconds),
     )
-    with global_tracking_uri(uri):
-        return _replay_policy(spec, data_lake, folder, policy, settings, uri, resume=result, memo=memo)
+    return _replay_policy(spec, data_lake, folder, policy, settings, uri, resume=result, memo=memo)
 
 
 def _replay_policy(
@@ -456,69 +473,77 @@ def _replay_policy(
 
     from include.monitoring.monitor import monitor_day
     from include.registry.aliases import current_alias
+    from include.registry.mlflow_registry import global_tracking_uri
 
-    lake = Lake((folder / "lake").as_uri()) if resume else _policy_lake(folder / "lake")
-    arrivals = _Arrivals(data_lake, lake, spec)
-    client = MlflowClient(uri, registry_uri=uri)
-    result = resume or PolicyResult(policy=policy, tracking_uri=uri)
-    window = settings.window_days or spec.training.window_days
-    first_day = settings.start + timedelta(days=window)
-    if resume is None:
-        for day in _days(settings.start, first_day - timedelta(days=1)):
-            arrivals.arrive(day)
-    last_train, first_day = _resume_point(result, first_day)
-    t0 = time.perf_counter()
-    for n, day in enumerate(_days(first_day, settings.end), 1):
-        champion = current_alias(client, spec.name, CHAMPION)
-        record = DayResult(day=day.isoformat(), champion=champion)
-        result.days.append(record)
-        if champion is None:  # the first model, trained on the eve of its first day: same for every policy
-            _train_and_gate(spec, lake, uri, day - timedelta(days=1), settings, result, record, "replay: first model")
-            last_train = day
-            champion = record.champion = current_alias(client, spec.name, CHAMPION)
-        arrived = arrivals.arrive(day)
-        if champion is None:
-            continue  # the gate refused the first model: try again tomorrow
-        if not arrived:
-            continue  # quarantined or missing: nothing to score, as in production
-        manifest = _score(spec, lake, uri, day, champion, result, data_lake, memo)
-        record.rows_scored, record.rows_rejected = manifest["rows_scored"], manifest["rows_rejected"]
-        if policy == "drift":
-            with _Timer(result, "monitor"):
-                monitored = monitor_day(spec, lake, uri, day, html_report=False)
-            verdict = monitored["verdict"]
-            record.drift_state, record.drift_score = verdict["state"], monitored["day"]["score"]
-            if verdict["state"] == "retrain":
+    if policy not in (*POLICIES, ORACLE):
+        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)} or {ORACLE}")
+    # An in-process SQLite registry resolves a new version's logged model through the global
+    # tracking URI (a server resolves it itself): point it at this policy's store meanwhile.
+    with global_tracking_uri(uri):
+        lake = Lake((folder / "lake").as_uri()) if resume else _policy_lake(folder / "lake")
+        arrivals = _Arrivals(data_lake, lake, spec)
+        client = MlflowClient(uri, registry_uri=uri)
+        result = resume or PolicyResult(policy=policy, tracking_uri=uri)
+        window = settings.window_days or spec.training.window_days
+        first_day = settings.start + timedelta(days=window)
+        if resume is None:
+            for day in _days(settings.start, first_day - timedelta(days=1)):
+                arrivals.arrive(day)
+        last_train, first_day = _resume_point(result, first_day)
+        t0 = time.perf_counter()
+        for n, day in enumerate(_days(first_day, settings.end), 1):
+            champion = current_alias(client, spec.name, CHAMPION)
+            record = DayResult(day=day.isoformat(), champion=champion)
+            result.days.append(record)
+            if champion is None:  # the first model, trained on the eve of its first day: same for every policy
                 _train_and_gate(
-                    spec,
-                    lake,
-                    uri,
-                    day,
-                    settings,
-                    result,
-                    record,
-                    f"drift:{verdict['decision_id']}",
-                    [verdict["decision_id"]],
-                    verdict.get("trigger"),
-                    date.fromisoformat(verdict["break_day"]) if verdict.get("break_day") else None,
+                    spec, lake, uri, day - timedelta(days=1), settings, result, record, "replay: first model"
                 )
                 last_train = day
-        elif policy == "calendar" and last_train and (day - last_train).days >= settings.calendar_days:
-            _train_and_gate(spec, lake, uri, day, settings, result, record, "schedule")
-            last_train = day
-        elif policy == ORACLE and day in settings.retrain_on:
-            _train_and_gate(spec, lake, uri, day, settings, result, record, "oracle: the true break day")
-        if n % 30 == 0:
-            log.info(
-                "%s: %s days, %.1f days/s, %s retrains", policy, n, n / (time.perf_counter() - t0), result.retrains
-            )
-    if checkpoint:  # the eve of the next day: labels still to come stay out
+                champion = record.champion = current_alias(client, spec.name, CHAMPION)
+            arrived = arrivals.arrive(day)
+            if champion is None:
+                continue  # the gate refused the first model: try again tomorrow
+            if not arrived:
+                continue  # quarantined or missing: nothing to score, as in production
+            manifest = _score(spec, lake, uri, day, champion, result, data_lake, memo)
+            record.rows_scored, record.rows_rejected = manifest["rows_scored"], manifest["rows_rejected"]
+            if policy == "drift":
+                with _Timer(result, "monitor"):
+                    monitored = monitor_day(spec, lake, uri, day, html_report=False)
+                verdict = monitored["verdict"]
+                record.drift_state, record.drift_score = verdict["state"], monitored["day"]["score"]
+                if verdict["state"] == "retrain":
+                    _train_and_gate(
+                        spec,
+                        lake,
+                        uri,
+                        day,
+                        settings,
+                        result,
+                        record,
+                        f"drift:{verdict['decision_id']}",
+                        [verdict["decision_id"]],
+                        verdict.get("trigger"),
+                        date.fromisoformat(verdict["break_day"]) if verdict.get("break_day") else None,
+                    )
+                    last_train = day
+            elif policy == "calendar" and last_train and (day - last_train).days >= settings.calendar_days:
+                _train_and_gate(spec, lake, uri, day, settings, result, record, "schedule")
+                last_train = day
+            elif policy == ORACLE and day in settings.retrain_on:
+                _train_and_gate(spec, lake, uri, day, settings, result, record, "oracle: the true break day")
+            if n % 30 == 0:
+                log.info(
+                    "%s: %s days, %.1f days/s, %s retrains", policy, n, n / (time.perf_counter() - t0), result.retrains
+                )
+        if checkpoint:  # the eve of the next day: labels still to come stay out
+            result.add_time("total", time.perf_counter() - t0)
+            return result
+        arrivals.all_labels(settings.end)
+        _score_outcomes(spec, lake, result)
         result.add_time("total", time.perf_counter() - t0)
         return result
-    arrivals.all_labels(settings.end)
-    _score_outcomes(spec, lake, result)
-    result.add_time("total", time.perf_counter() - t0)
-    return result
 
 
 def _resume_point(result: PolicyResult, first_day: date) -> tuple[date | None, date]:
