@@ -69,6 +69,8 @@ def run(spec_ref: str, start: date, end: date, at: date | None, args: argparse.N
     payload = json.loads((out / "drill.json").read_text())
     print(f"\n== {payload['model']}: {start}..{end}, {len(payload['faults'])} faults, {seconds:.0f} s wall ==")
     print_table(table_rows(payload))
+    print(f"seconds: {payload['seconds']}")
+    print(f"work shared between runs: {payload['shared']}")
     print(f"report: {out / 'report.html'}")
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from include.replay import PolicyResult
+    from include.training.train import FitMemo
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ FAULTS = ("label_inversion", "segment_vanish", "segment_only", "covariate_shift"
 POLICIES: tuple[str, ...] = (*LOOP_POLICIES, ORACLE)
 _NEEDS_COLUMN = {"segment_vanish", "segment_only", "covariate_shift", "null_spike"}
 _NEEDS_VALUE = {"segment_vanish", "segment_only"}
+_LABELS_ONLY = {"label_inversion"}  # faults that leave every feature value as it was
 
 
 class DrillError(ValueError):
@@ -238,10 +240,13 @@ def faulted_lake(spec: ModelSpec, data_lake: Lake, fault: Fault, folder: Path) -
     """A copy of ``data_lake`` in ``folder`` (wiped first) with ``fault`` injected.
 
     Unfaulted partitions are hard links; each faulted day is rewritten and validated again (what
-    fails its contract is quarantined, as the validate DAG would). Returns the lake and counts."""
+    fails its contract is quarantined, as the validate DAG would). A fault that changes labels
+    only (a label inversion) leaves the features as they were: their validated partitions are
+    hard-linked too (the contract would judge the same rows the same way) and only the labels
+    are rewritten. Returns the lake and counts."""
     import pyarrow as pa
 
-    from include.quality.validate import validate_partition
+    from include.replay import publish_if_valid
 
     fault.check(spec)
     if folder.exists():
@@ -250,9 +255,10 @@ def faulted_lake(spec: ModelSpec, data_lake: Lake, fault: Fault, folder: Path) -
     label = spec.dataset.target.name
     validated = data_lake.list_partitions(Zone.VALIDATED, spec.name)
     labelled = data_lake.list_partitions(Zone.LABELS, spec.name)
+    labels_only = fault.kind in _LABELS_ONLY
     for zone, days in ((Zone.VALIDATED, validated), (Zone.LABELS, labelled)):
         for day in days:
-            if not fault.covers(day):
+            if not fault.covers(day) or (labels_only and zone == Zone.VALIDATED):
                 _link_partition(data_lake, lake, zone, spec.name, day)
     threshold = None
     if fault.kind == "covariate_shift":
@@ -268,19 +274,18 @@ def faulted_lake(spec: ModelSpec, data_lake: Lake, fault: Fault, folder: Path) -
             raise DrillError(f"fault {fault.name}: column {fault.column!r} has no value {fault.value!r} on {day}")
         out = apply_fault(fault, frame, label, threshold)
         injected[day.isoformat()] = len(out)
-        features = pa.Table.from_pandas(out[feature_schema.names], schema=feature_schema, preserve_index=False)
-        lake.write_partition(Zone.LANDING, spec.name, day, features)
         if labels_schema is not None:
             labels = out[out[label].notna()][labels_schema.names]
             lake.write_partition(
                 Zone.LABELS, spec.name, day, pa.Table.from_pandas(labels, schema=labels_schema, preserve_index=False)
             )
-        landing = lake.partition_file(Zone.LANDING, spec.name, day)
-        result = validate_partition(spec, landing, day, lake=lake, report_prefix="validation", report_key="drill")
-        if result.passed:
-            lake.publish_copy(landing, Zone.VALIDATED, spec.name, day)
-        else:
-            quarantined[day.isoformat()] = result.summary
+        if labels_only:
+            continue  # the features are the shared lake's, validated once
+        features = pa.Table.from_pandas(out[feature_schema.names], schema=feature_schema, preserve_index=False)
+        lake.write_partition(Zone.LANDING, spec.name, day, features)
+        refused = publish_if_valid(spec, lake, day, report_key="drill")
+        if refused is not None:
+            quarantined[day.isoformat()] = refused
     return lake, {"days": len(injected), "rows": injected, "quarantined": quarantined}
 
 
@@ -358,8 +363,22 @@ class DrillSettings:
 
 def drill(spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: Lake | None = None) -> dict[str, Any]:
     """Prepare the history once, replay every policy on a faulted copy per fault, write
-    ``drill.json``, the charts and ``report.html``; return the payload."""
-    from include.replay import ReplaySettings, prepare_days, replay_checkpoint, resume_policy, summarise
+    ``drill.json``, the charts and ``report.html``; return the payload.
+
+    Work done twice is done once: a fit on the same rows (the first model of every policy, a
+    calendar retrain whose window the fault no longer reaches) is memoized
+    (:func:`include.training.train.memoized_fits`) and a day scored with the same model on the
+    same partition is linked (:class:`include.replay.ScoreMemo`)."""
+    from include.training.train import memoized_fits
+
+    with memoized_fits() as fits:
+        return _drill(spec, out_dir, settings, data_lake, fits)
+
+
+def _drill(
+    spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: Lake | None, fits: FitMemo
+) -> dict[str, Any]:
+    from include.replay import ReplaySettings, ScoreMemo, prepare_days, replay_checkpoint, resume_policy, summarise
 
     unknown = [p for p in settings.policies if p not in POLICIES]
     if unknown:
@@ -386,9 +405,13 @@ def drill(spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: La
         calendar_days=settings.calendar_days,
         window_days=settings.window_days,
         search_budget=settings.search_budget,
+        explain=False,  # nobody reads a drill's importance plots: a third of each training's time
     )
     # Before its fault day every run sees the clean history, and the oracle is the frozen policy:
     # each policy runs those days once per fault day (a checkpoint) and every fault resumes from it.
+    # A day a fault does not cover is the same hard-linked partition in every faulted copy: a
+    # run scoring it with the same model as another fault's run links that run's predictions.
+    memo = ScoreMemo()
     checkpoints: dict[tuple[date, str], PolicyResult] = {}
     seconds: dict[str, float] = {}
     for day in sorted({f.day for f in settings.faults}):
@@ -396,7 +419,7 @@ def drill(spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: La
             t0 = time.perf_counter()
             eve = replace(replay_settings, end=day - timedelta(days=1), policies=(base,))
             checkpoints[day, base] = replay_checkpoint(
-                spec, data_lake, _checkpoint_folder(out_dir, day, base), base, eve
+                spec, data_lake, _checkpoint_folder(out_dir, day, base), base, eve, memo
             )
             seconds[f"checkpoint {base}@{day}"] = round(time.perf_counter() - t0, 1)
     results: dict[str, Any] = {}
@@ -416,6 +439,7 @@ def drill(spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: La
                 folder / policy,
                 policy,
                 replace(replay_settings, policies=(policy,), retrain_on=(fault.day,)),
+                memo,
             )
             promotions[policy] = gate_promotions(spec, Lake((folder / policy / "lake").as_uri()))
         days = {p: [asdict(d) for d in r.days] for p, r in runs.items()}
@@ -431,6 +455,13 @@ def drill(spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: La
         seconds[fault.name] = results[fault.name]["seconds"]
         log.info("%s done in %.0f s: %s", fault.name, results[fault.name]["seconds"], results[fault.name]["table"])
     seconds["total"] = round(time.perf_counter() - started, 1)
+    shared = {
+        "scores_linked": memo.hits,
+        "scores_computed": memo.misses,
+        "fits_memoized": fits.hits,
+        "fits_computed": fits.misses,
+    }
+    log.info("work shared between runs: %s", shared)
     payload = {
         "model": spec.name,
         "from": settings.start.isoformat(),
@@ -438,6 +469,7 @@ def drill(spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: La
         "settings": {k: str(v) for k, v in asdict(settings).items() if k != "faults"},
         "prepared": prepared,
         "seconds": seconds,
+        "shared": shared,
         "faults": results,
     }
     _write_atomic(out_dir / "drill.json", json.dumps(payload, indent=2))

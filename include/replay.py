@@ -25,8 +25,10 @@ their compute time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -97,6 +99,26 @@ class ReplaySettings:
     search_budget: int | None = 2
     estimator: str | None = None
     retrain_on: tuple[date, ...] = ()  # the oracle policy's retrain days
+    # False: trainings skip what only a person reads (importance, plots, dataset inputs; see
+    # include.training.train.train_model), as a drill's many retrains do
+    explain: bool = True
+
+
+@dataclass
+class ScoreMemo:
+    """Published prediction partitions by everything that made them, so that a run scoring the
+    same rows with the same model under the same run key links the partition instead of
+    scoring it again (a drill's faulted copies share every day their fault does not cover).
+
+    The key: the run key (it is written into every row), the model version, the SHA-256 of
+    its ONNX bytes and the identity of the validated partition the rows came from (device,
+    inode, size and modification time of its file in the data lake: a hard-linked partition
+    is the same file). Only valid while the lakes it points to are left unchanged, e.g.
+    within one drill."""
+
+    partitions: dict[tuple[Any, ...], Path] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -120,7 +142,6 @@ def prepare_days(spec: ModelSpec, lake: Lake, start: date, end: date) -> dict[st
     Idempotent: days already validated are skipped. Returns counts, the days that failed their
     contract (they are never published, as in production) and the seconds spent."""
     from include.datasets.ingest import land_day
-    from include.quality.validate import validate_partition
 
     t0 = time.perf_counter()
     last = min(end + timedelta(days=spec.dataset.label_delay_days), spec.dataset.end)
@@ -132,12 +153,9 @@ def prepare_days(spec: ModelSpec, lake: Lake, start: date, end: date) -> dict[st
             continue
         land_day(spec, lake, ds)
         landed += 1
-        landing = lake.partition_file(Zone.LANDING, spec.name, ds)
-        result = validate_partition(spec, landing, ds, lake=lake, report_prefix="validation", report_key="replay")
-        if result.passed:
-            lake.publish_copy(landing, Zone.VALIDATED, spec.name, ds)
-        else:
-            failed[ds.isoformat()] = result.summary
+        refused = publish_if_valid(spec, lake, ds, report_key="replay")
+        if refused is not None:
+            failed[ds.isoformat()] = refused
         if i % 30 == 0:
             log.info("prepared %s days (%.1f days/s)", i, i / (time.perf_counter() - t0))
     return {"landed": landed, "failed": failed, "seconds": round(time.perf_counter() - t0, 2)}
@@ -176,11 +194,47 @@ class _Arrivals:
             self._copy(Zone.LABELS, day)
 
 
+def publish_if_valid(spec: ModelSpec, lake: Lake, day: date, *, report_key: str) -> str | None:
+    """Validate ``day``'s landed partition against the contract and publish it to ``validated/``,
+    as the validate DAG does; returns ``None``, or the failed validation's summary (the day is
+    left in ``landing/``, unpublished: nothing downstream sees it). The summary names the rules
+    that failed."""
+    from include.quality.validate import validate_partition
+
+    landing = lake.partition_file(Zone.LANDING, spec.name, day)
+    result = validate_partition(spec, landing, day, lake=lake, report_prefix="validation", report_key=report_key)
+    if not result.passed:
+        return result.summary
+    lake.publish_copy(landing, Zone.VALIDATED, spec.name, day)
+    return None
+
+
 def _policy_lake(folder: Path) -> Lake:
     """A fresh, empty lake for one policy."""
     if folder.exists():
         shutil.rmtree(folder)
     return Lake(folder.as_uri())
+
+
+_EMPTY_STORE: list[Any] = []  # [TemporaryDirectory] holding the template, made once per process
+
+
+def _empty_store() -> Path:
+    """An MLflow SQLite database with every table created and nothing in it, made once per process
+    and copied for each new store: creating (migrating) MLflow's tables takes 3-10 s on a 2-core
+    machine, and a drill opens a store per policy and per checkpoint."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    if not _EMPTY_STORE:
+        folder = tempfile.TemporaryDirectory(prefix="airloop-mlflow-template-")
+        template = Path(folder.name) / "empty.db"
+        client = MlflowClient(f"sqlite:///{template}", registry_uri=f"sqlite:///{template}")
+        client.search_experiments()
+        client.search_registered_models()
+        _EMPTY_STORE.append(folder)
+    return Path(_EMPTY_STORE[0].name) / "empty.db"
 
 
 def _tracking_uri(folder: Path, spec: ModelSpec) -> str:
@@ -196,6 +250,7 @@ def _tracking_uri(folder: Path, spec: ModelSpec) -> str:
     # a new file name per replay: MLflow caches one SQLAlchemy engine per URI in the process,
     # and an engine still open on the deleted file would keep writing to it
     database = folder / f"mlflow-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.db"
+    shutil.copyfile(_empty_store(), database)
     uri = f"sqlite:///{database}"
     client = MlflowClient(uri)
     name = f"airloop-{spec.name}"
@@ -242,6 +297,7 @@ def _train_and_gate(
                 estimator=settings.estimator,
                 break_day=break_day,
                 trigger=trigger,
+                explain=settings.explain,
             )
         except InsufficientDataError as exc:  # the train task fails, as in production; the loop goes on
             record.gate = f"not trained: {exc}"
@@ -266,13 +322,63 @@ def _train_and_gate(
     log.info("%s %s: trained v%s (%s): %s", result.policy, day, trained.version, reason, record.gate)
 
 
-def _score(spec: ModelSpec, lake: Lake, uri: str, day: date, version: int, result: PolicyResult) -> dict[str, Any]:
+_ONNX_CACHE: dict[str, tuple[bytes, str]] = {}
+_ONNX_CACHE_SIZE = 32
+
+
+def _onnx_bytes(uri: str, name: str, version: int) -> tuple[bytes, str]:
+    """The ONNX bytes of a version and their SHA-256, read from MLflow once per model: keyed by
+    the version's artifact location, which a resumed copy of a store shares with its checkpoint
+    and which no other version has (a scored day would otherwise download the same model again)."""
+    from mlflow import MlflowClient
+
     from include.registry.mlflow_registry import load_onnx_bytes
-    from include.scoring.shards import count_rows, plan_shards, publish_shards, score_shard
+
+    source = MlflowClient(uri, registry_uri=uri).get_model_version_download_uri(name, str(int(version)))
+    if source not in _ONNX_CACHE:
+        if len(_ONNX_CACHE) >= _ONNX_CACHE_SIZE:
+            _ONNX_CACHE.pop(next(iter(_ONNX_CACHE)))
+        raw = load_onnx_bytes(uri, name, version)
+        _ONNX_CACHE[source] = (raw, hashlib.sha256(raw).hexdigest())
+    return _ONNX_CACHE[source]
+
+
+def _file_identity(lake: Lake, zone: Zone, model: str, day: date) -> tuple[int, int, int, int]:
+    stat = os.stat(lake.partition_file(zone, model, day))
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _link_dir(source: Path, target: Path) -> None:
+    """Hard-link every file of ``source`` into ``target`` (created; lake writes replace files by
+    rename, so a link is never written through)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        if file.is_file():
+            os.link(file, target / file.name)
+
+
+def _score(
+    spec: ModelSpec,
+    lake: Lake,
+    uri: str,
+    day: date,
+    version: int,
+    result: PolicyResult,
+    data_lake: Lake,
+    memo: ScoreMemo | None = None,
+) -> dict[str, Any]:
+    from include.scoring.shards import count_rows, plan_shards, publish_shards, read_manifest, score_shard
 
     run_key = f"replay__{result.policy}__{day.isoformat()}"
     with _Timer(result, "score"):
-        onnx_bytes = load_onnx_bytes(uri, spec.name, version)
+        onnx_bytes, digest = _onnx_bytes(uri, spec.name, version)
+        key = (run_key, version, digest, _file_identity(data_lake, Zone.VALIDATED, spec.name, day))
+        if memo is not None and key in memo.partitions:
+            _link_dir(memo.partitions[key], Path(lake.partition_dir(Zone.PREDICTIONS, spec.name, day)))
+            manifest = read_manifest(lake, spec, day)
+            if manifest is not None:
+                memo.hits += 1
+                return manifest
         shards = plan_shards(count_rows(lake, spec, day), spec.scoring.shard_rows)
         for index, row_range in enumerate(shards):
             score_shard(
@@ -287,35 +393,34 @@ def _score(spec: ModelSpec, lake: Lake, uri: str, day: date, version: int, resul
                 model_version=version,
                 run_id=run_key,
             )
-        return publish_shards(lake, spec, day, run_key, len(shards))
+        manifest = publish_shards(lake, spec, day, run_key, len(shards))
+        if memo is not None:
+            memo.misses += 1
+            memo.partitions[key] = Path(lake.partition_dir(Zone.PREDICTIONS, spec.name, day))
+        return manifest
 
 
 def replay_policy(
     spec: ModelSpec, data_lake: Lake, folder: Path, policy: str, settings: ReplaySettings
 ) -> PolicyResult:
     """Run one policy over ``settings.start..end`` in ``folder`` (wiped first)."""
-    from include.registry.mlflow_registry import global_tracking_uri
-
-    if policy not in (*POLICIES, ORACLE):
-        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)} or {ORACLE}")
-    uri = _tracking_uri(folder / "mlflow", spec)
-    # An in-process SQLite registry resolves a new version's logged model through the global
-    # tracking URI (a server resolves it itself): point it at this policy's store meanwhile.
-    with global_tracking_uri(uri):
-        return _replay_policy(spec, data_lake, folder, policy, settings, uri)
+    return _replay_policy(spec, data_lake, folder, policy, settings, _tracking_uri(folder / "mlflow", spec))
 
 
 def replay_checkpoint(
-    spec: ModelSpec, data_lake: Lake, folder: Path, policy: str, settings: ReplaySettings
+    spec: ModelSpec,
+    data_lake: Lake,
+    folder: Path,
+    policy: str,
+    settings: ReplaySettings,
+    memo: ScoreMemo | None = None,
 ) -> PolicyResult:
     """Run one policy over ``settings.start..end`` in ``folder`` and stop there, as on the eve of
     the next day: no label arrives early and no outcome is scored, so :func:`resume_policy` can
-    continue the run, on the same data or on data that differs from the next day on."""
-    from include.registry.mlflow_registry import global_tracking_uri
-
+    continue the run, on the same data or on data that differs from the next day on. ``memo``:
+    see :class:`ScoreMemo`."""
     uri = _tracking_uri(folder / "mlflow", spec)
-    with global_tracking_uri(uri):
-        return _replay_policy(spec, data_lake, folder, policy, settings, uri, checkpoint=True)
+    return _replay_policy(spec, data_lake, folder, policy, settings, uri, checkpoint=True, memo=memo)
 
 
 def resume_policy(
@@ -326,17 +431,15 @@ def resume_policy(
     folder: Path,
     policy: str,
     settings: ReplaySettings,
+    memo: ScoreMemo | None = None,
 ) -> PolicyResult:
     """Continue a :func:`replay_checkpoint` run in ``folder`` (wiped first, then a copy of
     ``checkpoint_folder``) from the day after its last day to ``settings.end``, as ``policy``.
 
     The copy's MLflow database is a new file; its runs and model versions keep their artifacts
     in ``checkpoint_folder`` (an artifact location is stored as an absolute URI), so the
-    checkpoint folder must outlive the resumed run. The checkpoint itself is left unchanged."""
-    from include.registry.mlflow_registry import global_tracking_uri
-
-    if policy not in (*POLICIES, ORACLE):
-        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)} or {ORACLE}")
+    checkpoint folder must outlive the resumed run. The checkpoint itself is left unchanged.
+    ``memo``: see :class:`ScoreMemo`."""
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(checkpoint_folder / "lake", folder / "lake")
@@ -351,8 +454,7 @@ def resume_policy(
         days=[DayResult(**asdict(d)) for d in checkpoint.days],
         seconds=dict(checkpoint.seconds),
     )
-    with global_tracking_uri(uri):
-        return _replay_policy(spec, data_lake, folder, policy, settings, uri, resume=result)
+    return _replay_policy(spec, data_lake, folder, policy, settings, uri, resume=result, memo=memo)
 
 
 def _replay_policy(
@@ -365,74 +467,83 @@ def _replay_policy(
     *,
     checkpoint: bool = False,
     resume: PolicyResult | None = None,
+    memo: ScoreMemo | None = None,
 ) -> PolicyResult:
     from mlflow import MlflowClient
 
     from include.monitoring.monitor import monitor_day
     from include.registry.aliases import current_alias
+    from include.registry.mlflow_registry import global_tracking_uri
 
-    lake = Lake((folder / "lake").as_uri()) if resume else _policy_lake(folder / "lake")
-    arrivals = _Arrivals(data_lake, lake, spec)
-    client = MlflowClient(uri, registry_uri=uri)
-    result = resume or PolicyResult(policy=policy, tracking_uri=uri)
-    window = settings.window_days or spec.training.window_days
-    first_day = settings.start + timedelta(days=window)
-    if resume is None:
-        for day in _days(settings.start, first_day - timedelta(days=1)):
-            arrivals.arrive(day)
-    last_train, first_day = _resume_point(result, first_day)
-    t0 = time.perf_counter()
-    for n, day in enumerate(_days(first_day, settings.end), 1):
-        champion = current_alias(client, spec.name, CHAMPION)
-        record = DayResult(day=day.isoformat(), champion=champion)
-        result.days.append(record)
-        if champion is None:  # the first model, trained on the eve of its first day: same for every policy
-            _train_and_gate(spec, lake, uri, day - timedelta(days=1), settings, result, record, "replay: first model")
-            last_train = day
-            champion = record.champion = current_alias(client, spec.name, CHAMPION)
-        arrived = arrivals.arrive(day)
-        if champion is None:
-            continue  # the gate refused the first model: try again tomorrow
-        if not arrived:
-            continue  # quarantined or missing: nothing to score, as in production
-        manifest = _score(spec, lake, uri, day, champion, result)
-        record.rows_scored, record.rows_rejected = manifest["rows_scored"], manifest["rows_rejected"]
-        if policy == "drift":
-            with _Timer(result, "monitor"):
-                monitored = monitor_day(spec, lake, uri, day, html_report=False)
-            verdict = monitored["verdict"]
-            record.drift_state, record.drift_score = verdict["state"], monitored["day"]["score"]
-            if verdict["state"] == "retrain":
+    if policy not in (*POLICIES, ORACLE):
+        raise ReplayError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)} or {ORACLE}")
+    # An in-process SQLite registry resolves a new version's logged model through the global
+    # tracking URI (a server resolves it itself): point it at this policy's store meanwhile.
+    with global_tracking_uri(uri):
+        lake = Lake((folder / "lake").as_uri()) if resume else _policy_lake(folder / "lake")
+        arrivals = _Arrivals(data_lake, lake, spec)
+        client = MlflowClient(uri, registry_uri=uri)
+        result = resume or PolicyResult(policy=policy, tracking_uri=uri)
+        window = settings.window_days or spec.training.window_days
+        first_day = settings.start + timedelta(days=window)
+        if resume is None:
+            for day in _days(settings.start, first_day - timedelta(days=1)):
+                arrivals.arrive(day)
+        last_train, first_day = _resume_point(result, first_day)
+        t0 = time.perf_counter()
+        for n, day in enumerate(_days(first_day, settings.end), 1):
+            champion = current_alias(client, spec.name, CHAMPION)
+            record = DayResult(day=day.isoformat(), champion=champion)
+            result.days.append(record)
+            if champion is None:  # the first model, trained on the eve of its first day: same for every policy
                 _train_and_gate(
-                    spec,
-                    lake,
-                    uri,
-                    day,
-                    settings,
-                    result,
-                    record,
-                    f"drift:{verdict['decision_id']}",
-                    [verdict["decision_id"]],
-                    verdict.get("trigger"),
-                    date.fromisoformat(verdict["break_day"]) if verdict.get("break_day") else None,
+                    spec, lake, uri, day - timedelta(days=1), settings, result, record, "replay: first model"
                 )
                 last_train = day
-        elif policy == "calendar" and last_train and (day - last_train).days >= settings.calendar_days:
-            _train_and_gate(spec, lake, uri, day, settings, result, record, "schedule")
-            last_train = day
-        elif policy == ORACLE and day in settings.retrain_on:
-            _train_and_gate(spec, lake, uri, day, settings, result, record, "oracle: the true break day")
-        if n % 30 == 0:
-            log.info(
-                "%s: %s days, %.1f days/s, %s retrains", policy, n, n / (time.perf_counter() - t0), result.retrains
-            )
-    if checkpoint:  # the eve of the next day: labels still to come stay out
+                champion = record.champion = current_alias(client, spec.name, CHAMPION)
+            arrived = arrivals.arrive(day)
+            if champion is None:
+                continue  # the gate refused the first model: try again tomorrow
+            if not arrived:
+                continue  # quarantined or missing: nothing to score, as in production
+            manifest = _score(spec, lake, uri, day, champion, result, data_lake, memo)
+            record.rows_scored, record.rows_rejected = manifest["rows_scored"], manifest["rows_rejected"]
+            if policy == "drift":
+                with _Timer(result, "monitor"):
+                    monitored = monitor_day(spec, lake, uri, day, html_report=False)
+                verdict = monitored["verdict"]
+                record.drift_state, record.drift_score = verdict["state"], monitored["day"]["score"]
+                if verdict["state"] == "retrain":
+                    _train_and_gate(
+                        spec,
+                        lake,
+                        uri,
+                        day,
+                        settings,
+                        result,
+                        record,
+                        f"drift:{verdict['decision_id']}",
+                        [verdict["decision_id"]],
+                        verdict.get("trigger"),
+                        date.fromisoformat(verdict["break_day"]) if verdict.get("break_day") else None,
+                    )
+                    last_train = day
+            elif policy == "calendar" and last_train and (day - last_train).days >= settings.calendar_days:
+                _train_and_gate(spec, lake, uri, day, settings, result, record, "schedule")
+                last_train = day
+            elif policy == ORACLE and day in settings.retrain_on:
+                _train_and_gate(spec, lake, uri, day, settings, result, record, "oracle: the true break day")
+            if n % 30 == 0:
+                log.info(
+                    "%s: %s days, %.1f days/s, %s retrains", policy, n, n / (time.perf_counter() - t0), result.retrains
+                )
+        if checkpoint:  # the eve of the next day: labels still to come stay out
+            result.add_time("total", time.perf_counter() - t0)
+            return result
+        arrivals.all_labels(settings.end)
+        _score_outcomes(spec, lake, result)
         result.add_time("total", time.perf_counter() - t0)
         return result
-    arrivals.all_labels(settings.end)
-    _score_outcomes(spec, lake, result)
-    result.add_time("total", time.perf_counter() - t0)
-    return result
 
 
 def _resume_point(result: PolicyResult, first_day: date) -> tuple[date | None, date]:
@@ -505,7 +616,17 @@ def summarise(result: PolicyResult) -> dict[str, Any]:
 
 
 def replay(spec: ModelSpec, out_dir: Path, settings: ReplaySettings, data_lake: Lake | None = None) -> dict[str, Any]:
-    """Prepare the data once, run every policy, write ``replay.json`` and ``report.html`` (with its charts)."""
+    """Prepare the data once, run every policy, write ``replay.json`` and ``report.html`` (with its charts).
+
+    The policies' first models train on the same window: that fit (and any later one on the
+    same rows) is done once (:func:`include.training.train.memoized_fits`)."""
+    from include.training.train import memoized_fits
+
+    with memoized_fits():
+        return _replay(spec, out_dir, settings, data_lake)
+
+
+def _replay(spec: ModelSpec, out_dir: Path, settings: ReplaySettings, data_lake: Lake | None) -> dict[str, Any]:
     unknown = [p for p in settings.policies if p not in POLICIES]
     if unknown:
         raise ReplayError(f"unknown policy {unknown[0]!r}: expected one of {', '.join(POLICIES)}")

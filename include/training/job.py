@@ -55,6 +55,7 @@ def train_challenger(
     estimator: str | None = None,
     break_day: date | None = None,
     trigger: str | None = None,
+    explain: bool = True,
 ) -> ChallengerResult:
     """Train on the validated window ending at ``end`` and register the result as ``@challenger``.
 
@@ -63,7 +64,7 @@ def train_challenger(
     ``breach``, both from the drift event) makes it a training that follows a break: the days
     since the break, or recent days weighted more (:mod:`include.training.break_window`).
     Raises like :func:`include.training.train.train_model` (parity failure, unknown estimator)
-    before anything is registered.
+    before anything is registered. ``explain``: see :func:`include.training.train.train_model`.
     """
     from include.registry.mlflow_registry import register_challenger
     from include.training.data import assemble_training_data
@@ -100,6 +101,7 @@ def train_challenger(
         reason=reason,
         threads=spec.training.threads,
         sample_weight=_break_weights(spec, data, plan),
+        explain=explain,
     )
     version = register_challenger(result, spec, tracking_uri=tracking_uri, tags=tags)
     return ChallengerResult(

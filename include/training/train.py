@@ -41,7 +41,8 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +115,95 @@ SEARCH_SPACES: dict[str, dict[str, tuple[str, Any, Any] | list[Any]]] = {
 """Small, documented spaces that fit a 2-core machine. Keys pinned in ``spec.training.params``
 are left out of the search."""
 
+
+@dataclass
+class FitMemo:
+    """The fits of a :func:`memoized_fits` block (at most :data:`FIT_MEMO_SIZE`, oldest out)."""
+
+    fits: dict[str, Pipeline] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+
+_FIT_MEMO: ContextVar[FitMemo | None] = ContextVar("airloop_fit_memo", default=None)
+FIT_MEMO_SIZE = 64
+
+
+@contextmanager
+def memoized_fits() -> Iterator[FitMemo]:
+    """Within the block, a fit whose estimator, parameters, seed, features, rows, labels and
+    weights are all equal to an earlier fit's returns that fitted pipeline instead of fitting
+    again (a fit is deterministic in them). For callers that train the same window many times
+    over, as a replay's policies and a drill's faulted copies do; the MLflow runs are logged
+    as before (only a hit's ``fit_s`` is near zero). Outside such a block every fit fits."""
+    memo = FitMemo()
+    token = _FIT_MEMO.set(memo)
+    try:
+        yield memo
+    finally:
+        _FIT_MEMO.reset(token)
+
+
+def _fit_key(
+    estimator: str,
+    numeric: list[str],
+    categorical: list[str],
+    params: dict[str, Any],
+    seed: int,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None,
+) -> str:
+    import hashlib
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    head = [estimator, numeric, categorical, sorted(params.items()), seed, list(x.columns), [str(t) for t in x.dtypes]]
+    digest.update(json.dumps(head, default=repr).encode())
+    digest.update(pd.util.hash_pandas_object(x, index=True).to_numpy().tobytes())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    digest.update(b"-" if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=float).tobytes())
+    return digest.hexdigest()
+
+
+def _fit_pipeline(
+    estimator: str,
+    numeric: list[str],
+    categorical: list[str],
+    params: dict[str, Any],
+    seed: int,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    *,
+    weighted: bool = True,
+) -> Pipeline:
+    """``build_pipeline(...)`` fitted on ``x, y`` (with ``model__sample_weight`` when
+    ``weighted``), or the equal fit of an enclosing :func:`memoized_fits` block."""
+    memo = _FIT_MEMO.get()
+    key = None
+    if memo is not None:
+        key = _fit_key(estimator, numeric, categorical, params, seed, x, y, sample_weight)
+        if key in memo.fits:
+            memo.hits += 1
+            log.info("fit of %s on %s rows: the same fit as before (memoized)", estimator, len(x))
+            return memo.fits[key]
+    pipeline = build_pipeline(estimator, numeric, categorical, params, seed)
+    if weighted:
+        pipeline.fit(x, y, model__sample_weight=sample_weight)
+    else:
+        pipeline.fit(x, y)
+    if memo is not None and key is not None:
+        memo.misses += 1
+        if len(memo.fits) >= FIT_MEMO_SIZE:
+            memo.fits.pop(next(iter(memo.fits)))
+        memo.fits[key] = pipeline
+    return pipeline
+
+
 HOLDOUT_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "recall", "precision")
 
 
@@ -149,6 +239,7 @@ def train_model(
     reason: str,
     threads: int | None = None,
     sample_weight: np.ndarray | None = None,
+    explain: bool = True,
 ) -> TrainResult:
     """Search, fit, evaluate, export and parity-check a model; track it all in MLflow.
 
@@ -164,6 +255,12 @@ def train_model(
     :mod:`include.training.break_window`). Raises :class:`UnsupportedEstimatorError`
     before touching MLflow, :class:`ParityError` after marking the run FAILED.
 
+    ``explain=False`` leaves out what only a person reads: the permutation importance (and its
+    plot), the calibration plot, the dataset inputs of the run and, with ``search_budget=1``,
+    the fit of the single trial (its validation ROC AUC; the candidate is chosen anyway): about
+    half of a one-trial training's time on flights. The model, its holdout metrics, profile
+    and ONNX file are the same. A drill's many retrains use it.
+
     Stages: :func:`_prepare` -> :func:`_choose_params` (search) -> :func:`_fit_and_evaluate`
     -> :func:`_export_with_parity` -> :func:`_log_outcome`, each returning a small frozen record.
     """
@@ -173,11 +270,11 @@ def train_model(
     client = MlflowClient(tracking_uri)
     run = _start_run(client, spec, data, prep, experiment=experiment, tags=tags, reason=reason)
     with _thread_limit(threads), _run_failure_guard(client, run.run_id):
-        _log_inputs(client, run.run_id, spec, data, prep, threads)
-        searched = _choose_params(client, run, spec, prep, params)
+        _log_inputs(client, run.run_id, spec, data, prep, threads, datasets=explain)
+        searched = _choose_params(client, run, spec, prep, params, explain=explain)
         fitted = _fit_and_evaluate(spec, prep, searched.params, sample_weight)
         exported = _export_with_parity(client, run.run_id, spec, data, prep, fitted)
-        logged = _log_outcome(client, run.run_id, spec, data, prep, fitted, exported, searched)
+        logged = _log_outcome(client, run.run_id, spec, data, prep, fitted, exported, searched, explain=explain)
         client.set_terminated(run.run_id, "FINISHED")
 
     log.info(
@@ -315,7 +412,14 @@ def _start_run(
 
 
 def _log_inputs(
-    client: MlflowClient, run_id: str, spec: ModelSpec, data: TrainingData, prep: _Prepared, threads: int | None
+    client: MlflowClient,
+    run_id: str,
+    spec: ModelSpec,
+    data: TrainingData,
+    prep: _Prepared,
+    threads: int | None,
+    *,
+    datasets: bool = True,
 ) -> None:
     _log_params(
         client,
@@ -335,7 +439,8 @@ def _log_inputs(
             **{f"data.{k}": v for k, v in data.counts.items()},
         },
     )
-    _log_datasets(client, run_id, data)
+    if datasets:
+        _log_datasets(client, run_id, data)
 
 
 @dataclass(frozen=True)
@@ -347,15 +452,27 @@ class _Searched:
 
 
 def _choose_params(
-    client: MlflowClient, run: _Run, spec: ModelSpec, prep: _Prepared, params: dict[str, Any] | None
+    client: MlflowClient,
+    run: _Run,
+    spec: ModelSpec,
+    prep: _Prepared,
+    params: dict[str, Any] | None,
+    *,
+    explain: bool = True,
 ) -> _Searched:
-    """Explicit ``params``, or the best of a seeded search (one nested run per trial)."""
+    """Explicit ``params``, or the best of a seeded search (one nested run per trial). A
+    one-trial search chooses its only candidate whatever it scores: without ``explain`` that
+    trial's fit (only its validation ROC AUC is logged) is left out."""
     # The spec's params are for the spec's estimator; an estimator override starts clean.
     pins = dict(spec.training.params) if prep.estimator == spec.training.estimator else {}
     t0 = time.perf_counter()
     if params is not None:
         best_params = {**DEFAULT_PARAMS[prep.estimator], **pins, **params}
         search: dict[str, Any] = {"skipped": "explicit params", "best_params": best_params, "trials": []}
+    elif prep.budget == 1 and not explain:
+        _validation_split(spec, prep.x_train, prep.y_train)  # refuses what the search would refuse
+        best_params = _candidates(prep.estimator, DEFAULT_PARAMS[prep.estimator], pins, 1, prep.seed)[0]
+        search = {"skipped": "one trial, not evaluated (explain=False)", "best_params": best_params, "trials": []}
     else:
         search = _search(
             client,
@@ -394,8 +511,16 @@ def _fit_and_evaluate(
 ) -> _Fitted:
     """Refit on all train rows (weighted by ``sample_weight`` when given); holdout and per-slice metrics."""
     t0 = time.perf_counter()
-    pipeline = build_pipeline(prep.estimator, prep.numeric, prep.categorical, best_params, prep.seed)
-    pipeline.fit(prep.x_train, prep.y_train, model__sample_weight=sample_weight)
+    pipeline = _fit_pipeline(
+        prep.estimator,
+        prep.numeric,
+        prep.categorical,
+        best_params,
+        prep.seed,
+        prep.x_train,
+        prep.y_train,
+        sample_weight,
+    )
     fit_s = time.perf_counter() - t0
     log.info(
         "%s: final fit on %s rows in %.1f s (%.0f rows/s)",
@@ -481,17 +606,21 @@ def _log_outcome(
     fitted: _Fitted,
     exported: _Exported,
     searched: _Searched,
+    *,
+    explain: bool = True,
 ) -> _Logged:
-    """The run's artifacts (profile, plots, ONNX file, slice figures) and its metrics."""
+    """The run's artifacts (profile, plots when ``explain``, ONNX file, slice figures) and its metrics."""
     t0 = time.perf_counter()
     window = sample_rows((data.train, data.holdout), seed=prep.seed)  # features: the whole window
     profile = reference_profile(data.holdout, spec, fitted.proba, window=window)
     add_calibrator(profile, fitted.proba, prep.y_hold)  # CBPE: the day's AUC estimated before labels arrive
     client.log_dict(run_id, profile, PROFILE_ARTIFACT)
-    importance = _permutation_importance(fitted.pipeline, prep.x_hold, prep.y_hold, prep.seed)
-    client.log_figure(run_id, _importance_figure(importance, spec.name), IMPORTANCE_ARTIFACT)
-    calibration = _calibration_figure(prep.y_hold, fitted.proba, spec.name, prep.threshold)
-    client.log_figure(run_id, calibration, CALIBRATION_ARTIFACT)
+    importance: dict[str, Any] = {"mean": {}, "std": {}}
+    if explain:
+        importance = _permutation_importance(fitted.pipeline, prep.x_hold, prep.y_hold, prep.seed)
+        client.log_figure(run_id, _importance_figure(importance, spec.name), IMPORTANCE_ARTIFACT)
+        calibration = _calibration_figure(prep.y_hold, fitted.proba, spec.name, prep.threshold)
+        client.log_figure(run_id, calibration, CALIBRATION_ARTIFACT)
     with tempfile.TemporaryDirectory(prefix="airloop-onnx-") as tmp:
         path = Path(tmp) / Path(ONNX_ARTIFACT).name
         path.write_bytes(exported.onnx_bytes)
@@ -612,6 +741,20 @@ def _candidates(
     return unique_by(candidates, key=lambda candidate: repr(sorted(candidate.items())))
 
 
+def _validation_split(
+    spec: ModelSpec, x_train: pd.DataFrame, y_train: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
+    """The earlier 80% of the train rows to fit on, the later 20% to score; both need both classes."""
+    cut = int(len(x_train) * (1.0 - VALIDATION_FRACTION))
+    x_fit, y_fit, x_val, y_val = x_train.iloc[:cut], y_train[:cut], x_train.iloc[cut:], y_train[cut:]
+    if len(set(y_val.tolist())) < 2 or len(set(y_fit.tolist())) < 2:
+        raise TrainingError(
+            f"{spec.name}: the time-ordered validation split ({len(x_fit)} fit / {len(x_val)} validation rows) "
+            "lacks a class; widen the window"
+        )
+    return x_fit, y_fit, x_val, y_val
+
+
 def _search(
     client: MlflowClient,
     experiment_id: str,
@@ -630,13 +773,7 @@ def _search(
     from sklearn.metrics import roc_auc_score
 
     candidates = _candidates(estimator, DEFAULT_PARAMS[estimator], pins, budget, seed)
-    cut = int(len(x_train) * (1.0 - VALIDATION_FRACTION))
-    x_fit, y_fit, x_val, y_val = x_train.iloc[:cut], y_train[:cut], x_train.iloc[cut:], y_train[cut:]
-    if len(set(y_val.tolist())) < 2 or len(set(y_fit.tolist())) < 2:
-        raise TrainingError(
-            f"{spec.name}: the time-ordered validation split ({len(x_fit)} fit / {len(x_val)} validation rows) "
-            "lacks a class; widen the window"
-        )
+    x_fit, y_fit, x_val, y_val = _validation_split(spec, x_train, y_train)
     trials: list[dict[str, Any]] = []
     best_index, best_score = -1, -math.inf
     for index, candidate in enumerate(candidates):
@@ -649,9 +786,8 @@ def _search(
         with _run_failure_guard(client, trial_id):
             _log_params(client, trial_id, {f"model.{k}": v for k, v in candidate.items()})
             t0 = time.perf_counter()
-            pipeline = build_pipeline(estimator, numeric, categorical, candidate, seed)
             try:
-                pipeline.fit(x_fit, y_fit)
+                pipeline = _fit_pipeline(estimator, numeric, categorical, candidate, seed, x_fit, y_fit, weighted=False)
             except ValueError as exc:  # an invalid combination of parameters: record it, go on
                 log.warning("%s: trial %s %s failed: %s", spec.name, index, candidate, exc)
                 client.set_tag(trial_id, Tag.ERROR, str(exc)[:500])

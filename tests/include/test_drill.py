@@ -139,7 +139,9 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     code = main(
         [
             "drill", "--spec", str(SPEC_FILE), "--from", str(START), "--to", str(END), "--out", str(out),
-            "--fault", f"label_inversion,day={BREAK}", "--policies", "drift,frozen",
+            "--fault", f"label_inversion,day={BREAK}",
+            "--fault", f"null_spike,day={BREAK},days=2,column=mean_area,rate=0.02",
+            "--policies", "drift,frozen",
         ]
     )  # fmt: skip
     assert code == 0
@@ -177,9 +179,8 @@ def test_a_short_drill_reports_coherent_figures(drilled: tuple[Path, dict[str, A
         "policy": "drift",
         **result["table"]["drift"],
     }
-    assert (out / "report.html").read_text().count(
-        "<tr>"
-    ) == 1 + 3  # the header and one row per policy and (out / f"label_inversion_{BREAK}.png").exists()
+    assert (out / "report.html").read_text().count("<tr>") == 2 * (1 + 3)  # per fault: a header, a row per policy
+    assert (out / f"label_inversion_{BREAK}.png").exists()
 
 
 def test_the_faulted_copy_changes_only_the_fault_days(drilled: tuple[Path, dict[str, Any]]) -> None:
@@ -194,4 +195,62 @@ def test_the_faulted_copy_changes_only_the_fault_days(drilled: tuple[Path, dict[
         assert after["sample_id"].tolist() == before["sample_id"].tolist()
         flipped = day >= BREAK
         assert (after[label] == (1 - before[label] if flipped else before[label])).all()
+        # a label inversion leaves the features alone: the shared validated partition, not a copy
+        assert _same_file(shared, faulted, Zone.VALIDATED, day)
     assert payload["faults"][f"label_inversion@{BREAK}"]["injected"]["quarantined"] == {}
+    covered = [d for d in shared.list_partitions(Zone.VALIDATED, SPEC.name) if d >= BREAK]  # and the label delay
+    assert payload["faults"][f"label_inversion@{BREAK}"]["injected"]["days"] == len(covered) > (END - BREAK).days
+
+
+def _same_file(a: Lake, b: Lake, zone: Zone, day: date) -> bool:
+    return Path(a.partition_file(zone, SPEC.name, day)).samefile(b.partition_file(zone, SPEC.name, day))
+
+
+def test_a_day_two_faults_share_is_scored_once_and_the_link_equals_a_new_score(
+    drilled: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The label inversion keeps every feature partition; the null spike covers two days: from
+    the third day on both copies hold the same partitions, and the second fault's runs link the
+    first fault's predictions. A linked day equals the same day scored again from scratch."""
+    from mlflow import MlflowClient
+
+    from include.names import CHAMPION
+    from include.registry.aliases import current_alias
+    from include.replay import PolicyResult, ScoreMemo, _score
+
+    out, payload = drilled
+    assert payload["shared"]["scores_linked"] > 0 and payload["shared"]["scores_computed"] > 0
+    day = date(2024, 1, 24)
+    first, second = (out / f"label_inversion_{BREAK}", out / f"null_spike_{BREAK}")
+    for policy in ("drift", "frozen", "oracle"):
+        mine = [d for d in payload["faults"][f"null_spike@{BREAK}"]["days"][policy] if d["day"] == str(day)][0]
+        theirs = [d for d in payload["faults"][f"label_inversion@{BREAK}"]["days"][policy] if d["day"] == str(day)][0]
+        if mine["champion"] != theirs["champion"]:
+            continue  # another model scored that day
+        linked = Lake((second / policy / "lake").as_uri())
+        source = Lake((first / policy / "lake").as_uri())
+        assert _same_file(linked, source, Zone.PREDICTIONS, day), policy
+    # the frozen model scores the day again, without the memo, in a new lake: the same table
+    uri = payload["faults"][f"null_spike@{BREAK}"]["summary"]["frozen"]["tracking_uri"]
+    version = current_alias(MlflowClient(uri, registry_uri=uri), SPEC.name, CHAMPION)
+    assert version is not None
+    data_lake = Lake((second / "data").as_uri())
+    fresh = Lake((tmp_path / "lake").as_uri())
+    for zone in (Zone.VALIDATED, Zone.LABELS):
+        target = Path(fresh.partition_dir(zone, SPEC.name, day))
+        target.mkdir(parents=True)
+        for file in Path(data_lake.partition_dir(zone, SPEC.name, day)).iterdir():
+            (target / file.name).write_bytes(file.read_bytes())
+    memo = ScoreMemo()
+    manifest = _score(SPEC, fresh, uri, day, version, PolicyResult("frozen"), data_lake, memo)
+    assert (memo.hits, memo.misses) == (0, 1)
+    linked = Lake((second / "frozen" / "lake").as_uri())
+    assert fresh.read_table(Zone.PREDICTIONS, SPEC.name, day).equals(
+        linked.read_table(Zone.PREDICTIONS, SPEC.name, day)
+    )
+    assert (
+        manifest["rows_scored"]
+        == [d for d in payload["faults"][f"null_spike@{BREAK}"]["days"]["frozen"] if d["day"] == str(day)][0][
+            "rows_scored"
+        ]
+    )

@@ -334,6 +334,28 @@ def test_same_data_and_spec_give_the_same_model(short_data: TrainingData, mlflow
     assert again.onnx_bytes == first.onnx_bytes
 
 
+def test_a_training_without_explanations_gives_the_same_model(data: TrainingData, mlflow_server: str) -> None:
+    """``explain=False`` (a drill's retrains) leaves out the importance, the plots, the dataset
+    inputs and the fit of a single trial; the model and everything the loop reads are the same."""
+    from mlflow import MlflowClient
+
+    full = train_model(SPEC, data, search_budget=1, tracking_uri=mlflow_server, tags=TAGS, reason="full")
+    lean = train_model(SPEC, data, search_budget=1, tracking_uri=mlflow_server, tags=TAGS, reason="lean", explain=False)
+    assert lean.onnx_bytes == full.onnx_bytes and lean.params == full.params
+    assert lean.metrics == full.metrics and lean.slice_metrics == full.slice_metrics
+    assert lean.reference_profile == full.reference_profile
+    timed = ("onnx_ms_per_1k_rows", "sklearn_ms_per_1k_rows")
+    assert {k: v for k, v in lean.parity.items() if k not in timed} == {
+        k: v for k, v in full.parity.items() if k not in timed
+    }
+    assert lean.feature_importance == {} and full.feature_importance
+    assert lean.search["trials"] == [] and len(full.search["trials"]) == 1
+    client = MlflowClient(mlflow_server)
+    assert "plots" in {a.path for a in client.list_artifacts(full.run_id)}
+    assert "plots" not in {a.path for a in client.list_artifacts(lean.run_id)}
+    assert client.get_run(lean.run_id).inputs.dataset_inputs == []
+
+
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_onnx_parity_per_estimator(
     estimator: str,
@@ -392,3 +414,27 @@ def test_parity_failure_raises_and_registers_nothing(short_data: TrainingData, m
 
 def test_every_estimator_has_default_parameters_and_a_search_space() -> None:
     assert set(DEFAULT_PARAMS) == set(SEARCH_SPACES) == set(ESTIMATORS)
+
+
+def test_memoized_fits_fit_once_and_equal_a_new_fit() -> None:
+    """In a memoized block an equal fit returns the first one's pipeline; any difference (rows,
+    parameters, weights) fits again; outside the block every fit fits, to the same numbers."""
+    import numpy as np
+    import pandas as pd
+
+    from include.training.train import _fit_pipeline, memoized_fits
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=400), "c": pd.Categorical(rng.choice(["u", "v"], size=400))})
+    y = (x["a"] + rng.normal(size=400) > 0).astype("int64").to_numpy()
+    args = ("hist_gradient_boosting", ["a"], ["c"], {"max_iter": 20}, 7)
+    with memoized_fits() as memo:
+        first = _fit_pipeline(*args, x, y)
+        assert _fit_pipeline(*args, x, y) is first
+        assert _fit_pipeline(*args, x.iloc[:300], y[:300]) is not first
+        assert _fit_pipeline(*args, x, y, np.ones(400)) is not first
+        assert _fit_pipeline("hist_gradient_boosting", ["a"], ["c"], {"max_iter": 21}, 7, x, y) is not first
+    assert (memo.hits, memo.misses) == (1, 4)
+    again = _fit_pipeline(*args, x, y)
+    assert again is not first
+    np.testing.assert_array_equal(again.predict_proba(x), first.predict_proba(x))
