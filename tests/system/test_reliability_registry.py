@@ -465,6 +465,38 @@ def test_mlflow_failing_after_the_alias_moved_is_completed_exactly_once_by_the_r
     assert tags["airloop.gate"] == "promoted" and tags["airloop.previous_champion"] == str(promo_world.v1)
 
 
+def test_a_rejection_is_recorded_with_its_trigger_and_opens_only_that_kinds_breaker(
+    promo_world: Any, mlflow_server: str
+) -> None:
+    """The ledger entry of a gate decision names the trigger that asked for the challenger (its
+    ``airloop.trigger`` tag, set by the train task from the drift event); the monitor counts the
+    rejection toward that kind's circuit breaker only."""
+    from include.monitoring.decision import Streak
+    from include.monitoring.monitor import loop_state
+    from include.registry.ledger import read_ledger
+    from include.registry.promotion import apply_decision, run_gate
+
+    client(mlflow_server).set_model_version_tag(
+        promo_world.name, str(promo_world.v3), "airloop.trigger", "estimated_drop"
+    )
+    report = run_gate(
+        promo_world.spec, promo_world.lake, mlflow_server, challenger_version=promo_world.v3, report_key="t"
+    )
+    assert report["challenger_tags"]["airloop.trigger"] == "estimated_drop"
+    rejected = {**report, "decision": {**report["decision"], "promote": False}}  # as a failed check leaves it
+    kwargs: dict[str, Any] = {"approval": None, "now": datetime(2013, 1, 17, tzinfo=UTC), "dag_id": "d", "run_id": "r"}
+    out = apply_decision(promo_world.spec, promo_world.lake, mlflow_server, rejected, **kwargs)
+    assert (out["promoted"], out["action"]) == (False, "reject")
+    (entry,) = read_ledger(promo_world.lake, promo_world.name)
+    assert (entry["action"], entry["version"], entry["figures"]["trigger"]) == (
+        "reject",
+        promo_world.v3,
+        "estimated_drop",
+    )
+    state = loop_state(promo_world.lake, promo_world.name, [])
+    assert state.rejections == {"performance_drop": Streak(1, date(2013, 1, 17))}
+
+
 # =========================================================================== model files
 
 
