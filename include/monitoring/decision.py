@@ -224,9 +224,7 @@ class LoopState:
         kinds = tuple(sorted({*self.retrain_kinds, (when, budget)}))
         return replace(self, retrain_kinds=kinds)
 
-    def with_gate_result(
-        self, accepted: bool, day: str | date | None = None, budget: Budget | None = "data_drift"
-    ) -> LoopState:
+    def with_gate_result(self, accepted: bool, day: str | date | None, budget: Budget | None) -> LoopState:
         """The state after the gate judged a challenger of ``budget`` (on ``day``): a promotion closes
         every breaker; a rejection adds to ``budget``'s streak (``None``: a challenger no trigger asked
         for, a person's or the calendar's, counts toward no breaker)."""

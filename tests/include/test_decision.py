@@ -149,7 +149,7 @@ def test_circuit_breaker() -> None:
     # The breaker stays visible on quiet days; two rejections are not enough to open it.
     assert run([], day(10, OK), state).circuit_open
     assert run([day(9)], day(10), LoopState(rejections={"data_drift": Streak(2)})).retrain
-    assert state.with_gate_result(accepted=True).rejections == {}
+    assert state.with_gate_result(accepted=True, day=None, budget="data_drift").rejections == {}
     # another kind's streak does not hold a data-drift retrain
     assert run([day(9)], day(10), LoopState(rejections={"performance_drop": Streak(5)})).retrain
 
@@ -191,7 +191,7 @@ def simulate(days: int, policy: DriftSpec, *, accept: bool = True) -> list[Drift
         verdict = decide(history, today, state, policy)
         state = apply_verdict(state, verdict)
         if verdict.retrain:
-            state = state.with_gate_result(accepted=accept, budget="data_drift")
+            state = state.with_gate_result(accepted=accept, day=None, budget="data_drift")
         history.append(today)
         verdicts.append(verdict)
     return verdicts
