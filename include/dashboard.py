@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -60,6 +59,7 @@ class VersionInfo:
     run_id: str | None = None
     experiment_id: str | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    promoted_at: datetime | None = None  # the ``airloop.promoted_at`` tag the gate sets
 
     @property
     def roc_auc(self) -> float | None:
@@ -97,6 +97,21 @@ class DriftDay:
     trigger: str | None = None
     reasons: tuple[str, ...] = ()
     alert: float = 0.25  # the spec's drift.alert, the threshold of the fallback figure
+    circuit_open: bool = False  # a circuit breaker is open (a human must look)
+    half_open: bool = False  # ... and lets one probe retrain through
+    breach: bool = False  # the champion's realized AUC is below the floor
+
+    @property
+    def breaker(self) -> str:
+        """``open``, ``half-open`` or ``closed``: the circuit breakers as this verdict saw them."""
+        if self.half_open:
+            return "half-open"
+        return "open" if self.circuit_open else "closed"
+
+    @property
+    def breaker_reasons(self) -> tuple[str, ...]:
+        """The verdict's sentences about a circuit breaker (which budget, how many rejections)."""
+        return tuple(r for r in self.reasons if "circuit breaker" in r)
 
     @property
     def fired(self) -> tuple[Signal, ...]:
@@ -180,6 +195,7 @@ class Dashboard:
     ignored: tuple[str, ...] = ()  # reported but not judged (the spec's ``drift.ignore``)
     registry_error: str | None = None
     estimated: tuple[EstimatedDay, ...] = ()
+    registry_unreachable: bool = False  # the registry did not answer (not: no URI configured)
 
     @property
     def champion_changes(self) -> tuple[TimelineEvent, ...]:
@@ -209,62 +225,152 @@ def _metric_tags(tags: Mapping[str, str]) -> dict[str, float]:
     return out
 
 
-def registry_versions(
-    tracking_uri: str, model: str
-) -> tuple[VersionInfo | None, VersionInfo | None, list[VersionInfo]]:
-    """``(champion, challenger, all versions newest first)`` from the MLflow registry.
+REGISTRY_BUDGET_S = 1.5
+"""Seconds a page may wait on the MLflow registry, all its requests together: a person waits on
+the page, and MLflow's client (default retries with backoff) took about 4 minutes to give up on a
+server that was down."""
 
-    Aliases come from ``get_registered_model`` (``search_model_versions`` leaves them empty);
-    champion and challenger carry their training runs' metrics, other versions the
-    ``metric.*`` tags registration copied onto them. A model that was never registered gives
-    ``(None, None, [])``.
+
+class RegistryUnreachable(RuntimeError):
+    """The registry did not answer (refused, timed out, server error) within the page's budget."""
+
+
+class RegistryReader:
+    """The few MLflow REST reads the view needs, with no retries and one time budget for the page.
+
+    Each request goes through MLflow's own ``http_request`` (the tracking credentials of
+    ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``/``_TOKEN``, TLS settings) with ``max_retries=0`` and a
+    timeout of what remains of ``budget_s``, counted from the first request; nothing is written to
+    ``os.environ``, so requests served at the same time keep their own settings. The first request
+    that fails to get an answer marks the registry unreachable: later reads (other models on the
+    index) fail at once with the same message instead of waiting again.
     """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    try:
-        registered = client.get_registered_model(model)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None, None, []
-        raise
+    def __init__(self, tracking_uri: str, budget_s: float = REGISTRY_BUDGET_S) -> None:
+        if not tracking_uri.startswith(("http://", "https://")):
+            raise ValueError(f"the airloop view reads MLflow over HTTP: tracking URI {tracking_uri!r} is not http(s)")
+        self.tracking_uri = tracking_uri.rstrip("/")
+        self.budget_s = budget_s
+        self.error: str | None = None
+        self._deadline: float | None = None
+
+    def get(self, endpoint: str, **params: Any) -> dict[str, Any] | None:
+        """``GET /api/2.0/mlflow/<endpoint>`` as JSON; None when the resource does not exist."""
+        import time
+
+        from mlflow.exceptions import MlflowException, RestException
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+        if self.error:
+            raise RegistryUnreachable(self.error)
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + self.budget_s
+        remaining = self._deadline - now
+        if remaining <= 0:
+            self.error = f"MLflow registry at {self.tracking_uri} unreachable: no answer within {self.budget_s:g} s"
+            raise RegistryUnreachable(self.error)
+        path = f"/api/2.0/mlflow/{endpoint}"
+        try:
+            response = http_request(
+                get_default_host_creds(self.tracking_uri),
+                path,
+                "GET",
+                max_retries=0,
+                backoff_factor=0,
+                timeout=remaining,
+                params=params,
+            )
+        except MlflowException as exc:  # refused, timed out, or a server error
+            self.error = (
+                f"MLflow registry at {self.tracking_uri} unreachable "
+                f"(no retries, {self.budget_s:g} s budget): {exc.message}"
+            )
+            raise RegistryUnreachable(self.error) from None
+        try:
+            verify_rest_response(response, path)
+        except RestException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        data: dict[str, Any] = response.json()
+        return data
+
+
+def registry_versions(
+    registry: RegistryReader | str, model: str
+) -> tuple[VersionInfo | None, VersionInfo | None, list[VersionInfo]]:
+    """``(champion, challenger, all versions newest first)`` from the MLflow registry (a
+    :class:`RegistryReader` or a tracking URI, read with the default budget).
+
+    Aliases come from the registered model (a version search leaves them empty); champion and
+    challenger carry their training runs' metrics, other versions the ``metric.*`` tags
+    registration copied onto them. A model that was never registered gives ``(None, None, [])``.
+    Raises :class:`RegistryUnreachable` when the registry does not answer in time.
+    """
+    reader = RegistryReader(registry) if isinstance(registry, str) else registry
+    found = reader.get("registered-models/get", name=model)
+    if found is None:
+        return None, None, []
+    aliases = {str(a["alias"]): int(a["version"]) for a in found["registered_model"].get("aliases") or ()}
     by_version: dict[int, list[str]] = {}
-    for alias, version in (registered.aliases or {}).items():
-        by_version.setdefault(int(version), []).append(alias)
+    for alias, number in aliases.items():
+        by_version.setdefault(number, []).append(alias)
     infos: dict[int, VersionInfo] = {}
-    for mv in client.search_model_versions(filter_string=f"name='{model}'"):
-        number = int(mv.version)
-        tags = dict(mv.tags or {})
+    for mv in _model_versions(reader, model):
+        number = int(mv["version"])
+        tags = {str(t["key"]): str(t.get("value", "")) for t in mv.get("tags") or ()}
         metrics = _metric_tags(tags)
+        run_id = mv.get("run_id") or None
         experiment_id = None
-        if number in by_version and mv.run_id:
-            try:
-                run = client.get_run(mv.run_id)
-            except MlflowException as exc:  # a deleted run must not take the page down
-                log.warning("%s v%s: cannot read run %s: %s", model, number, mv.run_id, exc)
+        if number in by_version and run_id:
+            run = reader.get("runs/get", run_id=run_id)
+            if run is None:  # a deleted run must not take the page down
+                log.warning("%s v%s: run %s not found", model, number, run_id)
             else:
-                experiment_id = run.info.experiment_id
-                metrics.update({k: float(v) for k, v in run.data.metrics.items() if k in KEY_METRICS})
+                experiment_id = run["run"]["info"].get("experiment_id")
+                for metric in run["run"].get("data", {}).get("metrics") or ():
+                    if metric["key"] in KEY_METRICS:
+                        metrics[metric["key"]] = float(metric["value"])
+        created = int(mv.get("creation_timestamp") or 0)
         infos[number] = VersionInfo(
             version=number,
             aliases=tuple(sorted(by_version.get(number, ()))),
-            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC) if mv.creation_timestamp else None,
+            created=datetime.fromtimestamp(created / 1000, UTC) if created else None,
             estimator=tags.get(Tag.ESTIMATOR),
             data_window=tags.get(Tag.DATA_WINDOW),
             reason=tags.get(Tag.TRIGGER_REASON) or tags.get(Tag.REASON),
             gate=tags.get(Tag.GATE),
-            run_id=mv.run_id or None,
+            run_id=run_id,
             experiment_id=experiment_id,
             metrics={k: metrics[k] for k in sorted(metrics) if k in KEY_METRICS},
+            promoted_at=_timestamp(tags.get(Tag.PROMOTED_AT)),
         )
     versions = sorted(infos.values(), key=lambda v: -v.version)
+    return infos.get(aliases.get(CHAMPION, -1)), infos.get(aliases.get(CHALLENGER, -1)), versions
 
-    def aliased(name: str) -> VersionInfo | None:
-        number = registered.aliases.get(name) if registered.aliases else None
-        return infos.get(int(number)) if number is not None else None
 
-    return aliased(CHAMPION), aliased(CHALLENGER), versions
+def _model_versions(reader: RegistryReader, model: str) -> Iterator[dict[str, Any]]:
+    """Every version of ``model`` (the search pages through ``next_page_token``)."""
+    token = ""
+    while True:
+        params: dict[str, Any] = {"filter": f"name='{model}'", "max_results": 1000}
+        if token:
+            params["page_token"] = token
+        page = reader.get("model-versions/search", **params) or {}
+        yield from page.get("model_versions") or ()
+        token = page.get("next_page_token") or ""
+        if not token:
+            return
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    """An ISO time tag (``airloop.promoted_at``), None when absent or unreadable."""
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------- lake
@@ -322,6 +428,9 @@ def drift_days(records: Sequence[Mapping[str, Any]], alert: float = 0.25) -> lis
                 trigger=verdict.get("trigger") or None,
                 reasons=tuple(str(r) for r in verdict.get("reasons") or ()),
                 alert=alert,
+                circuit_open=bool(verdict.get("circuit_open")),
+                half_open=bool(verdict.get("half_open")),
+                breach=bool(verdict.get("breach")),
             )
         )
     return days
@@ -404,25 +513,19 @@ def prediction_volume(lake: Lake, model: str) -> list[VolumeDay]:
 # --------------------------------------------------------------------------- the whole page
 
 
-@contextmanager
-def fail_fast_mlflow(timeout_s: int = 10) -> Iterator[None]:
-    """MLflow requests inside fail at once instead of retrying: a person waits on the page, and
-    with its default retries and backoff the client took 248 s to give up on a server that was
-    down. MLflow reads both variables at each request; the previous values come back after."""
-    from include.registry.mlflow_registry import environment
-
-    with environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout_s)):
-        yield
-
-
 def gather_dashboard(
     lake: Lake,
     model: str,
     tracking_uri: str | None,
     spec: ModelSpec | None = None,
+    *,
+    registry: RegistryReader | None = None,
+    volume: bool = True,
 ) -> Dashboard:
-    """Everything the model page shows. ``tracking_uri`` None (or an unreachable registry)
-    still gives the lake's half, with ``registry_error`` saying why the registry part is empty."""
+    """Everything the model page shows. ``tracking_uri`` None (or a registry that does not answer
+    within :data:`REGISTRY_BUDGET_S`) still gives the lake's half, with ``registry_error`` saying
+    why the registry part is empty. ``registry``: a reader shared by several calls (the index: one
+    budget for every model); ``volume`` False skips the predictions' footers (the index shows none)."""
     from include.spec import DriftSpec, get_spec
 
     if spec is None:
@@ -434,16 +537,21 @@ def gather_dashboard(
 
     champion = challenger = None
     versions: list[VersionInfo] = []
-    registry_error = None
-    if tracking_uri:
-        try:
-            with fail_fast_mlflow():
-                champion, challenger, versions = registry_versions(tracking_uri, model)
-        except Exception as exc:  # noqa: BLE001 - MLflow down must not hide the lake's figures
-            registry_error = f"MLflow registry at {tracking_uri} not readable: {exc}"
-            log.warning("%s: %s", model, registry_error)
-    else:
-        registry_error = "no MLflow tracking URI configured"
+    registry_error, unreachable = None, False
+    known = registry.error if registry is not None else None  # a shared reader's earlier failure
+    try:
+        if registry is None and tracking_uri:
+            registry = RegistryReader(tracking_uri)
+        if registry is None:
+            registry_error = "no MLflow tracking URI configured"
+        else:
+            champion, challenger, versions = registry_versions(registry, model)
+    except RegistryUnreachable as exc:
+        registry_error, unreachable = str(exc), True
+    except Exception as exc:  # noqa: BLE001 - MLflow down must not hide the lake's figures
+        registry_error = f"MLflow registry at {tracking_uri} not readable: {exc}"
+    if registry_error and registry is not None and registry_error != known:
+        log.warning("%s: %s", model, registry_error)
 
     records = drift_records(lake, model)
     drift = drift_days(records, alert=float(policy.alert))
@@ -461,7 +569,7 @@ def gather_dashboard(
         timeline=tuple(timeline(lake, model)),
         features=tuple(features),
         drift=tuple(drift),
-        volume=tuple(prediction_volume(lake, model)),
+        volume=tuple(prediction_volume(lake, model)) if volume else (),
         realized=tuple(realized_days(records)),
         retrain_days=tuple(d.day for d in drift if d.verdict == "retrain"),
         warn=float(policy.warn),
@@ -469,6 +577,7 @@ def gather_dashboard(
         ignored=tuple(policy.ignore),
         registry_error=registry_error,
         estimated=tuple(estimated_days(records)),
+        registry_unreachable=unreachable,
     )
 
 
@@ -498,6 +607,189 @@ def last_days(dash: Dashboard, days: int) -> Dashboard:
     )
 
 
+# --------------------------------------------------------------------------- the index page
+
+ALERTS_KIND = "alerts"  # the folder AlertNotifier writes (plugins/airloop/notifiers/alerts.py)
+OPEN_ALERT_DAYS = 7
+SPARK_POINTS = 30
+# a version's gate outcomes in the ledger: its newest one says where the gate left it
+GATE_OUTCOMES = ("promote", "reject", "pending", "dry_run", "approval_rejected")
+
+
+@dataclass(frozen=True)
+class AlertInfo:
+    """One alert record (``reports/<model>/alerts/*.json``); ``time``: the record's ``time`` if
+    it has one, else when the file was written."""
+
+    time: datetime
+    message: str
+    dag_id: str | None = None
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """A version whose newest gate entry in the ledger is ``pending``: the gate waits (for clean
+    shadow days or for a person's approval) and has neither promoted nor rejected it."""
+
+    version: int
+    since: datetime
+    summary: str
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One row of the index: where the model stands, from the same reads as its dashboard."""
+
+    model: str
+    champion: int | None = None
+    champion_source: str = ""  # "registry" (the alias) or "ledger" (its last champion change)
+    champion_since: datetime | None = None
+    champion_age_days: int | None = None
+    verdict: DriftDay | None = None  # the newest monitored day
+    realized: tuple[RealizedDay, ...] = ()  # the last SPARK_POINTS labelled days
+    estimated: tuple[EstimatedDay, ...] = ()  # the last SPARK_POINTS estimates
+    alerts: tuple[AlertInfo, ...] = ()  # of the last OPEN_ALERT_DAYS days, newest first
+    pending: tuple[PendingApproval, ...] = ()
+    registry_error: str | None = None
+    registry_unreachable: bool = False
+    error: str | None = None  # the model's lake records could not be read
+
+    @property
+    def latest_realized(self) -> RealizedDay | None:
+        return self.realized[-1] if self.realized else None
+
+    @property
+    def latest_estimated(self) -> EstimatedDay | None:
+        return self.estimated[-1] if self.estimated else None
+
+    @property
+    def breaker(self) -> str:
+        """The newest verdict's breaker state; ``unknown`` before the first monitored day."""
+        return self.verdict.breaker if self.verdict is not None else "unknown"
+
+
+@dataclass(frozen=True)
+class ModelIndex:
+    """The index page: one summary per model, at ``now``; ``registry_error`` when the registry
+    did not answer (one banner for the page; each row then says so too)."""
+
+    rows: tuple[ModelSummary, ...]
+    now: datetime
+    registry_error: str | None = None
+
+
+def alert_records(lake: Lake, model: str) -> list[AlertInfo]:
+    """Every alert record of ``model``, newest first. A record that is not valid JSON is logged
+    and skipped: one bad file must not hide the others."""
+    import pyarrow.fs as pafs
+
+    selector = pafs.FileSelector(lake.path(Zone.REPORTS.value, model, ALERTS_KIND), allow_not_found=True)
+    alerts = []
+    for info in lake.fs.get_file_info(selector):
+        if info.type != pafs.FileType.File or not info.base_name.endswith(".json"):
+            continue
+        try:
+            record = json.loads(lake.read_bytes(info.path))
+        except (LakeError, ValueError) as exc:
+            log.warning("%s: alert record %s unreadable: %s", model, info.path, exc)
+            continue
+        when = _timestamp(str(record["time"]) if record.get("time") else None) or info.mtime
+        if when is None:
+            continue
+        alerts.append(
+            AlertInfo(
+                time=when if when.tzinfo else when.replace(tzinfo=UTC),
+                message=str(record.get("message") or ""),
+                dag_id=record.get("dag_id"),
+                task_id=record.get("task_id"),
+            )
+        )
+    return sorted(alerts, key=lambda a: a.time, reverse=True)
+
+
+def pending_approvals(events: Sequence[TimelineEvent], champion: int | None = None) -> list[PendingApproval]:
+    """Versions (other than ``champion``) whose newest gate entry in the ledger is ``pending``."""
+    newest: dict[int, TimelineEvent] = {}
+    for event in events:
+        if event.action in GATE_OUTCOMES and event.version is not None:
+            newest[event.version] = event
+    return [
+        PendingApproval(version=version, since=event.time, summary=event.summary)
+        for version, event in sorted(newest.items())
+        if event.action == "pending" and version != champion
+    ]
+
+
+def summarize(dash: Dashboard, alerts: Sequence[AlertInfo], now: datetime) -> ModelSummary:
+    """The index row of ``dash``: champion (the registry's alias, else the ledger's last champion
+    change) and the days since it became champion (its newest promote or rollback entry in the
+    ledger, else the version's ``airloop.promoted_at`` tag), the newest verdict, the last
+    ``SPARK_POINTS`` realized and estimated ROC AUC, the alerts of the last ``OPEN_ALERT_DAYS``
+    days before ``now``, pending gate entries and the breaker state of the newest verdict."""
+    from datetime import timedelta
+
+    changes = dash.champion_changes
+    champion: int | None = None
+    source = ""
+    if dash.champion is not None:
+        champion, source = dash.champion.version, "registry"
+    elif changes:
+        champion, source = changes[-1].version, "ledger"
+    since = next((e.time for e in reversed(changes) if e.version == champion), None)
+    if since is None and dash.champion is not None:
+        since = dash.champion.promoted_at
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    recent = now - timedelta(days=OPEN_ALERT_DAYS)
+    return ModelSummary(
+        model=dash.model,
+        champion=champion,
+        champion_source=source,
+        champion_since=since,
+        champion_age_days=(now - since).days if since is not None else None,
+        verdict=dash.drift[-1] if dash.drift else None,
+        realized=dash.realized[-SPARK_POINTS:],
+        estimated=dash.estimated[-SPARK_POINTS:],
+        alerts=tuple(a for a in alerts if recent <= a.time <= now),
+        pending=tuple(pending_approvals(dash.timeline, champion)),
+        registry_error=dash.registry_error,
+        registry_unreachable=dash.registry_unreachable,
+    )
+
+
+def gather_index(
+    lake: Lake,
+    tracking_uri: str | None,
+    *,
+    now: datetime | None = None,
+    models: Sequence[str] | None = None,
+) -> ModelIndex:
+    """The index page's rows: :func:`gather_dashboard` of every model (``models``, default
+    :func:`model_names`) without the predictions' footers, one registry budget for the whole page
+    (an unreachable registry costs the page at most :data:`REGISTRY_BUDGET_S` once, not once per
+    model), and the alert records. A model whose records cannot be read gets a row saying why."""
+    now = now or datetime.now(UTC)
+    registry: RegistryReader | None = None
+    error: str | None = None
+    if tracking_uri:
+        try:
+            registry = RegistryReader(tracking_uri)
+        except ValueError as exc:
+            error = str(exc)
+    rows = []
+    for model in model_names(lake) if models is None else models:
+        try:
+            dash = gather_dashboard(lake, model, tracking_uri, registry=registry, volume=False)
+            rows.append(summarize(dash, alert_records(lake, model), now))
+        except Exception as exc:  # noqa: BLE001 - one broken model must not take the index down
+            log.warning("%s: cannot summarize: %s", model, exc)
+            rows.append(ModelSummary(model=model, error=f"{type(exc).__name__}: {exc}"))
+    if registry is not None and registry.error:
+        error = registry.error
+    return ModelIndex(rows=tuple(rows), now=now, registry_error=error)
+
+
 def model_names(lake: Lake) -> list[str]:
     """Models to list on the index: every valid spec, plus models with reports in the lake."""
     import pyarrow.fs as pafs
@@ -511,22 +803,33 @@ def model_names(lake: Lake) -> list[str]:
 
 
 __all__ = [
+    "REGISTRY_BUDGET_S",
+    "AlertInfo",
     "Dashboard",
     "DriftDay",
     "EstimatedDay",
+    "ModelIndex",
+    "ModelSummary",
+    "PendingApproval",
     "RealizedDay",
+    "RegistryReader",
+    "RegistryUnreachable",
     "Signal",
     "TimelineEvent",
     "VersionInfo",
     "VolumeDay",
+    "alert_records",
     "drift_days",
     "drift_records",
     "estimated_days",
     "gather_dashboard",
+    "gather_index",
     "last_days",
     "model_names",
+    "pending_approvals",
     "prediction_volume",
     "realized_days",
     "registry_versions",
+    "summarize",
     "timeline",
 ]

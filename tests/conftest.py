@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import free_port
-from tests.dashboard_world import dashboard_world  # noqa: F401 (session fixture of the dashboard tests)
+from tests.dashboard_world import dashboard_world, silent_port  # noqa: F401 (fixtures of the dashboard tests)
 from tests.mlflow_server import (  # noqa: F401 (session fixtures for every test)
     flights_lake,
     mlflow_server,

@@ -1,6 +1,6 @@
 """A lake with a few weeks of airloop history, written by the real include functions.
 
-Used by the dashboard tests (``tests/include/test_dashboard.py``, ``tests/plugins/test_dashboard_view.py``):
+Used by the dashboard tests (with ``silent_port``, a registry that never answers) (``tests/include/test_dashboard.py``, ``tests/plugins/test_dashboard_view.py``):
 flights days landed and validated, a logistic regression trained and exported to ONNX, days
 scored with :func:`include.scoring.score.score_partition` (one day with planted unscoreable
 rows, two days with tripled distances), each scored day monitored with the monitor's own
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -240,6 +242,16 @@ def build_world(root: Path) -> World:
         world.records[ds] = json.loads(json.dumps(record, default=str))
         world.reports[ds] = report
     return world
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections (the kernel completes the handshake for the
+    listen backlog) and never answers a byte: a registry that hangs, not one that refuses."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

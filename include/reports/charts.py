@@ -10,6 +10,7 @@ value is missing, which plotly draws as a gap.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from include.reports.format import finite
@@ -132,6 +133,31 @@ def interval_traces(
     ]
 
 
+def sparkline(
+    series: Mapping[str, Sequence[tuple[date, float | None]]], width: int = 120, height: int = 28, pad: float = 2.0
+) -> dict[str, str]:
+    """SVG ``polyline`` points (``"x,y x,y ..."``) of each named series of ``(day, value)``, on
+    one shared scale: days left to right across every series, values bottom to top between their
+    common minimum and maximum (a flat series sits in the middle). Missing values break nothing:
+    they are left out. For the index page's inline sparklines, which need no script."""
+    clean = {
+        name: [(day, v) for day, value in line if (v := finite(value)) is not None] for name, line in series.items()
+    }
+    points = [point for line in clean.values() for point in line]
+    if not points:
+        return {name: "" for name in series}
+    first = min(day for day, _ in points).toordinal()
+    span_days = max(day for day, _ in points).toordinal() - first
+    low, high = min(v for _, v in points), max(v for _, v in points)
+
+    def xy(day: date, value: float) -> str:
+        x = pad + (width - 2 * pad) * ((day.toordinal() - first) / span_days if span_days else 0.5)
+        y = height / 2 if high == low else pad + (height - 2 * pad) * (high - value) / (high - low)
+        return f"{x:.1f},{y:.1f}"
+
+    return {name: " ".join(xy(day, value) for day, value in line) for name, line in clean.items()}
+
+
 def _rgba(color: str, alpha: float) -> str:
     red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red},{green},{blue},{alpha})"
@@ -157,4 +183,5 @@ __all__ = [
     "day_lines",
     "interval_traces",
     "layout",
+    "sparkline",
 ]

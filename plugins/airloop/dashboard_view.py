@@ -1,8 +1,9 @@
 """HTML of the airloop view: a model index and one dashboard page per model.
 
-Pure functions of :class:`include.dashboard.Dashboard`, rendered by the report kit
-(``include/reports``: templates ``index.html`` and ``dashboard.html``, one stylesheet,
-autoescape). Charts are plotly figures (JSON in the page, drawn by plotly.js: hover values,
+Pure functions of :class:`include.dashboard.Dashboard` (the model page) and
+:class:`include.dashboard.ModelIndex` (the index: one row per model with an inline SVG sparkline),
+rendered by the report kit (``include/reports``: templates ``index.html`` and ``dashboard.html``,
+one stylesheet, autoescape). Charts are plotly figures (JSON in the page, drawn by plotly.js: hover values,
 zoom), each with a table of the same numbers under it, so people (and tests) read exact
 figures. Formats: PSI with three decimals, ROC AUC with four, rows as plain integers.
 
@@ -34,11 +35,12 @@ from include.reports.charts import (
     day_lines,
     interval_traces,
     layout,
+    sparkline,
 )
 from include.reports.format import fmt_psi
 
 if TYPE_CHECKING:
-    from include.dashboard import Dashboard
+    from include.dashboard import Dashboard, ModelIndex
 
 PREDICTION_ROW = "prediction (scores)"
 PLOTLY_ROUTE = "../static/plotly.min.js"  # from /airloop/models/<model> to web.py's static route
@@ -327,10 +329,36 @@ def dashboard_charts(dash: Dashboard) -> dict[str, Figure]:
 # --------------------------------------------------------------------------- pages
 
 
-def index_html(models: Sequence[str]) -> str:
+SPARK_SIZE = (120, 28)
+
+
+def index_html(index: ModelIndex) -> str:
+    """The index page: one row per model (see :func:`include.dashboard.gather_index`), its ROC AUC
+    trend as an inline SVG sparkline (no script: the page stays light), a banner when the
+    registry did not answer."""
+    from include.dashboard import OPEN_ALERT_DAYS, SPARK_POINTS
     from include.reports.render import render
 
-    return render("index.html", title="airloop models", models=models)
+    sparks = {
+        row.model: sparkline(
+            {
+                "realized": [(p.label_day, p.roc_auc) for p in row.realized],
+                "estimated": [(p.day, p.auc) for p in row.estimated],
+            },
+            *SPARK_SIZE,
+        )
+        for row in index.rows
+    }
+    return render(
+        "index.html",
+        title="airloop models",
+        index=index,
+        sparks=sparks,
+        spark_size=SPARK_SIZE,
+        spark_points=SPARK_POINTS,
+        alert_days=OPEN_ALERT_DAYS,
+        colors={"realized": REALIZED, "estimated": ESTIMATED},
+    )
 
 
 def model_html(

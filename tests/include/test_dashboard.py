@@ -3,12 +3,33 @@ MLflow registry; the numbers must be exactly those the writers recorded."""
 
 from __future__ import annotations
 
-from datetime import date
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
-from include.dashboard import gather_dashboard, last_days, model_names, prediction_volume, registry_versions
+from include.dashboard import (
+    OPEN_ALERT_DAYS,
+    REGISTRY_BUDGET_S,
+    Dashboard,
+    TimelineEvent,
+    alert_records,
+    drift_days,
+    gather_dashboard,
+    gather_index,
+    last_days,
+    model_names,
+    pending_approvals,
+    prediction_volume,
+    registry_versions,
+    summarize,
+)
 from include.lake import Lake, Zone
 from tests.dashboard_world import (
     DRIFT_DAYS,
@@ -169,6 +190,7 @@ def test_registry_champion_challenger_and_versions(mlflow_server: str, tmp_path:
         tags["metric.roc_auc"] = f"{auc:.6g}"
         if gate:
             tags["airloop.gate"] = gate
+            tags["airloop.promoted_at"] = PROMOTED_AT.isoformat()
         version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags=tags)
         assert int(version.version) == number
         runs[number] = run
@@ -178,6 +200,7 @@ def test_registry_champion_challenger_and_versions(mlflow_server: str, tmp_path:
     champion, challenger, versions = registry_versions(mlflow_server, name)
     assert champion is not None and challenger is not None
     assert (champion.version, champion.aliases, champion.gate) == (1, ("champion",), "promoted")
+    assert champion.promoted_at == PROMOTED_AT and challenger.promoted_at is None
     assert champion.metrics == {"pr_auc": pytest.approx(0.4012), "roc_auc": 0.7012}
     assert champion.experiment_id == experiment and champion.run_id == runs[1].info.run_id
     assert (challenger.version, challenger.roc_auc, challenger.gate) == (2, 0.7234, None)
@@ -187,8 +210,141 @@ def test_registry_champion_challenger_and_versions(mlflow_server: str, tmp_path:
     assert dash.registry_error is None and dash.champion == champion
     assert registry_versions(mlflow_server, "never_registered") == (None, None, [])
 
+    # the index reads the same registry: no ledger here, so the age comes from airloop.promoted_at
+    (row,) = gather_index(
+        Lake(tmp_path.as_uri()), mlflow_server, now=PROMOTED_AT + timedelta(days=3, hours=1), models=[name]
+    ).rows
+    assert (row.champion, row.champion_source, row.champion_since, row.champion_age_days) == (
+        1,
+        "registry",
+        PROMOTED_AT,
+        3,
+    )
+    assert not row.registry_unreachable and row.registry_error is None
+
+
+PROMOTED_AT = datetime(2013, 2, 1, 12, tzinfo=UTC)
+T = TypeVar("T")
+
+
+def assert_lake_half(dash: Dashboard, world: World) -> None:
+    """Everything the lake holds is on the page, exactly as without a registry."""
+    offline = gather_dashboard(world.lake, MODEL, tracking_uri=None)
+    assert dash.registry_unreachable and dash.registry_error and "unreachable" in dash.registry_error
+    assert (dash.champion, dash.challenger, dash.versions) == (None, None, ())
+    assert replace(dash, registry_error=None, registry_unreachable=False) == replace(offline, registry_error=None)
+    assert [d.day for d in dash.drift] == [v.day for v in dash.volume] == SCORE_DAYS
+    assert len(dash.timeline) == len(LEDGER) and len(dash.realized) == 3 and len(dash.estimated) == len(SCORE_DAYS) - 1
+
+
+def timed(call: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
+    """``(result, seconds)``. MLflow's REST module is imported first: the API server imports it
+    once per process (about 1.7 s), and the bound is on waiting for the registry, per page."""
+    import mlflow.utils.rest_utils  # noqa: F401
+
+    start = time.perf_counter()
+    result = call(*args, **kwargs)
+    return result, time.perf_counter() - start
+
 
 def test_unreachable_registry_keeps_the_lake_half(dashboard_world: World) -> None:
-    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri="http://127.0.0.1:9")
-    assert dash.registry_error and "not readable" in dash.registry_error
-    assert len(dash.drift) == len(SCORE_DAYS)
+    # nothing listens on port 9: refused at once, no retry (MLflow's default client took ~4 minutes)
+    dash, seconds = timed(gather_dashboard, dashboard_world.lake, MODEL, tracking_uri="http://127.0.0.1:9")
+    assert seconds < 2.0, f"the page waited {seconds:.2f} s on a registry that is down"
+    assert "Connection refused" in (dash.registry_error or "")
+    assert_lake_half(dash, dashboard_world)
+
+
+def test_silent_registry_times_out_within_the_bound(dashboard_world: World, silent_port: int) -> None:
+    uri = f"http://127.0.0.1:{silent_port}"
+    environment = dict(os.environ)
+    dash, seconds = timed(gather_dashboard, dashboard_world.lake, MODEL, tracking_uri=uri)
+    assert REGISTRY_BUDGET_S - 0.1 < seconds < 2.0, seconds  # it waited for the budget, then gave up
+    assert "timed out" in (dash.registry_error or "")
+    assert_lake_half(dash, dashboard_world)
+    # the index: one budget for the whole page, not one per model
+    index, seconds = timed(gather_index, dashboard_world.lake, uri, models=[MODEL, "taxi", "fraud"])
+    assert seconds < 2.0, seconds
+    assert index.registry_error and "timed out" in index.registry_error
+    assert [(r.model, r.registry_unreachable, r.champion, r.champion_source) for r in index.rows] == [
+        (MODEL, True, 1, "ledger"),  # the ledger's last change: the rollback to v1
+        ("taxi", True, None, ""),
+        ("fraud", True, None, ""),
+    ]
+    assert dict(os.environ) == environment  # the reader passes retries and timeout per request
+
+
+def test_index_row_summarizes_the_model(dashboard_world: World, tmp_path: Path) -> None:
+    now = datetime(2013, 1, 12, 8, tzinfo=UTC)
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None, volume=False)
+    assert dash.volume == () and dash.drift  # the index reads no prediction footers
+    row = summarize(dash, [], now)
+    # champion: the ledger's rollback to v1 on 2013-01-10 08:00 (no registry configured)
+    rollback = LEDGER[-1][0]
+    assert (row.champion, row.champion_source, row.champion_since) == (1, "ledger", rollback)
+    assert row.champion_age_days == 2
+    # last verdict: the newest drift record
+    newest = dashboard_world.records[SCORE_DAYS[-1]]["verdict"]
+    assert row.verdict is not None and row.verdict.day == SCORE_DAYS[-1]
+    assert (row.verdict.verdict, row.verdict.trigger) == (newest["state"], newest.get("trigger"))
+    assert row.breaker == "closed" and not newest["circuit_open"]
+    # realized and estimated ROC AUC: the newest of each, and the series for the sparkline
+    labelled = [r["performance"] for r in dashboard_world.records.values() if r["performance"]]
+    assert row.latest_realized is not None and row.latest_realized.roc_auc == labelled[-1]["roc_auc"]
+    assert [p.roc_auc for p in row.realized] == [p["roc_auc"] for p in labelled]
+    estimate = dashboard_world.records[SCORE_DAYS[-1]]["estimated_performance"]
+    assert row.latest_estimated is not None and row.latest_estimated.auc == estimate["auc"]
+    assert not row.latest_estimated.valid and len(row.estimated) == len(SCORE_DAYS) - 1
+    assert (row.alerts, row.pending, row.error) == ((), (), None)
+
+
+def test_open_alerts_are_those_of_the_last_seven_days(tmp_path: Path) -> None:
+    lake = Lake(tmp_path.as_uri())
+    now = datetime(2013, 1, 12, 8, tzinfo=UTC)
+    written = {  # name -> days before now (None: no time in the record, the file's time counts)
+        "fresh": 1,
+        "edge": OPEN_ALERT_DAYS - 0.01,
+        "old": OPEN_ALERT_DAYS + 1,
+        "untimed": None,
+    }
+    for name, days in written.items():
+        record = {"model": MODEL, "dag_id": f"{MODEL}__score", "task_id": "score", "message": f"alert {name}"}
+        if days is not None:
+            record["time"] = (now - timedelta(days=days)).isoformat()
+        lake.write_bytes(lake.report_path(MODEL, "alerts", f"{name}.json"), json.dumps(record).encode())
+    lake.write_bytes(lake.report_path(MODEL, "alerts", "broken.json"), b"{not json")
+    alerts = alert_records(lake, MODEL)
+    assert [a.message for a in alerts] == ["alert untimed", "alert fresh", "alert edge", "alert old"]
+    assert alerts[0].time > now  # written today, in 2026: later than the test's "now"
+    assert alerts[1].time == now - timedelta(days=1) and alerts[1].task_id == "score"
+    empty = Dashboard(MODEL, None, None, (), (), (), (), (), (), (), 0.1, 0.25)
+    row = summarize(empty, alerts, now)
+    assert [a.message for a in row.alerts] == ["alert fresh", "alert edge"]
+    assert summarize(empty, alerts, datetime.now(UTC) + timedelta(minutes=1)).alerts[0].message == "alert untimed"
+    assert (row.champion, row.verdict, row.breaker, row.champion_age_days) == (None, None, "unknown", None)
+
+
+def test_pending_approval_and_breaker_state(dashboard_world: World) -> None:
+    def event(day: int, action: str, version: int) -> TimelineEvent:
+        when = datetime(2013, 1, day, 9, tzinfo=UTC)
+        return TimelineEvent(when, action, version, 1, f"{action} v{version}", None, None, None)
+
+    history = [event(11, "pending", 4), event(11, "pending", 5), event(12, "reject", 5), event(12, "pending", 6)]
+    assert [(p.version, p.since.day, p.summary) for p in pending_approvals(history)] == [
+        (4, 11, "pending v4"),
+        (6, 12, "pending v6"),
+    ]
+    assert [p.version for p in pending_approvals(history, champion=6)] == [4]
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None, volume=False)
+    row = summarize(replace(dash, timeline=(*dash.timeline, *history)), [], datetime(2013, 1, 13, tzinfo=UTC))
+    assert [p.version for p in row.pending] == [4, 6]
+
+    # breaker flags of the newest verdict, as the monitor writes them
+    record = json.loads(json.dumps(dashboard_world.records[SCORE_DAYS[-1]]))
+    reason = "data_drift circuit breaker open: the last 3 data_drift challengers were rejected by the gate"
+    record["verdict"].update(circuit_open=True, half_open=False, reasons=[reason, "PSI below warn"])
+    (opened,) = drift_days([record])
+    assert (opened.breaker, opened.breaker_reasons) == ("open", (reason,))
+    record["verdict"]["half_open"] = True
+    assert drift_days([record])[0].breaker == "half-open"
+    assert summarize(replace(dash, drift=(*dash.drift, opened)), [], datetime.now(UTC)).breaker == "open"

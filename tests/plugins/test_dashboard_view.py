@@ -6,13 +6,15 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airloop.dashboard_view import PREDICTION_ROW, dashboard_charts, index_html, model_html
-from include.dashboard import gather_dashboard
+from include.dashboard import AlertInfo, ModelIndex, TimelineEvent, gather_dashboard, gather_index, summarize
 from include.reports.format import fmt_auc, fmt_psi
 from tests.dashboard_world import (
     DRIFT_DAYS,
@@ -200,10 +202,81 @@ def test_figures_are_valid_plotly_and_user_strings_are_escaped(dashboard_world: 
     assert page_charts(page)["volume-chart"]["data"][0]["x"] == [d.isoformat() for d in SCORE_DAYS[-2:]]
 
 
-def test_index_links_every_model() -> None:
-    page = index_html(["flights", "taxi"])
+def index_row(page: str, model: str) -> list[str]:
+    """The cells of ``model``'s row on the index, the lines of a cell (its ``div``s) joined by newlines."""
+    return row_of(page.replace("<div", "\n<div"), "models", model)
+
+
+def test_index_row_per_model_with_its_figures(dashboard_world: World, tmp_path: Path) -> None:
+    now = datetime(2013, 1, 12, 8, tzinfo=UTC)
+    index = gather_index(dashboard_world.lake, None, now=now, models=[MODEL, "taxi"])
+    page = index_html(index)
+    assert "<script" not in page  # no plotly: the sparklines are inline SVG
     assert '<a href="models/flights">flights</a>' in page and '<a href="models/taxi">taxi</a>' in page
-    assert "<script" not in page  # no chart, no plotly
+    assert page.count('href="models/') == 2  # one link per row: the model's dashboard
+    row = index.rows[0]
+    newest = dashboard_world.records[SCORE_DAYS[-1]]
+    labelled = [r["performance"] for r in dashboard_world.records.values() if r["performance"]]
+    estimate = newest["estimated_performance"]
+    verdict = newest["verdict"]["state"] + (
+        f" on {newest['verdict']['trigger']}" if newest["verdict"]["trigger"] else ""
+    )
+    assert index_row(page, MODEL) == [
+        MODEL,
+        "v1 · 2 days\nsince 2013-01-10 (ledger)",  # the rollback to v1, two days before "now"
+        f"{verdict}\n{SCORE_DAYS[-1]}",
+        f"{fmt_auc(labelled[-1]['roc_auc'])}\n{labelled[-1]['label_day']}",
+        f"{fmt_auc(estimate['auc'])} not valid\n{SCORE_DAYS[-1]}",
+        "realized (solid) and estimated (dotted) ROC AUC, last 30 days",
+        "0",
+        "none",
+        "closed",
+    ]
+    # the sparkline: one point per realized and per estimated day, on one scale inside the box
+    svg = page[page.index('<svg class="spark"') : page.index("</svg>")]
+    points = {
+        name: [tuple(map(float, xy.split(","))) for xy in found.split()]
+        for name, found in re.findall(r'<polyline class="(\w+)" points="([^"]+)"', svg)
+    }
+    assert len(points["realized"]) == len(labelled) and len(points["estimated"]) == len(SCORE_DAYS) - 1
+    series = {"realized": [p.roc_auc for p in row.realized], "estimated": [p.auc for p in row.estimated]}
+    low, high = min(min(v) for v in series.values()), max(max(v) for v in series.values())
+    for name, values in series.items():  # the highest AUC at the top (y = 2), the lowest at the bottom (y = 26)
+        assert [y for _, y in points[name]] == pytest.approx(
+            [2 + 24 * (high - v) / (high - low) for v in values], abs=0.05
+        )
+    # days left to right across both: the first labelled day (01-05) to the last estimate (01-09)
+    assert (points["realized"][0][0], points["estimated"][-1][0]) == (2.0, 118.0)
+    assert row.realized[0].label_day == date_of("2013-01-05") and row.estimated[-1].day == SCORE_DAYS[-1]
+    assert index_row(page, "taxi")[1:3] == ["none", "not monitored yet"]
+    assert 'id="registry-unreachable"' not in page and "registry-cell" not in page
+
+
+def test_index_shows_alerts_pending_breaker_and_the_unreachable_registry(dashboard_world: World) -> None:
+    from dataclasses import replace
+
+    now = datetime(2013, 1, 12, 8, tzinfo=UTC)
+    dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None, volume=False)
+    opened = replace(dash.drift[-1], circuit_open=True, reasons=("data_drift circuit breaker open: 3 rejected",))
+    pending = TimelineEvent(
+        datetime(2013, 1, 11, 9, tzinfo=UTC), "pending", 4, 1, "waits <shadow> days", None, None, None
+    )
+    alerts = [AlertInfo(now - timedelta(hours=h), f"drift alert {h}", "flights__monitor", "monitor") for h in (2, 30)]
+    row = replace(
+        summarize(replace(dash, drift=(*dash.drift[:-1], opened), timeline=(*dash.timeline, pending)), alerts, now),
+        registry_unreachable=True,
+    )
+    page = index_html(ModelIndex(rows=(row,), now=now, registry_error="MLflow registry at http://x unreachable"))
+    cells = index_row(page, MODEL)
+    assert cells[1].endswith("registry unreachable") and cells[1].startswith("v1 · 2 days")
+    assert cells[6] == "2\nnewest 2013-01-12 06:00" and 'title="drift alert 2"' in page
+    assert cells[7] == "v4 since 2013-01-11" and 'title="waits &lt;shadow&gt; days"' in page
+    assert (
+        cells[8] == "open"
+        and 'class="breaker breaker-open" title="data_drift circuit breaker open: 3 rejected"' in page
+    )
+    banner = page[page.index('id="registry-unreachable"') :]
+    assert banner[: banner.index("</p>")].endswith("MLflow registry at http://x unreachable")
 
 
 def test_routes_require_an_airflow_user_and_serve_the_page(
@@ -228,6 +301,8 @@ def test_routes_require_an_airflow_user_and_serve_the_page(
     client = TestClient(app)
     index = client.get("/models")
     assert index.status_code == 200 and f'href="models/{MODEL}"' in index.text
+    assert index_row(index.text, MODEL)[1].startswith("v1 · ") and "(ledger)" in index_row(index.text, MODEL)[1]
+    assert 'id="registry-unreachable"' not in index.text  # no registry configured is not "unreachable"
     page = client.get(f"/models/{MODEL}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert set(page_charts(page.text)) >= {"psi-heatmap", "volume-chart"}
@@ -244,3 +319,32 @@ def date_of(text: str) -> Any:
     from datetime import date
 
     return date.fromisoformat(text)
+
+
+def test_routes_answer_within_two_seconds_when_mlflow_hangs(
+    dashboard_world: World, monkeypatch: pytest.MonkeyPatch, silent_port: int
+) -> None:
+    import mlflow.utils.rest_utils  # noqa: F401 (imported once per API server process, ~1.7 s)
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
+    from airloop.web import create_app
+
+    monkeypatch.setenv("AIRLOOP_LAKE_URI", dashboard_world.lake.uri)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": silent_port})
+    )
+    app = create_app()
+    app.dependency_overrides[get_user] = lambda: object()
+    client = TestClient(app)
+    pages = {}
+    for path, banner in ((f"/models/{MODEL}", 'id="registry-error"'), ("/models", 'id="registry-unreachable"')):
+        start = time.perf_counter()
+        page = client.get(path)
+        seconds = time.perf_counter() - start
+        assert page.status_code == 200 and seconds < 2.0, (path, seconds)
+        shown = page.text[page.text.index(banner) :]
+        assert shown.index("MLflow registry unreachable") < shown.index("</p>") and "timed out" in shown
+        pages[path] = page.text
+    assert set(page_charts(pages[f"/models/{MODEL}"])) >= {"psi-heatmap", "volume-chart"}  # the lake half
+    assert index_row(pages["/models"], MODEL)[1].endswith("registry unreachable")
