@@ -283,9 +283,10 @@ class RegistryReader:
                 params=params,
             )
         except MlflowException as exc:  # refused, timed out, or a server error
+            log.debug("MLflow request %s failed: %s", path, exc.message)
             self.error = (
-                f"MLflow registry at {self.tracking_uri} unreachable "
-                f"(no retries, {self.budget_s:g} s budget): {exc.message}"
+                f"MLflow registry at {self.tracking_uri} unreachable: {_why(exc, remaining)} "
+                f"(no retries, {self.budget_s:g} s budget for the page)"
             )
             raise RegistryUnreachable(self.error) from None
         try:
@@ -296,6 +297,25 @@ class RegistryReader:
             raise
         data: dict[str, Any] = response.json()
         return data
+
+
+def _why(exc: BaseException, timeout_s: float) -> str:
+    """A short reason for a failed request: MLflow wraps requests' error in a long message (the
+    exception it wraps is the cause or the context)."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    cause = exc.__cause__ or exc.__context__
+    # with retries off, urllib3's read timeout reaches requests as a ConnectionError's reason;
+    # a refused connection is a NewConnectionError, which urllib3 derives from its timeout error
+    reason = getattr(cause.args[0], "reason", None) if cause is not None and cause.args else None
+    timed_out = isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError)
+    if isinstance(cause, requests.exceptions.Timeout) or timed_out:
+        return f"no answer within {timeout_s:.1f} s (timed out)"
+    if isinstance(cause, requests.exceptions.ConnectionError):
+        return f"connection failed ({str(reason or cause).rsplit('): ', 1)[-1]})"
+    return str(getattr(exc, "message", exc))
 
 
 def registry_versions(

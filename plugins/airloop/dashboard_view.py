@@ -339,16 +339,18 @@ def index_html(index: ModelIndex) -> str:
     from include.dashboard import OPEN_ALERT_DAYS, SPARK_POINTS
     from include.reports.render import render
 
-    sparks = {
-        row.model: sparkline(
-            {
-                "realized": [(p.label_day, p.roc_auc) for p in row.realized],
-                "estimated": [(p.day, p.auc) for p in row.estimated],
-            },
-            *SPARK_SIZE,
-        )
-        for row in index.rows
-    }
+    sparks = {}
+    for row in index.rows:
+        lines = {
+            "realized": [(p.label_day, p.roc_auc) for p in row.realized],
+            "estimated": [(p.day, p.auc) for p in row.estimated],
+        }
+        values = [value for line in lines.values() for _, value in line if value is not None]
+        sparks[row.model] = {
+            "points": sparkline(lines, *SPARK_SIZE),
+            "low": min(values, default=None),
+            "high": max(values, default=None),
+        }
     return render(
         "index.html",
         title="airloop models",

@@ -221,13 +221,15 @@ def test_index_row_per_model_with_its_figures(dashboard_world: World, tmp_path: 
     verdict = newest["verdict"]["state"] + (
         f" on {newest['verdict']['trigger']}" if newest["verdict"]["trigger"] else ""
     )
+    low = min(*(p.roc_auc for p in row.realized), *(p.auc for p in row.estimated))
+    high = max(*(p.roc_auc for p in row.realized), *(p.auc for p in row.estimated))
     assert index_row(page, MODEL) == [
         MODEL,
         "v1 · 2 days\nsince 2013-01-10 (ledger)",  # the rollback to v1, two days before "now"
         f"{verdict}\n{SCORE_DAYS[-1]}",
         f"{fmt_auc(labelled[-1]['roc_auc'])}\n{labelled[-1]['label_day']}",
         f"{fmt_auc(estimate['auc'])} not valid\n{SCORE_DAYS[-1]}",
-        "realized (solid) and estimated (dotted) ROC AUC, last 30 days",
+        f"realized (solid) and estimated (dotted) ROC AUC, last 30 days: {fmt_auc(low)} to {fmt_auc(high)}",
         "0",
         "none",
         "closed",
@@ -240,7 +242,6 @@ def test_index_row_per_model_with_its_figures(dashboard_world: World, tmp_path: 
     }
     assert len(points["realized"]) == len(labelled) and len(points["estimated"]) == len(SCORE_DAYS) - 1
     series = {"realized": [p.roc_auc for p in row.realized], "estimated": [p.auc for p in row.estimated]}
-    low, high = min(min(v) for v in series.values()), max(max(v) for v in series.values())
     for name, values in series.items():  # the highest AUC at the top (y = 2), the lowest at the bottom (y = 26)
         assert [y for _, y in points[name]] == pytest.approx(
             [2 + 24 * (high - v) / (high - low) for v in values], abs=0.05
@@ -276,7 +277,9 @@ def test_index_shows_alerts_pending_breaker_and_the_unreachable_registry(dashboa
         and 'class="breaker breaker-open" title="data_drift circuit breaker open: 3 rejected"' in page
     )
     banner = page[page.index('id="registry-unreachable"') :]
-    assert banner[: banner.index("</p>")].endswith("MLflow registry at http://x unreachable")
+    assert banner[: banner.index("</p>")].endswith(
+        '<span class="detail">MLflow registry at http://x unreachable</span>'
+    )
 
 
 def test_routes_require_an_airflow_user_and_serve_the_page(
