@@ -1,7 +1,7 @@
 """What the airloop view in the Airflow UI shows for one model, gathered from where it lives.
 
 * **Registry** (MLflow): ``@champion`` and ``@challenger`` with their runs' key metrics, and every
-  version with its gate outcome (version tags).
+  version with its gate outcome and promotion time (version tags).
 * **Ledger** (``reports/<model>/ledger/``): the gate decisions, approvals and rollbacks, in order.
 * **Drift records** (``reports/<model>/drift/ds=<date>.json``, one per monitored day, written by
   :func:`include.monitoring.monitor.monitor_day`): PSI per feature and of the predictions, the
@@ -14,6 +14,16 @@
 * **Predictions** (``predictions/<model>/ds=<date>/data.parquet``): rows in, scored and rejected,
   read from the file's ``airloop.*`` footer metadata (sharded and unsharded runs write the same
   keys), so no data is read.
+
+* **Alert records** (``reports/<model>/alerts/*.json``, written by the alert notifier): the index
+  counts those of the last :data:`OPEN_ALERT_DAYS` days.
+
+The registry is read over MLflow's REST API by :class:`RegistryReader`: no retries, and one time
+budget (:data:`REGISTRY_BUDGET_S`) for all the requests of a page, so a registry that refuses or
+never answers costs the page at most that budget and the lake's half is shown with a "registry
+unreachable" banner; nothing is set in ``os.environ``. The index page (:func:`gather_index`)
+summarizes each model's :class:`Dashboard` into a :class:`ModelSummary` row (:func:`summarize`),
+so the index and the model page read the same files through the same functions.
 
 Everything is plain data (frozen dataclasses) so the HTML is a pure function of it and tests can
 assert the exact numbers. Nothing here imports Airflow; heavy imports stay inside functions.

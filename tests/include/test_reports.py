@@ -99,3 +99,19 @@ def test_replay_charts_are_valid_plotly_figures() -> None:
     assert daily["y"] == [0.801, 0.802, 0.803, 0.804, 0.805] and week["y"][1] == pytest.approx(0.8015)
     assert retrains["x"] == ["2024-01-03"] and retrains["marker"]["symbol"] == ["triangle-up-open"]
     assert charts["compute"]["data"][0]["y"] == [2.5] and charts["monthly-auc"]["data"][0]["y"] == [0.803]
+
+
+def test_sparkline_points_share_one_scale() -> None:
+    from datetime import date
+
+    from include.reports.charts import sparkline
+
+    day = [date(2024, 1, d) for d in (1, 2, 3, 5)]
+    lines = sparkline(
+        {"a": [(day[0], 0.6), (day[1], None), (day[3], 0.8)], "b": [(day[2], 0.7)], "none": []}, width=100, height=20
+    )
+    # x: 2024-01-01 at the left pad, 2024-01-05 at the right; y: 0.8 at the top pad, 0.6 at the bottom
+    assert lines == {"a": "2.0,18.0 98.0,2.0", "b": "50.0,10.0", "none": ""}
+    assert sparkline({"flat": [(day[0], 0.7), (day[1], 0.7)]}, width=100, height=20) == {"flat": "2.0,10.0 98.0,10.0"}
+    assert sparkline({"one": [(day[0], 0.7)]}, width=100, height=20) == {"one": "50.0,10.0"}
+    assert sparkline({"empty": [(day[0], None)]}) == {"empty": ""}

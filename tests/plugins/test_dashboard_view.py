@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from airloop.dashboard_view import PREDICTION_ROW, dashboard_charts, index_html, model_html
-from include.dashboard import AlertInfo, ModelIndex, TimelineEvent, gather_dashboard, gather_index, summarize
+from include.dashboard import (
+    AlertInfo,
+    ModelIndex,
+    ModelSummary,
+    TimelineEvent,
+    gather_dashboard,
+    gather_index,
+    summarize,
+)
 from include.reports.format import fmt_auc, fmt_psi
 from tests.dashboard_world import (
     DRIFT_DAYS,
@@ -276,6 +284,8 @@ def test_index_shows_alerts_pending_breaker_and_the_unreachable_registry(dashboa
         cells[8] == "open"
         and 'class="breaker breaker-open" title="data_drift circuit breaker open: 3 rejected"' in page
     )
+    broken = index_html(ModelIndex(rows=(ModelSummary(model="<img src=x>", error="LakeError: <bad>"),), now=now))
+    assert "<img src=x>" not in broken and index_row(broken, "<img src=x>")[1] == "records unreadable: LakeError: <bad>"
     banner = page[page.index('id="registry-unreachable"') :]
     assert banner[: banner.index("</p>")].endswith(
         '<span class="detail">MLflow registry at http://x unreachable</span>'
