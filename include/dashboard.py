@@ -655,6 +655,7 @@ class AlertInfo:
     message: str
     dag_id: str | None = None
     task_id: str | None = None
+    kind: str | None = None  # the alert's kind when the record names one (``kind``)
 
 
 @dataclass(frozen=True)
@@ -733,6 +734,7 @@ def alert_records(lake: Lake, model: str) -> list[AlertInfo]:
                 message=str(record.get("message") or ""),
                 dag_id=record.get("dag_id"),
                 task_id=record.get("task_id"),
+                kind=record.get("kind"),
             )
         )
     return sorted(alerts, key=lambda a: a.time, reverse=True)

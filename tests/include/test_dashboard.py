@@ -311,12 +311,14 @@ def test_open_alerts_are_those_of_the_last_seven_days(tmp_path: Path) -> None:
         record = {"model": MODEL, "dag_id": f"{MODEL}__score", "task_id": "score", "message": f"alert {name}"}
         if days is not None:
             record["time"] = (now - timedelta(days=days)).isoformat()
+            record["kind"] = "drift_warn"
         lake.write_bytes(lake.report_path(MODEL, "alerts", f"{name}.json"), json.dumps(record).encode())
     lake.write_bytes(lake.report_path(MODEL, "alerts", "broken.json"), b"{not json")
     alerts = alert_records(lake, MODEL)
     assert [a.message for a in alerts] == ["alert untimed", "alert fresh", "alert edge", "alert old"]
     assert alerts[0].time > now  # written today, in 2026: later than the test's "now"
     assert alerts[1].time == now - timedelta(days=1) and alerts[1].task_id == "score"
+    assert (alerts[0].kind, alerts[1].kind) == (None, "drift_warn")
     empty = Dashboard(MODEL, None, None, (), (), (), (), (), (), (), 0.1, 0.25)
     row = summarize(empty, alerts, now)
     assert [a.message for a in row.alerts] == ["alert fresh", "alert edge"]

@@ -270,7 +270,10 @@ def test_index_shows_alerts_pending_breaker_and_the_unreachable_registry(dashboa
     pending = TimelineEvent(
         datetime(2013, 1, 11, 9, tzinfo=UTC), "pending", 4, 1, "waits <shadow> days", None, None, None
     )
-    alerts = [AlertInfo(now - timedelta(hours=h), f"drift alert {h}", "flights__monitor", "monitor") for h in (2, 30)]
+    alerts = [
+        AlertInfo(now - timedelta(hours=h), f"drift alert {h}", "flights__monitor", "monitor", "drift_warn")
+        for h in (2, 30)
+    ]
     row = replace(
         summarize(replace(dash, drift=(*dash.drift[:-1], opened), timeline=(*dash.timeline, pending)), alerts, now),
         registry_unreachable=True,
@@ -278,7 +281,7 @@ def test_index_shows_alerts_pending_breaker_and_the_unreachable_registry(dashboa
     page = index_html(ModelIndex(rows=(row,), now=now, registry_error="MLflow registry at http://x unreachable"))
     cells = index_row(page, MODEL)
     assert cells[1].endswith("registry unreachable") and cells[1].startswith("v1 · 2 days")
-    assert cells[6] == "2\nnewest 2013-01-12 06:00" and 'title="drift alert 2"' in page
+    assert cells[6] == "2\nnewest 2013-01-12 06:00" and 'title="drift_warn: drift alert 2"' in page
     assert cells[7] == "v4 since 2013-01-11" and 'title="waits &lt;shadow&gt; days"' in page
     assert (
         cells[8] == "open"
