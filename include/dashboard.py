@@ -339,6 +339,8 @@ def registry_versions(
     registration copied onto them. A model that was never registered gives ``(None, None, [])``.
     Raises :class:`RegistryUnreachable` when the registry does not answer in time.
     """
+    from mlflow.exceptions import RestException
+
     reader = RegistryReader(registry) if isinstance(registry, str) else registry
     found = reader.get("registered-models/get", name=model)
     if found is None:
@@ -355,9 +357,14 @@ def registry_versions(
         run_id = mv.get("run_id") or None
         experiment_id = None
         if number in by_version and run_id:
-            run = reader.get("runs/get", run_id=run_id)
-            if run is None:  # a deleted run must not take the page down
-                log.warning("%s v%s: run %s not found", model, number, run_id)
+            try:  # a deleted run, or one not readable, must not take the page down
+                run = reader.get("runs/get", run_id=run_id)
+            except RestException as exc:
+                run, why = None, str(exc)
+            else:
+                why = "not found"
+            if run is None:
+                log.warning("%s v%s: run %s %s: metrics from the version's tags", model, number, run_id, why)
             else:
                 experiment_id = run["run"]["info"].get("experiment_id")
                 for metric in run["run"].get("data", {}).get("metrics") or ():
