@@ -89,7 +89,22 @@ class PromotionApprovalOperator(HITLOperator):
                 *lines,
             ]
         )
+        _approval_alert(self, context, report)
         return super().execute(context)
+
+
+def _approval_alert(operator: PromotionApprovalOperator, context: Context, report: dict[str, Any]) -> None:
+    """The ``approval_needed`` alert, linking to the task's *Required actions* page (the task's
+    page when ``api.base_url`` is not set)."""
+    from airloop.notifiers.alerts import deliver
+    from include.alerts import approval_needed
+
+    ti = context.get("ti") or context.get("task_instance")
+    try:
+        link: str | None = operator.generate_link_to_ui(task_instance=ti)  # type: ignore[arg-type]
+    except (ValueError, AttributeError):
+        link = None
+    deliver(approval_needed(operator.model, report, link), context)
 
 
 class PromoteModelOperator(AirloopBaseOperator):
@@ -119,6 +134,7 @@ class PromoteModelOperator(AirloopBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airloop.context import ledger_fields
+        from include import alerts
         from include.steps import PromoteParams
 
         report, approval = self.report, self.approval
@@ -129,11 +145,12 @@ class PromoteModelOperator(AirloopBaseOperator):
             spec=self.model, report_uri=report["report_json_uri"], approval=approval, **ledger_fields(context)
         )
         outcome = self.run_step(context, params)
+        self.link_report("model_card", outcome.get("model_card"))
+        self.alert(context, alerts.gate(self.model, report, outcome))
         if not outcome["promoted"]:
             raise AirflowSkipException(
                 f"{self.model}: not promoted ({outcome['action']}): {report['decision']['summary']}"
             )
-        self.link_report("model_card", outcome.get("model_card"))
         self.emit(
             context,
             version=outcome["version"],
@@ -158,9 +175,11 @@ class RollbackOperator(AirloopBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airloop.context import ledger_fields
+        from include.alerts import rollback
 
         params = self.step_params(reason=str(self.reason or ""), **ledger_fields(context))
         outcome = self.run_step(context, params)
+        self.alert(context, rollback(self.model, outcome))
         self.emit(
             context,
             version=outcome["version"],
