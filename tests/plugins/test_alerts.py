@@ -331,3 +331,31 @@ def test_a_failing_channel_is_recorded_masked_and_the_others_still_get_it(
     masked, own = logs
     assert any("not sent to alerts_slack" in line for line in own)
     _assert_no_secret(*masked, *own)
+
+
+def test_approval_needed_links_to_the_required_action(
+    channels: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval operator's HITL notifier, called as HITL calls it once the request is written."""
+    from airloop.notifiers.alerts import ApprovalNeededNotifier
+    from airloop.operators.promote import PromotionApprovalOperator
+    from include.registry.gate import Check, GateDecision
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080")
+    checks = [Check("min_roc_auc", 0.6, 0.71, True, "0.71 >= 0.6"), Check("max_regression", 0.01, -0.02, True, "")]
+    decision = GateDecision("g-1", True, True, "enabled", False, True, checks, "PROMOTE: 2/2 checks passed",
+                            {"challenger_roc_auc": 0.71, "champion_roc_auc": 0.69, "gain": 0.02})  # fmt: skip
+    report = {"challenger_version": 7, "champion_version": 5, "evaluation_days": ["2013-03-01", "2013-03-07"],
+              "evaluation_rows": 5400, "decision": decision.to_dict()}  # fmt: skip
+    op = PromotionApprovalOperator(task_id="approve", model="flights", report=report)
+    (notifier,) = [n for n in op.notifiers if isinstance(n, ApprovalNeededNotifier)]
+    ti = SimpleNamespace(dag_id="flights__promote", run_id="asset_triggered__1", task_id="approve", map_index=-1)
+    notifier({"task": op, "ti": ti, "task_instance": ti, "run_id": "asset_triggered__1"})
+    slack = next(r["body"]["text"] for r in channels["received"] if r["path"] == f"/{SLACK_TOKEN}")
+    assert "[airloop] flights: Approval needed 2013-03-07" in slack
+    assert "challenger v7 passed the gate and waits for approval" in slack
+    assert "gain: 0.02" in slack and "champion_roc_auc: 0.69" in slack
+    link = "http://airflow.example:8080/dags/flights__promote/runs/asset_triggered__1/tasks/approve/required_actions"
+    assert f"Link: {link}?map_index=-1" in slack
+    assert "#approval-needed" in slack
+    assert len(channels["received"]) == 1 and channels["mailbox"].messages == []  # the others do not subscribe

@@ -16,7 +16,8 @@ event, through :meth:`airloop.execution.AirloopBaseOperator.alert`) and the Airf
 
 :class:`AlertNotifier` is the DAGs' ``on_failure_callback``: a task that failed after its
 retries (or a failed run) becomes a ``task_failure`` alert, unless the exception says the
-operator alerted already (a contract violation: ``alerted = True``).
+operator alerted already (a contract violation: ``alerted = True``). :class:`ApprovalNeededNotifier`
+is the promotion approval's HITL notifier.
 """
 
 from __future__ import annotations
@@ -164,6 +165,30 @@ def failure_record(model: str, message: str, context: Any) -> dict[str, Any]:
         "logical_date": str(context.get("logical_date") or ""),
         "message": message + (f": {exception}" if exception else ""),
     }
+
+
+class ApprovalNeededNotifier(BaseNotifier):
+    """A notifier of :class:`~airloop.operators.promote.PromotionApprovalOperator` (HITL calls
+    its ``notifiers`` once the request is in *Required actions*): the ``approval_needed`` alert
+    with the gate report's figures (the task's ``report``), linking to the request (the task's
+    page when ``api.base_url`` is not set)."""
+
+    template_fields = ()
+
+    def __init__(self, model: str) -> None:
+        super().__init__()
+        self.model = model
+
+    def notify(self, context: Any) -> None:
+        from include.alerts import approval_needed
+
+        task = context["task"]
+        ti = context.get("ti") or context.get("task_instance")
+        try:
+            link: str | None = task.generate_link_to_ui(task_instance=ti)
+        except (ValueError, AttributeError):
+            link = None
+        deliver(approval_needed(self.model, task.report, link), context)
 
 
 class AlertNotifier(BaseNotifier):

@@ -42,7 +42,9 @@ class EvaluateChallengerOperator(AirloopBaseOperator):
 class PromotionApprovalOperator(HITLOperator):
     """A human approves or rejects a challenger the gate passed (Airflow's HITL, 3.1+).
 
-    Skipped when the gate rejected the challenger (nothing to approve). Unlike
+    Skipped when the gate rejected the challenger (nothing to approve). Once the request is
+    written, :class:`~airloop.notifiers.alerts.ApprovalNeededNotifier` sends the
+    ``approval_needed`` alert with the gate's figures and a link to the request. Unlike
     ``ApprovalOperator`` it does not skip downstream on *Reject*: the promotion task records
     who rejected and why in the ledger and on the version.
 
@@ -55,9 +57,13 @@ class PromotionApprovalOperator(HITLOperator):
         from airflow.sdk import Param
 
         kwargs.setdefault("subject", f"Promote the {model} challenger to champion?")
+        from airloop.notifiers.alerts import ApprovalNeededNotifier
+
         # Airflow hands the DAG's Params (the gate's run mode) to every task as ``params``; the
         # approval form asks for the comment only.
         kwargs.pop("params", None)
+        # HITL calls its notifiers once the request is in *Required actions*: the approval_needed alert
+        kwargs["notifiers"] = [*kwargs.get("notifiers", []), ApprovalNeededNotifier(model=model)]
         super().__init__(
             options=["Approve", "Reject"],
             params={"comment": Param("", type="string", title="Comment", description="Why (recorded in the ledger)")},
@@ -89,22 +95,7 @@ class PromotionApprovalOperator(HITLOperator):
                 *lines,
             ]
         )
-        _approval_alert(self, context, report)
         return super().execute(context)
-
-
-def _approval_alert(operator: PromotionApprovalOperator, context: Context, report: dict[str, Any]) -> None:
-    """The ``approval_needed`` alert, linking to the task's *Required actions* page (the task's
-    page when ``api.base_url`` is not set)."""
-    from airloop.notifiers.alerts import deliver
-    from include.alerts import approval_needed
-
-    ti = context.get("ti") or context.get("task_instance")
-    try:
-        link: str | None = operator.generate_link_to_ui(task_instance=ti)  # type: ignore[arg-type]
-    except (ValueError, AttributeError):
-        link = None
-    deliver(approval_needed(operator.model, report, link), context)
 
 
 class PromoteModelOperator(AirloopBaseOperator):
