@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from include.spec import AlertChannelSpec
 
 Message = Mapping[str, Any]  # subject, text, payload
+SEND_TIMEOUT = 10  # seconds a Slack or webhook send may take (SMTP: the connection's ``timeout``)
 Sender = Callable[["AlertChannelSpec", Message], None]
 
 
@@ -66,7 +67,7 @@ def send_slack(channel: AlertChannelSpec, message: Message) -> None:
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
     mask_connection_secrets(channel.conn_id)
-    SlackWebhookNotifier(slack_webhook_conn_id=channel.conn_id, text=message["text"]).notify({})
+    SlackWebhookNotifier(slack_webhook_conn_id=channel.conn_id, text=message["text"], timeout=SEND_TIMEOUT).notify({})
 
 
 def send_webhook(channel: AlertChannelSpec, message: Message) -> None:
@@ -78,7 +79,7 @@ def send_webhook(channel: AlertChannelSpec, message: Message) -> None:
         endpoint=channel.endpoint or None,
         data=json.dumps(message["payload"]),
         headers={"Content-Type": "application/json"},
-        extra_options={"timeout": 10},
+        extra_options={"timeout": SEND_TIMEOUT},
     )
 
 
