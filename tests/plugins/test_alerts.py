@@ -359,3 +359,53 @@ def test_approval_needed_links_to_the_required_action(
     assert f"Link: {link}?map_index=-1" in slack
     assert "#approval-needed" in slack
     assert len(channels["received"]) == 1 and channels["mailbox"].messages == []  # the others do not subscribe
+
+
+def test_each_operator_that_knows_an_event_records_its_alert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring, with each step's result given (no channel: the shipped flights spec): the
+    monitor, promote and rollback operators call the base operator's ``alert`` with their event."""
+    from airflow.sdk.exceptions import AirflowSkipException
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from airloop.execution import AirloopBaseOperator
+    from airloop.operators.monitor import MonitorDriftOperator
+    from airloop.operators.promote import PromoteModelOperator, RollbackOperator
+
+    lake = Lake((tmp_path / "lake").as_uri())
+    results: dict[str, Any] = {
+        "monitor": {**_summary("2013-03-05"), "report_uri": f"{lake.uri}/reports/flights/drift/ds=2013-03-05.html"},
+        "promote": {"promoted": False, "action": "reject", "version": 7, "champion": 5},
+        "rollback": {"version": 3, "previous_version": 5, "reason": "v5 misses the weather join"},
+    }
+    monkeypatch.setattr(AirloopBaseOperator, "run_step", lambda self, context, params: results[self.step])
+    monkeypatch.setattr(AirloopBaseOperator, "step_params", lambda self, **values: None)
+    report = {"decision": {"summary": "REJECT: 2/3 checks passed", "promote": False, "decision_id": "g", "checks": [
+        {"name": "max_regression", "threshold": 0.01, "observed": 0.03, "passed": False, "detail": "0.03 > 0.01"}]},
+        "report_json_uri": f"{lake.uri}/reports/flights/gate/g.json", "evaluation_days": ["2013-03-05"],
+        "report_html_uri": f"{lake.uri}/reports/flights/gate/g.html"}  # fmt: skip
+    common = {"model": "flights", "lake_uri": lake.uri}
+    run = SimpleNamespace(run_after=NOW)
+    MonitorDriftOperator(task_id="monitor", ds="2013-03-05", **common).on_partition(
+        _context("flights__monitor", "m", "monitor")  # type: ignore[arg-type]
+    )
+    with pytest.raises(AirflowSkipException):
+        PromoteModelOperator(task_id="promote", report=report, **common).execute(
+            _context("flights__promote", "p", "promote", dag_run=run)  # type: ignore[arg-type]
+        )
+    RollbackOperator(task_id="rollback", reason="v5 misses the weather join", **common).execute(
+        _context("flights__rollback", "r", "rollback", dag_run=run, outlet_events=OutletEventAccessors())  # type: ignore[arg-type]
+    )
+    folder = lake.path("reports", "flights", "alerts")
+    records = {json.loads(lake.read_bytes(p))["kind"]: json.loads(lake.read_bytes(p)) for p in lake.list_files(folder)}
+    assert sorted(records) == ["drift_retrain", "gate_reject", "rollback"]
+    assert records["drift_retrain"]["link"].endswith("/airloop/reports/flights/drift/ds=2013-03-05.html")
+    assert records["gate_reject"]["figures"]["failed_checks"] == {
+        "max_regression": {"observed": 0.03, "threshold": 0.01}
+    }
+    assert records["gate_reject"]["link"].endswith("/airloop/reports/flights/gate/g.html")
+    assert records["rollback"]["figures"] == {
+        "version": 3,
+        "previous_version": 5,
+        "reason": "v5 misses the weather join",
+    }
+    assert all(r["channels"] == [] for r in records.values())  # no channel: log and lake only
