@@ -34,6 +34,26 @@ GateAction = Literal["promote", "reject", "dry_run", "pending", "rollback", "app
 """What a gate, a rollback or a human reset of the breaker did, as the ledger records it."""
 GATE_ACTIONS: tuple[GateAction, ...] = get_args(GateAction)
 
+AlertKind = Literal[
+    "contract_failure",
+    "anomalous_partition",
+    "drift_warn",
+    "drift_retrain",
+    "performance_breach",
+    "gate_reject",
+    "promotion",
+    "approval_needed",
+    "breaker_open",
+    "breaker_half_open",
+    "breaker_reset",
+    "rollback",
+    "task_failure",
+]
+"""What an alert is about (``include.alerts``); each has its section in docs/operations.md, whose
+anchor is the kind with ``-`` for ``_`` (``#drift-retrain``), and the spec's ``alerts.channels``
+subscribe to them by these names."""
+ALERT_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
+
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from include.names import RANDOM_AUC, Estimator, GateMode
+from include.names import ALERT_KINDS, RANDOM_AUC, AlertKind, Estimator, GateMode
 
 DEFAULT_SPECS_DIR = Path(__file__).parent / "specs"
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
@@ -320,6 +320,62 @@ class DriftSpec(_Strict):
         return self
 
 
+CONN_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,250}$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+
+
+class AlertChannelSpec(_Strict):
+    """One place alerts go, besides the log and the lake record (always on).
+
+    ``conn_id`` names an Airflow connection that holds the address and the secret (an SMTP login
+    and password, a Slack incoming-webhook token, a webhook's auth header): a spec holds no
+    secret. ``kind`` says how to send: ``smtp`` (e-mail to ``to``), ``slack`` (an incoming
+    webhook), ``webhook`` (a JSON POST to the connection's host and ``endpoint``). ``events``:
+    the alert kinds this channel gets (default: all of them).
+    """
+
+    conn_id: Annotated[str, Field(pattern=CONN_ID_PATTERN)]
+    kind: Literal["smtp", "slack", "webhook"]
+    events: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS), min_length=1)
+    to: list[Annotated[str, Field(pattern=EMAIL_PATTERN)]] = Field(default_factory=list)
+    from_email: Annotated[str, Field(pattern=EMAIL_PATTERN)] | None = None
+    endpoint: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertChannelSpec:
+        if self.kind == "smtp" and not self.to:
+            raise ValueError(f"'to' (one or more addresses) on the smtp channel {self.conn_id!r}")
+        if self.kind != "smtp" and (self.to or self.from_email):
+            raise ValueError(f"no 'to' or 'from_email' on the {self.kind} channel {self.conn_id!r} (smtp only)")
+        if self.kind != "webhook" and self.endpoint:
+            raise ValueError(f"no 'endpoint' on the {self.kind} channel {self.conn_id!r} (webhook only)")
+        return self
+
+    def wants(self, kind: str) -> bool:
+        return kind in self.events
+
+
+class AlertsSpec(_Strict):
+    """Where alerts go (default: nowhere but the log and the lake) and where the runbook is.
+
+    ``runbook_url``: the operations runbook the messages link to, each at its kind's section
+    (``<runbook_url>#<kind with - for _>``); point it at where the team reads the docs.
+    """
+
+    runbook_url: str = "docs/operations.md"
+    channels: list[AlertChannelSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertsSpec:
+        seen = [(c.conn_id, c.kind) for c in self.channels]
+        dupes = sorted({f"{conn} ({kind})" for conn, kind in seen if seen.count((conn, kind)) > 1})
+        if dupes:
+            raise ValueError(f"each channel once, but these are listed twice: {dupes}")
+        if "#" in self.runbook_url:
+            raise ValueError("a runbook_url without '#' (each message adds its kind's anchor)")
+        return self
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
     description: str = ""
@@ -330,6 +386,7 @@ class ModelSpec(_Strict):
     gate: GateSpec = Field(default_factory=GateSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
 
     @model_validator(mode="after")
     def _check_cross_sections(self) -> ModelSpec:
@@ -347,8 +404,9 @@ class ModelSpec(_Strict):
     path: Path | None = Field(default=None, exclude=True)
 
     def spec_hash(self) -> str:
-        """A short stable digest of the spec's content (for lineage tags)."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short stable digest of the spec's content (for lineage tags). ``alerts`` is left out:
+        where alerts go changes nothing the model learns or scores, and hashes stay comparable."""
+        payload = json.dumps(self.model_dump(mode="json", exclude={"alerts"}), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def source_path(self) -> Path:

@@ -5,8 +5,8 @@ parameters object from its arguments and the run context, and calls :meth:`Airlo
 which runs the step in the worker (``local``: :func:`include.steps.run`) or in the project image
 (``docker``: :func:`include.steps.step_command`, i.e. ``airloop step <name> --params <json>``)
 and returns the step's JSON result, from which the operator sets asset events, links and
-alerts exactly as in local mode. The base also owns ``model``, the lake and MLflow connection
-ids and their hooks (``lake_hook``, ``mlflow_hook``).
+alerts (:meth:`AirloopBaseOperator.alert`) exactly as in local mode. The base also owns
+``model``, the lake and MLflow connection ids and their hooks (``lake_hook``, ``mlflow_hook``).
 
 Docker mode runs the command through the Docker provider's ``DockerOperator`` (imported only
 when a docker step runs: parse time). What the container gets:
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from airloop.assets import AssetKind
     from airloop.hooks.lake import LakeHook
     from airloop.hooks.mlflow_hook import MlflowHook
+    from include.alerts import Alert
     from include.steps import StepParams
 
 EXECUTION_MODES = ("local", "docker")
@@ -175,6 +176,17 @@ class AirloopBaseOperator(BaseOperator):
 
         assert self.emits is not None, f"{type(self).__name__} declares no asset it emits"
         context["outlet_events"][model_asset(self.model, self.emits)].extra = extra
+
+    def alert(self, context: Context, *alerts: Alert | None) -> None:
+        """Deliver each alert (``None``: nothing happened worth one) through
+        :func:`airloop.notifiers.alerts.deliver`: logged, recorded in this operator's lake and sent
+        to the spec's channels, rate-limited; the link defaults to the first report linked."""
+        from airloop.notifiers.alerts import deliver
+
+        link = next(iter(self.report_links.values()), None)
+        for alert in alerts:
+            if alert is not None:
+                deliver(alert.with_context(link=link), context, lake=self.lake_hook.lake)
 
     def link_report(self, key: str, uri: str | None) -> None:
         """Record a link (see :mod:`airloop.links`) to a report the step wrote in the lake."""

@@ -37,6 +37,9 @@ def test_stack_imports_together() -> None:
         "airflow.providers.standard",
         "airflow.providers.celery",
         "airflow.providers.postgres",
+        "airflow.providers.slack.notifications.slack_webhook",  # alert channels (airloop.notifiers)
+        "airflow.providers.smtp.notifications.smtp",
+        "airflow.providers.http.hooks.http",
     ]
     loaded = {name: importlib.import_module(name) for name in modules}
     assert set(loaded) == set(modules)

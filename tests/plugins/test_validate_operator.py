@@ -68,7 +68,6 @@ def test_valid_day_is_published_with_event_and_links(lake: Lake) -> None:
 def test_anomalous_day_is_published_marked_and_alerted(lake: Lake) -> None:
     import json
 
-    from include.lake import default_lake_uri
     from include.quality.anomaly import anomalous_partitions
 
     land_day(get_spec("flights"), lake, DS)
@@ -77,16 +76,22 @@ def test_anomalous_day_is_published_marked_and_alerted(lake: Lake) -> None:
     lake.write_partition(Zone.LANDING, "flights", DS, without_jfk)
     ctx = _context(run_id="manual__anomalous")
     ctx["ti"] = SimpleNamespace(try_number=1, dag_id="flights__validate", run_id="manual__anomalous", task_id="mix")
-    alerts = Lake(default_lake_uri())  # where the alert notifier writes
-    alert = alerts.report_path("flights", "alerts", "flights__validate__manual__anomalous__mix.json")
-    assert not alerts.exists(alert)
+    alert = lake.report_path("flights", "alerts", "flights__validate__manual__anomalous__mix__anomalous_partition.json")
+    assert not lake.exists(alert)
     summary = _operator(lake).execute(ctx)  # type: ignore[arg-type]
     assert summary["passed"] is True and summary["anomalous"] is True
     assert summary["mix_findings"][0]["category"] == "JFK" and summary["mix_findings"][0]["share"] == 0.0
     assert lake.read_table(Zone.VALIDATED, "flights", DS).num_rows == without_jfk.num_rows  # scored as usual
     assert anomalous_partitions(lake, "flights") == {DS}
-    message = json.loads(alerts.read_bytes(alert))["message"]
-    assert message.startswith("flights 2013-01-09: PASS") and "origin=JFK share 0.000 below" in message
+    record = json.loads(lake.read_bytes(alert))  # in the operator's lake
+    assert record["kind"] == "anomalous_partition" and record["partition"] == "2013-01-09"
+    assert (
+        record["message"].startswith("flights 2013-01-09: PASS") and "origin=JFK share 0.000 below" in record["message"]
+    )
+    assert (
+        record["figures"]["mix_findings"][0]["category"] == "JFK" and record["figures"]["mix_findings"][0]["share"] == 0
+    )
+    assert record["runbook"] == "docs/operations.md#anomalous-partition" and record["channels"] == []
 
 
 def test_bad_day_is_quarantined_with_report_and_fails_without_retry(lake: Lake) -> None:
@@ -106,6 +111,9 @@ def test_bad_day_is_quarantined_with_report_and_fails_without_retry(lake: Lake) 
         "data.parquet" in names and any(n.endswith(".html") for n in names) and any(n.endswith(".json") for n in names)
     )
     assert lake.parquet_file(f"{folder}/data.parquet").metadata.num_rows == rows  # nothing lost
+    assert err.value.alerted  # the failure callback sends no second alert
+    names = [p.rsplit("/", 1)[-1] for p in lake.list_files(lake.path("reports", "flights", "alerts"))]
+    assert names == ["na__scheduled__2013-01-09T00_00_00_00_00__na__contract_failure.json"]
 
 
 def test_rerun_after_fix_passes_and_keeps_the_quarantine(lake: Lake) -> None:

@@ -29,6 +29,9 @@ class BreakerResetOperator(AirloopBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airloop.context import ledger_fields
+        from include.alerts import breaker_reset
 
         params = self.step_params(by=str(self.by or ""), reason=str(self.reason or ""), **ledger_fields(context))
-        return self.run_step(context, params)
+        result = self.run_step(context, params)
+        self.alert(context, breaker_reset(self.model, result))
+        return result

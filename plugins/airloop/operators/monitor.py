@@ -17,8 +17,8 @@ class MonitorDriftOperator(PartitionWaitOperator):
     """Measure the day's drift against the champion's reference and decide (ok/warn/retrain/...).
 
     Waits (deferrable) for the day's predictions. Always writes the day's drift record; alerts
-    through :class:`~airloop.notifiers.alerts.AlertNotifier` on ``warn``, ``retrain`` and an
-    open circuit breaker. Returns the record's summary (verdict included) for ``signal_retrain``.
+    (:func:`include.alerts.drift`) on ``warn``, ``retrain``, a performance breach and an open or
+    half-open circuit breaker. Returns the record's summary (verdict included) for ``signal_retrain``.
     The step ``monitor``; the wait (:class:`~airloop.operators.base.PartitionWaitOperator`) and
     the alert stay in the worker (:class:`~airloop.execution.AirloopBaseOperator`).
     """
@@ -30,23 +30,11 @@ class MonitorDriftOperator(PartitionWaitOperator):
     wait_hint = "did {model}__score run for that day? Clear this task once it did"
 
     def on_partition(self, context: Context) -> dict[str, Any]:
-        from airloop.notifiers.alerts import AlertNotifier
+        from include.alerts import drift
 
         summary = self.run_step(context, self.step_params())
         self.link_report("drift_report", summary["report_uri"])
-        verdict = summary["verdict"]
-        if verdict["state"] in ("warn", "retrain") or verdict["circuit_open"]:
-            what = (
-                "circuit breaker open: retraining stopped, a human must look"
-                if verdict["circuit_open"]
-                else verdict["state"]
-            )
-            AlertNotifier(
-                model=self.model,
-                message=f"{self.model} {self.ds} drift {what}: {'; '.join(verdict['reasons'])}. "
-                f"Report: {self.report_links.get('drift_report', 'n/a')}",
-                runbook="docs/operations.md#drift",
-            ).notify(context)
+        self.alert(context, *drift(self.model, summary))
         return summary
 
 

@@ -42,7 +42,9 @@ class EvaluateChallengerOperator(AirloopBaseOperator):
 class PromotionApprovalOperator(HITLOperator):
     """A human approves or rejects a challenger the gate passed (Airflow's HITL, 3.1+).
 
-    Skipped when the gate rejected the challenger (nothing to approve). Unlike
+    Skipped when the gate rejected the challenger (nothing to approve). Once the request is
+    written, :class:`~airloop.notifiers.alerts.ApprovalNeededNotifier` sends the
+    ``approval_needed`` alert with the gate's figures and a link to the request. Unlike
     ``ApprovalOperator`` it does not skip downstream on *Reject*: the promotion task records
     who rejected and why in the ledger and on the version.
 
@@ -55,9 +57,13 @@ class PromotionApprovalOperator(HITLOperator):
         from airflow.sdk import Param
 
         kwargs.setdefault("subject", f"Promote the {model} challenger to champion?")
+        from airloop.notifiers.alerts import ApprovalNeededNotifier
+
         # Airflow hands the DAG's Params (the gate's run mode) to every task as ``params``; the
         # approval form asks for the comment only.
         kwargs.pop("params", None)
+        # HITL calls its notifiers once the request is in *Required actions*: the approval_needed alert
+        kwargs["notifiers"] = [*kwargs.get("notifiers", []), ApprovalNeededNotifier(model=model)]
         super().__init__(
             options=["Approve", "Reject"],
             params={"comment": Param("", type="string", title="Comment", description="Why (recorded in the ledger)")},
@@ -119,6 +125,7 @@ class PromoteModelOperator(AirloopBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airloop.context import ledger_fields
+        from include import alerts
         from include.steps import PromoteParams
 
         report, approval = self.report, self.approval
@@ -129,11 +136,12 @@ class PromoteModelOperator(AirloopBaseOperator):
             spec=self.model, report_uri=report["report_json_uri"], approval=approval, **ledger_fields(context)
         )
         outcome = self.run_step(context, params)
+        self.link_report("model_card", outcome.get("model_card"))
+        self.alert(context, alerts.gate(self.model, report, outcome))
         if not outcome["promoted"]:
             raise AirflowSkipException(
                 f"{self.model}: not promoted ({outcome['action']}): {report['decision']['summary']}"
             )
-        self.link_report("model_card", outcome.get("model_card"))
         self.emit(
             context,
             version=outcome["version"],
@@ -158,9 +166,11 @@ class RollbackOperator(AirloopBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airloop.context import ledger_fields
+        from include.alerts import rollback
 
         params = self.step_params(reason=str(self.reason or ""), **ledger_fields(context))
         outcome = self.run_step(context, params)
+        self.alert(context, rollback(self.model, outcome))
         self.emit(
             context,
             version=outcome["version"],

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from airloop.links import DataDocsLink, ValidationJsonLink
-from airloop.notifiers.alerts import AlertNotifier
 from airloop.operators.base import PartitionWaitOperator
 
 if TYPE_CHECKING:
@@ -15,7 +14,10 @@ if TYPE_CHECKING:
 
 
 class ContractViolation(AirflowFailException):
-    """The partition broke its data contract; retrying cannot help (it is quarantined)."""
+    """The partition broke its data contract; retrying cannot help (it is quarantined). The
+    operator sent the ``contract_failure`` alert: the failure callback sends no second one."""
+
+    alerted = True
 
 
 class ValidateDataOperator(PartitionWaitOperator):
@@ -27,7 +29,10 @@ class ValidateDataOperator(PartitionWaitOperator):
       asset event with ``extra`` = ``{partition, rows, warnings, report_uri}``;
     * **fail**: move the landing files to ``quarantine/<model>/ds=<ds>/<run id>__try<n>/``
       with the reports beside them (never deleted, never overwritten) and fail without
-      retries, listing the failed rules; the DAG's failure notifier fires.
+      retries, listing the failed rules, after a ``contract_failure`` alert
+      (:meth:`~airloop.execution.AirloopBaseOperator.alert`);
+    * **anomalous** (passed, a category's share out of ``contract.mix``): published, and an
+      ``anomalous_partition`` alert.
 
     :param ds: the day (templated).
     :param deferrable: wait in the triggerer (default) instead of failing at once when the
@@ -64,19 +69,22 @@ class ValidateDataOperator(PartitionWaitOperator):
         return result
 
     def on_partition(self, context: Context) -> dict[str, Any]:
+        from include import alerts
+
         run_key = f"{context['run_id']}__try{context['ti'].try_number}"
         result = self.run_step(context, self.step_params(run_key=run_key))
         self.link_report("data_docs", result.get("data_docs_uri"))
         self.link_report("validation_json", result.get("report_json_uri"))
         self.log.info("%s %s: %s", self.model, self.ds, result["summary"])
         if not result["passed"]:
+            self.alert(context, alerts.contract_failure(self.model, self.ds, result))
             raise ContractViolation(
                 f"{self.model} {self.ds} broke its data contract: {'; '.join(result['failures'])}. "
                 f"The partition is quarantined at {result['quarantine_uri']}. "
                 f"Report: {self.report_links.get('data_docs', 'n/a')}"
             )
         if result.get("anomalous"):  # scored, kept out of training and references: a human should know
-            AlertNotifier(self.model, f"{self.model} {self.ds}: {result['summary']}").notify(context)
+            self.alert(context, alerts.anomalous_partition(self.model, self.ds, result))
         self.emit(
             context,
             partition=self.ds,
