@@ -9,7 +9,8 @@ record per day.
 * `monitor`: PSI over the reference's 10 equal-frequency bins and KS for numeric features,
   PSI over categories (unseen ones in their own bin) for categoricals, null-rate change,
   prediction drift (scores vs the holdout's), realized performance of the day whose labels
-  arrived today with a bootstrap interval against the champion's holdout AUC. The reference
+  arrived today with a bootstrap interval against the champion's reference AUC (the mean of its
+  holdout days' AUCs: a labelled day is one day). The reference
   is the profile of the version that scored the day. Writes `reports/<model>/drift/ds=<date>.json`
   (the history) and an Evidently page (*Drift report* link). Alerts on warn, retrain and an
   open circuit breaker.

@@ -11,10 +11,12 @@ The gate (`include.registry.gate.decide_promotion`) checks the absolute floor, n
 on the lower bound of the gain, the optional minimum gain, the worst slice drop, ONNX parity,
 latency and clean shadow days; with no champion yet only floors, parity and latency apply.
 It never trades down: a gain interval entirely below zero rejects, whatever `max_regression`
-allows, unless the champion is in a performance breach (its realized AUC below the floor), when
-the comparisons are waived and the best candidate above the floor wins. A challenger trained
-to answer a break is judged on the labelled days after it when they hold
-`gate.min_post_break_rows` rows.
+allows, unless the champion is in a performance breach (its realized AUC below the floor) and
+the challenger was judged on labelled days after the break: then the comparisons are waived and
+the best candidate above the floor wins. A challenger trained to answer a break is judged on the
+labelled days after it when they hold `gate.min_post_break_rows` rows; with fewer, and the
+champion in breach, it is `pending` (waiting for post-break labels), not promoted on days
+before the break.
 
 * **Schedule**: the model's `challenger` asset; or by hand with the `mode` Param.
 * **Approval**: when the spec sets `gate.approval_required`, a human approves or rejects in
@@ -25,9 +27,9 @@ to answer a break is judged on the labelled days after it when they hold
   `extra = {version, previous_version, decision_id}`.
 * **Rejected or dry run**: recorded in the ledger and on the version; `promote` is skipped and
   no champion event is emitted.
-* **Pending**: a challenger that only lacks its clean shadow days is `pending`, not rejected
-  (it never counts toward the circuit breaker); the score DAG's `regate` task emits
-  `<model>.challenger` again once it has them.
+* **Pending**: a challenger that only lacks its clean shadow days, or post-break labels, is
+  `pending`, not rejected (it never counts toward the circuit breaker); the score DAG's `regate`
+  task emits `<model>.challenger` again once it has its shadow days.
 * **Links**: *Gate report* (every check), *Model card*.
 """
 

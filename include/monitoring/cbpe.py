@@ -12,7 +12,9 @@ thresholds, that area is the ROC AUC with the calibrated probabilities as soft l
   the holdout scores (out-of-sample, as for the reference profile) and keeps it as two JSON lists,
   the step function's ``x`` and ``y`` (read back with ``numpy.interp``: no scikit-learn at
   monitor time). It also stores the estimate on the holdout itself (``reference_auc``: the
-  estimated drop compares like with like) and the holdout's realized AUC.
+  estimated drop compares like with like: given the holdout rows' days, the mean of the days'
+  estimates, as a monitored day is one day; :func:`include.monitoring.drift.daily_auc`) and the
+  holdout's realized AUC.
 * **At monitor time** :func:`estimate_performance` calibrates the day's scores and returns the
   expected AUC with an interval: the realized AUC the day would show if its labels were drawn
   from the calibrated probabilities (``n_boot`` seeded draws, percentile interval). The scores
@@ -44,13 +46,17 @@ MIN_CALIBRATION_ROWS = 50
 CONCEPT_NOTE = "assumes the holdout's calibration still holds: blind to concept drift (a label flip)"
 
 
-def fit_calibrator(scores: Any, labels: Any) -> dict[str, Any] | None:
+def fit_calibrator(scores: Any, labels: Any, days: Any = None, min_rows: int = 1) -> dict[str, Any] | None:
     """Isotonic calibration of ``scores`` to ``labels`` (held out), JSON-able; ``None`` when the
-    rows cannot calibrate (fewer than :data:`MIN_CALIBRATION_ROWS` or one class)."""
+    rows cannot calibrate (fewer than :data:`MIN_CALIBRATION_ROWS` or one class). With ``days``
+    (each row's day), the reference estimate is the mean of the days' with ``min_rows`` rows."""
     from sklearn.isotonic import IsotonicRegression
 
-    from include.monitoring.drift import _clean_scores_labels, expected_auc
+    from include.monitoring.drift import _clean_scores_labels, daily_auc, expected_auc
 
+    if days is not None:  # the days of the rows _clean_scores_labels keeps
+        raw = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(labels, dtype=np.float64).ravel()
+        days = np.asarray(days).ravel()[~(np.isnan(raw[0]) | np.isnan(raw[1]))]
     s, y = _clean_scores_labels(scores, labels)
     if s.shape[0] < MIN_CALIBRATION_ROWS or np.unique(y).size < 2:
         return None
@@ -61,7 +67,10 @@ def fit_calibrator(scores: Any, labels: Any) -> dict[str, Any] | None:
         "y": [float(v) for v in iso.y_thresholds_],
         "rows": int(s.shape[0]),
     }
-    calibrator["reference_auc"] = expected_auc(s, calibrate(calibrator, s))
+    calibrated = calibrate(calibrator, s)
+    daily = None if days is None else daily_auc(s, calibrated, days, min_rows)
+    calibrator["reference_auc"] = expected_auc(s, calibrated) if daily is None else daily[0]
+    calibrator["reference_days"] = None if daily is None else daily[1]
     calibrator["realized_auc"] = expected_auc(s, y)
     return calibrator
 

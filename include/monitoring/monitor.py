@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -162,6 +163,14 @@ class _Inputs:
     current: pd.DataFrame
 
 
+def reference_auc_of(tags: Mapping[str, str]) -> float | None:
+    """The ROC AUC a labelled day of this version is measured against: the mean of its holdout's
+    days (``metric.roc_auc_daily``), not the pooled holdout, which also credits ranking across
+    days; the pooled figure for versions trained before the daily one existed."""
+    reference = tags.get("metric.roc_auc_daily") or tags.get("metric.roc_auc")
+    return float(reference) if reference else None
+
+
 def _load_inputs(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> _Inputs:
     """The day's predictions and rows, and the reference of the version that scored them."""
     try:
@@ -171,7 +180,7 @@ def _load_inputs(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> _I
     versions = sorted(predictions["model_version"].unique().tolist())
     version = int(versions[-1])
     profile, tags = _reference(tracking_uri, spec.name, version)
-    reference_auc = float(tags["metric.roc_auc"]) if "metric.roc_auc" in tags else None
+    reference_auc = reference_auc_of(tags)
     current = lake.read_table(Zone.VALIDATED, spec.name, ds).to_pandas()
     return _Inputs(predictions, version, profile, tags, reference_auc, current)
 

@@ -19,8 +19,12 @@ we are confident it is not worse than the champion by more than ``max_regression
 are judged the same way, on the lower bound of each drop (:func:`_auc_standard_error`). And the
 gate never trades down: a gain interval entirely below zero rejects, whatever ``max_regression``
 tolerates (a replay promoted a challenger with gain -0.0042 in [-0.0070, -0.0011] before this),
-unless the champion is in a performance breach (:func:`champion_breach`): then the comparative
-checks are waived and the challenger wins if it clears the floor.
+unless the champion is in a performance breach (:func:`champion_breach`) *and* the challenger
+was judged on labelled days after the break: then the comparative checks are waived and the
+challenger wins if it clears the floor. A breach says nothing about days before the break, where
+the champion still held: judged on those, the comparisons stand (a flights drill promoted a
+challenger with gain -0.040 [-0.048, -0.032] on mostly pre-break days before this rule), and a
+challenger trained to answer the break is ``pending`` until enough post-break rows are labelled.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -48,6 +52,12 @@ CONFIDENCE = 0.95
 MODES = GATE_MODES
 _MODE_BY_NAME: dict[str, GateMode] = {m: m for m in MODES}
 _EPS = 1e-15
+
+
+Basis = Literal["holdout", "post_break"]
+Waiting = Literal["shadow_days", "post_break_rows"]
+# the checks that compare with the champion: a breach judged on post-break days waives them
+COMPARATIVE = frozenset({"no_regression", "never_trade_down", "min_gain", "slice_regression"})
 
 
 class GateInputError(ValueError):
@@ -176,9 +186,11 @@ class GateDecision:
     """The verdict. ``promote`` is what to do; ``would_promote`` is the verdict of the checks
     (the same as ``promote`` when enabled, recorded for dry runs; False when disabled, since the
     ``gate_mode`` check fails). ``pending``: only ``shadow_days`` failed, so the challenger waits
-    for its clean shadow days and is gated again (not a rejection). ``breach``: why the champion
-    is in a performance breach (comparative checks waived), or ``None``. ``evaluated_on``: which
-    rows the figures come from, in words."""
+    for its clean shadow days and is gated again, or a challenger answering a break waits for
+    post-break labels (``waiting_for`` says which; not a rejection). ``breach``: why the champion
+    is in a performance breach, or ``None``; ``breach_waived``: whether that waived the
+    comparative checks (only when judged on days after the break). ``evaluated_on``: which rows
+    the figures come from, in words."""
 
     decision_id: str
     promote: bool
@@ -193,6 +205,8 @@ class GateDecision:
     pending: bool = False
     breach: str | None = None
     evaluated_on: str | None = None
+    waiting_for: Waiting | None = None
+    breach_waived: bool = False
 
     @property
     def failed(self) -> list[Check]:
@@ -597,6 +611,8 @@ def decide_promotion(
     realized: ChampionPerformance | None = None,
     breach_floor: float = RANDOM_AUC,
     evaluated_on: str | None = None,
+    basis: Basis = "holdout",
+    answers_break: bool = False,
 ) -> GateDecision:
     """Judge a challenger against the policy; pure (same inputs, same decision and id).
 
@@ -605,9 +621,16 @@ def decide_promotion(
     ``decision_id`` but judged by nothing. Every applicable check of :data:`CHECKS` is listed, so
     a rejected challenger shows every reason at once. A first model (no champion) is judged on the
     absolute floor, parity and latency only. ``realized`` is the champion's latest realized
-    performance: below ``breach_floor`` (:func:`champion_breach`) it waives the comparative checks.
+    performance: below ``breach_floor`` (:func:`champion_breach`) it waives the comparative checks
+    when the challenger was judged on days after the break (``basis == "post_break"``).
     ``evaluated_on`` says in words which rows the figures come from (recorded in the summary).
-    A challenger whose only failed check is ``shadow_days`` is *pending*, not rejected.
+
+    *Pending*, not rejected: a challenger whose only failed check is ``shadow_days``; and one
+    trained to answer a break (``answers_break``) with the champion in breach, judged on days
+    before the break for want of post-break rows, whose only failures are comparisons (and
+    shadow days): it waits for ``gate.min_post_break_rows`` labelled rows after the break (the
+    monitor's next breach day retrains with them; a pending challenger never counts toward a
+    circuit breaker).
     """
     mode = _MODE_BY_NAME.get(mode_override or policy.mode)
     if mode is None:
@@ -615,10 +638,18 @@ def decide_promotion(
     if champion is not None and comparison is None:
         raise GateInputError("a champion exists but no comparison was given: run compare() first")
     breach = champion_breach(breach_floor, realized) if champion is not None else None
-    gate = GateInputs(policy, challenger, champion, comparison, parity, shadow_clean_days, mode, breach)
+    waived = breach is not None and basis == "post_break"
+    gate = GateInputs(
+        policy, challenger, champion, comparison, parity, shadow_clean_days, mode, breach if waived else None
+    )
     checks = [check for judge in CHECKS if (check := judge(gate)) is not None]
     would_promote = all(c.passed for c in checks)
-    pending = [c.name for c in checks if not c.passed] == ["shadow_days"]
+    failed = {c.name for c in checks if not c.passed}
+    waiting_for: Waiting | None = None
+    if failed == {"shadow_days"}:
+        waiting_for = "shadow_days"
+    elif breach and not waived and answers_break and failed and failed <= COMPARATIVE | {"shadow_days"}:
+        waiting_for = "post_break_rows"
     inputs = {
         "policy": policy.model_dump(mode="json"),
         "challenger": challenger.to_dict(),
@@ -631,6 +662,8 @@ def decide_promotion(
         "realized": realized.to_dict() if realized else None,
         "breach_floor": breach_floor,
         "evaluated_on": evaluated_on,
+        "basis": basis,
+        "answers_break": answers_break,
     }
     decision = GateDecision(
         decision_id=hashlib.sha256(json.dumps(jsonable(inputs), sort_keys=True).encode()).hexdigest()[:16],
@@ -640,12 +673,14 @@ def decide_promotion(
         first_model=champion is None,
         approval_required=policy.approval_required,
         checks=checks,
-        summary=_summary(gate, checks, pending, evaluated_on),
+        summary=_summary(gate, checks, waiting_for, evaluated_on, breach),
         figures=_figures(gate, realized),
         context=dict(context or {}),
-        pending=pending,
+        pending=waiting_for is not None,
         breach=breach,
         evaluated_on=evaluated_on,
+        waiting_for=waiting_for,
+        breach_waived=waived,
     )
     log.info("gate decision %s: %s", decision.decision_id, decision.summary)
     return decision
@@ -673,14 +708,25 @@ def _figures(gate: GateInputs, realized: ChampionPerformance | None) -> dict[str
     }
 
 
-def _summary(gate: GateInputs, checks: list[Check], pending: bool, evaluated_on: str | None) -> str:
+def _summary(
+    gate: GateInputs, checks: list[Check], waiting_for: Waiting | None, evaluated_on: str | None, breach: str | None
+) -> str:
     would_promote = all(c.passed for c in checks)
+    waits = {
+        "shadow_days": f"waiting for {gate.policy.shadow_days} clean shadow days, re-gated when they exist",
+        "post_break_rows": (
+            f"waiting for gate.min_post_break_rows {gate.policy.min_post_break_rows:,} labelled rows after the break: "
+            "the champion is in breach and the challenger could only be judged on days before it"
+        ),
+    }
     if gate.mode == "disabled":
         verdict = "DISABLED (gate off, nothing promoted)"
     elif gate.mode == "dry_run":
-        verdict = f"DRY RUN (would {'promote' if would_promote else 'wait for shadow days' if pending else 'reject'})"
-    elif pending:
-        verdict = f"PENDING (waiting for {gate.policy.shadow_days} clean shadow days, re-gated when they exist)"
+        would = "promote" if would_promote else "wait for shadow days" if waiting_for == "shadow_days" else "reject"
+        would = "wait for post-break labels" if waiting_for == "post_break_rows" else would
+        verdict = f"DRY RUN (would {would})"
+    elif waiting_for:
+        verdict = f"PENDING ({waits[waiting_for]})"
     else:
         verdict = "PROMOTE" if would_promote else "REJECT"
     challenger, champion, comparison = gate.challenger, gate.champion, gate.comparison
@@ -696,6 +742,11 @@ def _summary(gate: GateInputs, checks: list[Check], pending: bool, evaluated_on:
     tail = f"{len(judged) - len(failed)}/{len(judged)} checks passed"
     if failed:
         tail += "; failed: " + "; ".join(f"{c.name} ({c.detail})" for c in failed)
-    waived = gate.breach and f"{gate.breach}: comparisons with it are waived, the best candidate above the floor wins"
-    why = [text for text in (evaluated_on, waived) if text]
+    if breach and gate.breach:
+        why_breach = f"{breach}: comparisons with it are waived, the best candidate above the floor wins"
+    elif breach:
+        why_breach = f"{breach}, but the challenger was judged on days before the break: the comparisons stand"
+    else:
+        why_breach = None
+    why = [text for text in (evaluated_on, why_breach) if text]
     return f"{verdict}: {figures}; {tail}" + "".join(f"; {text}" for text in why)

@@ -10,7 +10,9 @@ A challenger trained because of a break (``airloop.break_day`` and ``airloop.tri
 see :mod:`include.training.break_window`) is judged on those days that fall on or after the
 break, when they hold at least ``gate.min_post_break_rows`` rows: days before the break measure
 the concept that stopped holding. The champion's latest realized performance (the monitor's
-records) tells the gate whether the champion is in a performance breach.
+records) tells the gate whether the champion is in a performance breach; the breach waives the
+comparisons only for a challenger judged on those post-break days
+(:func:`include.registry.gate.decide_promotion`).
 """
 
 from __future__ import annotations
@@ -210,6 +212,8 @@ def run_gate(
         realized=champion_performance(lake, spec.name, champion) if champion is not None else None,
         breach_floor=spec.drift.breach_floor,
         evaluated_on=evalset.note or None,
+        basis=evalset.basis,
+        answers_break=break_of(tags) is not None,
     )
     log.info("%s gate: %s", spec.name, decision.summary)
     report = {
@@ -244,7 +248,8 @@ def gate_report_html(report: dict[str, Any]) -> str:
     elif decision.get("would_promote"):
         verdict, verdict_class = "WOULD PROMOTE (dry run)", "dry_run"
     elif decision.get("pending"):
-        verdict, verdict_class = "PENDING (waiting for clean shadow days)", "pending"
+        waiting = "post-break labels" if decision.get("waiting_for") == "post_break_rows" else "clean shadow days"
+        verdict, verdict_class = f"PENDING (waiting for {waiting})", "pending"
     else:
         verdict, verdict_class = "REJECT", "reject"
     return render(
@@ -299,6 +304,8 @@ def apply_decision(
             "comparison": gate_report["comparison"],
             # which circuit breaker a rejection counts toward (monitor.rejected_budget)
             "trigger": (gate_report.get("challenger_tags") or {}).get(Tag.TRIGGER),
+            # what a pending challenger waits for (only shadow days re-gate it: see regate_due)
+            "waiting_for": decision.get("waiting_for"),
         },
         "approver": approver,
         "reason": reason,
@@ -350,22 +357,26 @@ def apply_decision(
 
 
 def _not_promoted_action(decision: dict[str, Any]) -> Literal["dry_run", "pending", "reject"]:
-    """``pending`` (waiting for shadow days) is recorded as such: it is no rejection, so it never
-    counts toward the circuit breaker, which counts ``reject`` entries."""
+    """``pending`` (waiting for shadow days or post-break labels) is recorded as such: it is no
+    rejection, so it never counts toward the circuit breaker, which counts ``reject`` entries."""
     if decision.get("mode") == "dry_run":
         return "dry_run"
     return "pending" if decision.get("pending") else "reject"
 
 
 def regate_due(spec: ModelSpec, lake: Lake, version: int) -> bool:
-    """True when ``version``'s latest gate entry in the ledger is ``pending`` and its clean shadow
-    days now reach ``gate.shadow_days``: the promote DAG should gate it again."""
+    """True when ``version``'s latest gate entry in the ledger is ``pending`` for want of clean
+    shadow days and they now reach ``gate.shadow_days``: the promote DAG should gate it again. A
+    challenger pending for post-break labels is not re-gated here: the monitor's next breach day
+    retrains with those labels, and the new challenger supersedes it."""
     from include.registry.ledger import last_entry, read_ledger
     from include.scoring.shadow import clean_shadow_days
 
     mine = [e for e in read_ledger(lake, spec.name) if e.get("version") == version]
     latest = last_entry(mine, ("promote", "reject", "pending", "dry_run", "approval_rejected"))
     if latest is None or latest["action"] != "pending":
+        return False
+    if (latest.get("figures") or {}).get("waiting_for") == "post_break_rows":
         return False
     return clean_shadow_days(lake, spec.name, version) >= spec.gate.shadow_days
 

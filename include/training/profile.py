@@ -93,14 +93,21 @@ def reference_profile(
     return profile
 
 
-def add_calibrator(profile: dict[str, Any], scores: Sequence[float] | np.ndarray, labels: Any) -> dict[str, Any]:
+def add_calibrator(
+    profile: dict[str, Any],
+    scores: Sequence[float] | np.ndarray,
+    labels: Any,
+    days: Any = None,
+    min_rows: int = 1,
+) -> dict[str, Any]:
     """Store under ``calibrator`` the CBPE calibrator of the model's held-out ``scores`` and their
-    ``labels`` (:func:`include.monitoring.cbpe.fit_calibrator`): the monitor estimates each day's
-    AUC from its scores with it before the labels arrive. Nothing is stored when the rows cannot
-    calibrate (too few, one class). Returns ``profile``."""
+    ``labels`` (:func:`include.monitoring.cbpe.fit_calibrator`; ``days``: each row's day, so the
+    reference estimate is a day's): the monitor estimates each day's AUC from its scores with it
+    before the labels arrive. Nothing is stored when the rows cannot calibrate (too few, one
+    class). Returns ``profile``."""
     from include.monitoring.cbpe import fit_calibrator
 
-    calibrator = fit_calibrator(scores, labels)
+    calibrator = fit_calibrator(scores, labels, days, min_rows)
     if calibrator is not None:
         profile[CALIBRATOR_KEY] = calibrator
     return profile

@@ -328,6 +328,8 @@ class _Prepared:
     y_train: np.ndarray
     x_hold: pd.DataFrame
     y_hold: np.ndarray
+    hold_days: np.ndarray
+    """The partition day of each holdout row (the time column's date): daily reference AUCs."""
     started: float
     """``time.perf_counter()`` when the training began (for ``total_s``)."""
 
@@ -360,6 +362,7 @@ def _prepare(
         y_train=data.train[label].to_numpy(dtype="int64"),
         x_hold=prepare_features(data.holdout, numeric, categorical),
         y_hold=data.holdout[label].to_numpy(dtype="int64"),
+        hold_days=_days_of(data.holdout[spec.dataset.time_column]),
         started=started,
     )
 
@@ -532,6 +535,7 @@ def _fit_and_evaluate(
     t0 = time.perf_counter()
     proba = pipeline.predict_proba(prep.x_hold)[:, 1]
     metrics = holdout_metrics(prep.y_hold, proba, prep.threshold)
+    metrics.update(daily_metrics(prep.y_hold, proba, prep.hold_days, spec.drift.min_rows))
     slices, skipped = _slice_metrics(prep.x_hold, prep.y_hold, proba, spec.dataset.slice_columns, prep.threshold)
     return _Fitted(
         pipeline=pipeline,
@@ -613,7 +617,8 @@ def _log_outcome(
     t0 = time.perf_counter()
     window = sample_rows((data.train, data.holdout), seed=prep.seed)  # features: the whole window
     profile = reference_profile(data.holdout, spec, fitted.proba, window=window)
-    add_calibrator(profile, fitted.proba, prep.y_hold)  # CBPE: the day's AUC estimated before labels arrive
+    # CBPE: the day's AUC estimated before labels arrive; its reference is a holdout day's estimate
+    add_calibrator(profile, fitted.proba, prep.y_hold, prep.hold_days, spec.drift.min_rows)
     client.log_dict(run_id, profile, PROFILE_ARTIFACT)
     importance: dict[str, Any] = {"mean": {}, "std": {}}
     if explain:
@@ -677,6 +682,23 @@ def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[
         "base_rate": float(np.mean(y)),
         "rows": float(len(y)),
     }
+
+
+def daily_metrics(y: np.ndarray, proba: np.ndarray, days: np.ndarray, min_rows: int) -> dict[str, float]:
+    """``roc_auc_daily``: the mean ROC AUC of the holdout's days (those with ``min_rows`` rows, the
+    monitor's own minimum, and both classes) and ``roc_auc_days``, how many; empty when no day
+    qualifies. The monitor measures a labelled day against it, like with like
+    (:func:`include.monitoring.drift.daily_auc`)."""
+    from include.monitoring.drift import daily_auc
+
+    daily = daily_auc(proba, y, days, min_rows)
+    return {} if daily is None else {"roc_auc_daily": daily[0], "roc_auc_days": float(daily[1])}
+
+
+def _days_of(times: pd.Series) -> np.ndarray:
+    import pandas as pd
+
+    return pd.to_datetime(times).dt.normalize().to_numpy()
 
 
 def _slice_metrics(

@@ -25,7 +25,7 @@ TOLERANCE = 0.03  # measured errors: 0.001 (same mix) to 0.025 (EWR only), see d
 def flights() -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
-    columns = ["month", "sched_dep_time", "arr_delay", "carrier", "distance", "origin"]
+    columns = ["month", "day", "sched_dep_time", "arr_delay", "carrier", "distance", "origin"]
     frame = pd.read_csv(data_file("flights.csv.zip"), usecols=columns).dropna()
     frame = frame[frame["month"] <= 3].reset_index(drop=True)
     frame["hour"] = frame["sched_dep_time"] // 100
@@ -126,3 +126,21 @@ def test_estimate_is_not_valid_without_calibrator_rows_or_classes() -> None:
     assert (few["valid"], few["rows"], few["note"]) == (False, 2, "2 scored rows, at least 500 needed")
     one_class = estimate_performance(calibrator, np.full(600, 0.1), min_rows=500)
     assert not one_class["valid"] and "one class" in one_class["note"]
+
+
+def test_the_reference_estimate_is_a_days_not_the_pooled_holdouts(flights: dict[str, Any]) -> None:
+    """A monitored day is one day: its estimate is compared with the mean of the calibration
+    days' estimates (pooled, it would also credit a model that reads the day's weather for
+    ranking across days; this one reads no weather, and the two agree within 0.001)."""
+    march = flights["frame"]["month"].to_numpy() == 3
+    calibration = march & ~flights["monitored"]
+    days = flights["frame"]["day"].to_numpy()
+    scores, labels = flights["scores"][calibration], flights["y"][calibration]
+    daily = fit_calibrator(scores, labels, days[calibration], min_rows=100)
+    assert daily is not None and daily["reference_days"] == 31
+    p = calibrate(daily, scores)
+    per_day = [expected_auc(scores[days[calibration] == d], p[days[calibration] == d]) for d in range(1, 32)]
+    assert daily["reference_auc"] == pytest.approx(float(np.mean(per_day)), abs=1e-12)
+    pooled = flights["calibrator"]
+    assert pooled["reference_days"] is None and pooled["reference_auc"] == pytest.approx(expected_auc(scores, p))
+    assert daily["reference_auc"] == pytest.approx(pooled["reference_auc"], abs=0.001)

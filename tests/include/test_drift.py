@@ -21,6 +21,7 @@ from include.monitoring.drift import (
     ProfileError,
     build_reference,
     compute_drift,
+    daily_auc,
     performance,
     performance_drop,
     psi,
@@ -511,3 +512,27 @@ def test_evidently_report_survives_all_nan_column_and_one_row(
     nothing = evidently_report_html(ref, cur.assign(**{c: np.nan for c in NUMERIC + CATEGORICAL}), NUMERIC,
                                     CATEGORICAL, logical_date="2024-01-08")  # fmt: skip
     assert "No column can be compared" in nothing
+
+
+def test_daily_auc_is_the_mean_of_the_days_not_the_pooled_auc() -> None:
+    """A model that ranks a stormy day (everything late, high scores) above a calm day scores a
+    high pooled AUC that no single day shows: a monitored day must be compared with a day."""
+    rng = np.random.default_rng(7)
+    days, scores, labels = [], [], []
+    for day, (rate, shift) in enumerate([(0.8, 0.5), (0.2, 0.0), (0.5, 0.25)]):
+        y = (rng.random(400) < rate).astype(int)
+        s = shift + 0.1 * y + 0.3 * rng.random(400)
+        days += [f"2013-03-0{day + 1}"] * 400
+        scores.append(s)
+        labels.append(y)
+    s, y, d = np.concatenate(scores), np.concatenate(labels), np.asarray(days)
+    per_day = [roc_auc_score(y[d == day], s[d == day]) for day in np.unique(d)]
+    mean, n = daily_auc(s, y, d) or (math.nan, 0)
+    assert n == 3 and mean == pytest.approx(float(np.mean(per_day)), abs=1e-12)
+    assert roc_auc_score(y, s) > mean + 0.05  # the pooled figure credits ranking across days
+    # a day with one class or under min_rows is left out; none left: None
+    one_class = np.where(d == "2013-03-01", 1, y)
+    assert daily_auc(s, one_class, d) == (pytest.approx(float(np.mean(per_day[1:]))), 2)
+    assert daily_auc(s, y, d, min_rows=401) is None
+    with pytest.raises(ValueError, match=r"scores \(1200\), labels \(1200\) and days \(3\) differ in length"):
+        daily_auc(s, y, d[:3])

@@ -462,9 +462,13 @@ def test_measured_case_a_gain_interval_below_zero_is_rejected_whatever_max_regre
 
 def test_measured_case_with_the_champion_in_breach_is_promoted_and_says_why() -> None:
     decision = _decide(
-        challenger=_evaluation(0.7458), comparison=_comparison(**MEASURED), realized=BROKEN_CHAMPION, breach_floor=0.6
+        challenger=_evaluation(0.7458),
+        comparison=_comparison(**MEASURED),
+        realized=BROKEN_CHAMPION,
+        breach_floor=0.6,
+        basis="post_break",
     )
-    assert decision.promote and not decision.failed
+    assert decision.promote and not decision.failed and decision.breach_waived
     breach = (
         "champion v3 is in a performance breach: realized ROC AUC 0.3100, 95% upper bound 0.3500 on 2013-03-04 "
         "(912 labelled rows) < floor 0.6000"
@@ -485,11 +489,66 @@ def test_measured_case_with_the_champion_in_breach_is_promoted_and_says_why() ->
 
 def test_a_breach_waives_comparisons_but_never_the_floor_parity_or_latency() -> None:
     worse = _comparison(gain=-0.2, gain_lower=-0.25, gain_upper=-0.15, worst_slice_drop=0.3)
-    decision = _decide(challenger=_evaluation(0.58), comparison=worse, realized=BROKEN_CHAMPION)
+    decision = _decide(challenger=_evaluation(0.58), comparison=worse, realized=BROKEN_CHAMPION, basis="post_break")
     assert [c.name for c in decision.failed] == ["min_roc_auc"] and not decision.promote
     assert all(decision.check(n).passed for n in ("no_regression", "never_trade_down", "slice_regression"))
-    slow = _decide(comparison=worse, realized=BROKEN_CHAMPION, parity={**GOOD_PARITY, "onnx_ms_per_1k_rows": 80.0})
+    slow = _decide(
+        comparison=worse,
+        realized=BROKEN_CHAMPION,
+        parity={**GOOD_PARITY, "onnx_ms_per_1k_rows": 80.0},
+        basis="post_break",
+    )
     assert [c.name for c in slow.failed] == ["latency"]
+
+
+# Flights drill, label inversion on 2013-07-15 (labels two days late): the champion's realized AUC
+# on the break day was 0.286; the drift policy's challenger, judged on the usual evaluation days
+# (mostly before the break, only one post-break day < min_post_break_rows), had gain -0.040 in
+# [-0.048, -0.032] and was promoted because the breach waived the comparisons.
+DRILL_TRADE_DOWN = {"gain": -0.040, "gain_lower": -0.048, "gain_upper": -0.032, "prob_worse": 1.0}
+INVERTED_CHAMPION = ChampionPerformance(version=4, label_day="2013-07-16", roc_auc=0.286, roc_auc_upper=0.32, rows=931)
+
+
+def test_a_breach_does_not_waive_comparisons_made_on_days_before_the_break() -> None:
+    """The measured bad promotion: a challenger answering the break, judged on pre-break days, waits."""
+    pending = _decide(comparison=_comparison(**DRILL_TRADE_DOWN), realized=INVERTED_CHAMPION, answers_break=True)
+    assert (pending.promote, pending.pending, pending.waiting_for) == (False, True, "post_break_rows")
+    assert not pending.breach_waived and pending.breach is not None
+    assert [c.name for c in pending.failed] == ["no_regression", "never_trade_down"]
+    assert not pending.check("never_trade_down").detail.startswith("waived")
+    assert pending.summary.startswith(
+        "PENDING (waiting for gate.min_post_break_rows 2,000 labelled rows after the break: the champion is in "
+        "breach and the challenger could only be judged on days before it): ROC AUC 0.7500 vs champion 0.7400, "
+        "gain -0.0400 [-0.0480, -0.0320]"
+    )
+    assert pending.summary.endswith("but the challenger was judged on days before the break: the comparisons stand")
+    # the same challenger judged on enough post-break days: the breach waives the comparisons
+    judged = _decide(
+        comparison=_comparison(**DRILL_TRADE_DOWN), realized=INVERTED_CHAMPION, answers_break=True, basis="post_break"
+    )
+    assert (judged.promote, judged.pending, judged.breach_waived) == (True, False, True)
+    # a challenger not trained for the break (a calendar retrain) is simply judged: it trades down, rejected
+    calendar = _decide(comparison=_comparison(**DRILL_TRADE_DOWN), realized=INVERTED_CHAMPION)
+    assert (calendar.promote, calendar.pending, calendar.waiting_for) == (False, False, None)
+    assert calendar.summary.startswith("REJECT")
+    # what the challenger fails beyond the comparisons is a rejection, not a wait
+    bad_parity = _decide(
+        comparison=_comparison(**DRILL_TRADE_DOWN),
+        realized=INVERTED_CHAMPION,
+        answers_break=True,
+        parity={**GOOD_PARITY, "onnx_ms_per_1k_rows": 80.0},
+    )
+    assert (bad_parity.pending, bad_parity.summary.startswith("REJECT")) == (False, True)
+    # not worse on the pre-break days: nothing to wait for, promoted over the broken champion
+    better = _decide(realized=INVERTED_CHAMPION, answers_break=True)
+    assert (better.promote, better.pending, better.breach_waived) == (True, False, False)
+    dry = _decide(
+        comparison=_comparison(**DRILL_TRADE_DOWN),
+        realized=INVERTED_CHAMPION,
+        answers_break=True,
+        mode_override="dry_run",
+    )
+    assert dry.summary.startswith("DRY RUN (would wait for post-break labels)")
 
 
 @pytest.mark.parametrize(
@@ -509,7 +568,9 @@ def test_breach_is_the_monitors_line_judged_on_the_upper_bound(
     """The gate waives its comparisons exactly where the monitor calls a breach: the spec's
     ``drift.breach_floor`` (``performance_floor``, never under 0.5), not the gate's ``min_roc_auc``."""
     drift = DriftSpec(performance_floor=floor)
-    decision = _decide(comparison=_comparison(**MEASURED), realized=realized, breach_floor=drift.breach_floor)
+    decision = _decide(
+        comparison=_comparison(**MEASURED), realized=realized, breach_floor=drift.breach_floor, basis="post_break"
+    )
     assert (decision.breach is not None, decision.promote) == (in_breach, in_breach)
     monitor = RealizedPerformance(
         label_day="2013-03-04",
@@ -675,6 +736,7 @@ def test_gate_report_html_shows_pending_breach_and_post_break_evaluation() -> No
             **GATE_REPORT["decision"],
             "pending": True,
             "breach": "champion v3 realized ROC AUC 0.31 (upper 0.35) below the floor 0.6",
+            "breach_waived": True,
             "evaluated_on": "post-break days 2013-03-02..2013-03-03 (2,400 rows)",
             "summary": "PENDING: 1 of 3 clean shadow days",
             "checks": [{"name": "shadow_days", "threshold": 3, "observed": 1, "passed": False, "detail": ""}],
@@ -683,6 +745,7 @@ def test_gate_report_html_shows_pending_breach_and_post_break_evaluation() -> No
     page = gate_report_html(report)
     assert '<div class="banner pending" id="verdict"><b>PENDING (waiting for clean shadow days)</b>' in page
     assert "<b>Champion in performance breach</b> &mdash; champion v3 realized ROC AUC 0.31 (upper 0.35)" in page
+    assert "Judged on days after the break: the comparisons with the champion are waived" in page
     assert "days after the performance break the challenger answers" in page
     assert "post-break days 2013-03-02..2013-03-03 (2,400 rows)" in page
     holdout = {
@@ -692,3 +755,11 @@ def test_gate_report_html_shows_pending_breach_and_post_break_evaluation() -> No
     }
     page = gate_report_html(holdout)
     assert "<b>REJECT</b>" in page and 'id="breach"' not in page and "days neither model trained on" in page
+    waiting = {
+        **report,
+        "evaluation_basis": "holdout",
+        "decision": {**report["decision"], "breach_waived": False, "waiting_for": "post_break_rows"},
+    }
+    page = gate_report_html(waiting)
+    assert '<div class="banner pending" id="verdict"><b>PENDING (waiting for post-break labels)</b>' in page
+    assert "judged on days before the break, where the champion still held: the comparisons stand" in page

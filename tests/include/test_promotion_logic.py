@@ -121,7 +121,7 @@ def test_champion_performance_is_the_latest_labelled_day_the_champion_scored(tmp
 
 
 # --------------------------------------------------------------------------- pending
-def _ledger(lake: Lake, action: str, version: int, minutes: int) -> None:
+def _ledger(lake: Lake, action: str, version: int, minutes: int, waiting_for: str | None = None) -> None:
     entry = LedgerEntry(
         time=T0 + timedelta(minutes=minutes),
         action=action,  # type: ignore[arg-type]
@@ -129,6 +129,7 @@ def _ledger(lake: Lake, action: str, version: int, minutes: int) -> None:
         version=version,
         previous_version=2,
         decision_id=f"d{minutes:03d}{action}",
+        figures={"waiting_for": waiting_for} if waiting_for else {},
     )
     append_entry(lake, entry)
 
@@ -170,3 +171,11 @@ def test_a_pending_challenger_is_due_for_regating_once_its_clean_shadow_days_exi
     assert regate_due(spec, lake, 5)
     _ledger(lake, "promote", 5, 1)  # gated again and promoted: nothing is due any more
     assert not regate_due(spec, lake, 5)
+    # a challenger pending for post-break labels is not re-gated on shadow days: the monitor's next
+    # breach day retrains with those labels and supersedes it
+    _ledger(lake, "pending", 6, 2, waiting_for="post_break_rows")
+    for day in range(2, 7):
+        _shadow(lake, date(2013, 2, day), 6)
+    assert not regate_due(spec, lake, 6)
+    _ledger(lake, "pending", 6, 3, waiting_for="shadow_days")
+    assert regate_due(spec, lake, 6)

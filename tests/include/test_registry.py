@@ -16,6 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from include.model_io import TrainResult, onnx_inputs, prepare_features
+from include.monitoring.monitor import reference_auc_of
 from include.names import CHALLENGER
 from include.registry.mlflow_registry import (
     RegisteredVersion,
@@ -57,6 +58,11 @@ def test_register_sets_alias_lineage_tags_and_signature(
     assert tags["airloop.data_hash"] == flights_hgb.data_hash
     assert tags["airloop.reason"] == REASON and tags["airloop.estimator"] == "hist_gradient_boosting"
     assert float(tags["metric.roc_auc"]) == pytest.approx(flights_hgb.metrics["roc_auc"], rel=1e-5)
+    # the monitor measures a labelled day against a holdout day's AUC, not the pooled holdout's
+    daily = flights_hgb.metrics["roc_auc_daily"]
+    assert float(tags["metric.roc_auc_daily"]) == pytest.approx(daily, rel=1e-5)
+    assert reference_auc_of(tags) == pytest.approx(daily, rel=1e-5)
+    assert reference_auc_of({"metric.roc_auc": "0.7"}) == 0.7 and reference_auc_of({}) is None  # older versions
     assert float(tags["parity.label_agreement"]) == pytest.approx(flights_hgb.parity["label_agreement"], rel=1e-5)
     assert float(tags["parity.mean_abs_diff"]) == pytest.approx(flights_hgb.parity["mean_abs_diff"], rel=1e-5)
     for key, value in {**TAGS, **REGISTER_TAGS}.items():

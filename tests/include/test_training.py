@@ -273,6 +273,18 @@ def test_training_end_to_end_is_tracked_in_mlflow(hgb: TrainResult, data: Traini
         hgb.slice_metrics["origin=JFK"]["roc_auc"]
     )
     assert run.data.metrics["parity_label_agreement"] == pytest.approx(hgb.parity["label_agreement"])
+    # the reference a labelled day is measured against: the mean of the holdout days' ROC AUCs
+    from sklearn.metrics import roc_auc_score
+
+    from include.registry.promotion import onnx_scores
+
+    served = onnx_scores(hgb.onnx_bytes, data.holdout, SPEC)
+    days = data.holdout[SPEC.dataset.time_column].dt.normalize()
+    label = data.holdout[SPEC.dataset.target.name]
+    per_day = [roc_auc_score(label[days == d], served[(days == d).to_numpy()]) for d in sorted(days.unique())]
+    assert len(per_day) == HOLDOUT == metrics["roc_auc_days"]
+    assert metrics["roc_auc_daily"] == pytest.approx(float(np.mean(per_day)), abs=1e-3)
+    assert run.data.metrics["roc_auc_daily"] == pytest.approx(metrics["roc_auc_daily"])
 
     # dataset inputs with content digests
     inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
@@ -297,6 +309,8 @@ def test_training_end_to_end_is_tracked_in_mlflow(hgb: TrainResult, data: Traini
         assert profile["score_rows"] == profile["score"]["n"] == len(data.holdout)
         # the CBPE calibrator, fitted on the holdout's scores and labels (include/monitoring/cbpe.py)
         assert (profile["calibrator"]["kind"], profile["calibrator"]["rows"]) == ("isotonic", len(data.holdout))
+        # its reference estimate is a holdout day's, as a monitored day is one day
+        assert profile["calibrator"]["reference_days"] == HOLDOUT
         for png in (IMPORTANCE_ARTIFACT, CALIBRATION_ARTIFACT):
             content = Path(client.download_artifacts(hgb.run_id, png, tmp)).read_bytes()
             assert content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) > 5000
