@@ -130,6 +130,24 @@ DAY = date(2013, 1, 4)
 SHARDED = SPEC.model_copy(update={"scoring": SPEC.scoring.model_copy(update={"shard_rows": 300})})
 
 
+def two_models(lake: Lake, model: str, days: list[date]) -> dict[int, bytes]:
+    """ONNX files of two flights models trained on ``days`` of ``model`` (validated + labels):
+    1: logistic regression, 2: a small HistGradientBoosting (a second, different scorer)."""
+    features = SPEC.dataset.features
+    numeric, categorical = features.numeric, features.categorical
+    frames = [
+        lake.read_table(Zone.VALIDATED, model, ds)
+        .to_pandas()
+        .merge(lake.read_table(Zone.LABELS, model, ds).to_pandas(), on="flight_id")
+        for ds in days
+    ]
+    train = pd.concat(frames, ignore_index=True)
+    x, y = prepare_features(train, numeric, categorical), train["delayed"].to_numpy()
+    lr = build_pipeline("logistic_regression", numeric, categorical, {}, 42).fit(x, y)
+    hgb = build_pipeline("hist_gradient_boosting", numeric, categorical, {"max_iter": 10}, 42).fit(x, y)
+    return {1: export_onnx(lr, numeric, categorical), 2: export_onnx(hgb, numeric, categorical)}
+
+
 @pytest.fixture(scope="module")
 def scored_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A lake with ``DAY`` validated and scored by "v2" (HistGradientBoosting) through shards, as
@@ -140,28 +158,7 @@ def scored_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for day in range(1, 5):
         ds = date(2013, 1, day)
         lake.publish_copy(lake.partition_file(Zone.LANDING, MODEL, ds), Zone.VALIDATED, MODEL, ds)
-    features = SPEC.dataset.features
-    frames = []
-    for day in range(1, 4):
-        ds = date(2013, 1, day)
-        frames.append(lake.read_table(Zone.VALIDATED, MODEL, ds).to_pandas().merge(
-            lake.read_table(Zone.LABELS, MODEL, ds).to_pandas(), on="flight_id"))  # fmt: skip
-    train = pd.concat(frames, ignore_index=True)
-    x, y = prepare_features(train, features.numeric, features.categorical), train["delayed"].to_numpy()
-    onnx = {
-        1: export_onnx(
-            build_pipeline("logistic_regression", features.numeric, features.categorical, {}, 42).fit(x, y),
-            features.numeric,
-            features.categorical,
-        ),
-        2: export_onnx(
-            build_pipeline("hist_gradient_boosting", features.numeric, features.categorical, {"max_iter": 10}, 42).fit(
-                x, y
-            ),
-            features.numeric,
-            features.categorical,
-        ),
-    }
+    onnx = two_models(lake, MODEL, [date(2013, 1, d) for d in range(1, 4)])
     ranges = plan_shards(count_rows(lake, SHARDED, DAY), SHARDED.scoring.shard_rows)
     for i, row_range in enumerate(ranges):
         score_shard(SHARDED, lake, DAY, onnx[2], index=i, row_range=row_range, run_key="scheduled__d",
