@@ -548,7 +548,8 @@ class RescoreParams(DayParams):
     mlflow=True,
 )
 def rescore_step(p: RescoreParams, env: StepEnv) -> dict[str, Any]:
-    """:func:`include.scoring.rescore.rescore_day` with the pinned version's ONNX file."""
+    """:func:`include.scoring.rescore.rescore_day` with the pinned version's ONNX file (downloaded
+    only when the day is to be scored)."""
     from include.registry.mlflow_registry import load_onnx_bytes
     from include.scoring.rescore import rescore_day
 
@@ -556,7 +557,7 @@ def rescore_step(p: RescoreParams, env: StepEnv) -> dict[str, Any]:
         env.spec,
         env.lake,
         p.ds,
-        load_onnx_bytes(env.tracking_uri, env.spec.name, p.version),
+        lambda: load_onnx_bytes(env.tracking_uri, env.spec.name, p.version),
         version=p.version,
         replaces=p.replaces,
         run_key=p.run_key,

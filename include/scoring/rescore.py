@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -276,7 +276,7 @@ def rescore_day(
     spec: ModelSpec,
     lake: Lake,
     ds: date,
-    onnx_bytes: bytes,
+    onnx: bytes | Callable[[], bytes],
     *,
     version: int,
     replaces: int,
@@ -286,7 +286,8 @@ def rescore_day(
     now: datetime,
 ) -> dict[str, Any]:
     """Re-score ``ds`` with ``version`` when its predictions carry ``replaces``, keeping the old
-    ones as superseded (see the module docstring). Returns the new manifest with
+    ones as superseded (see the module docstring). ``onnx``: the restored version's ONNX file, or
+    a function that downloads it (called only when the day is scored). Returns the new manifest with
     ``rescored: True``, ``rescored: False`` when this run had already done it, or
     ``{"skipped": reason}`` when the day carries another version."""
     current = read_manifest(lake, spec, ds)
@@ -305,6 +306,7 @@ def rescore_day(
         if found != replaces:
             return {"skipped": f"{spec.name} {ds}: the predictions carry v{found}, not v{replaces}: left as they are"}
         archived = supersede(lake, spec, ds, by_version=version, run_key=run_key, reason=reason, now=now)
+    onnx_bytes = onnx() if callable(onnx) else onnx
     shards = plan_shards(count_rows(lake, spec, ds), spec.scoring.shard_rows)
     for index, (start, end) in enumerate(shards):
         score_shard(

@@ -222,7 +222,7 @@ def test_rescore_day_keeps_the_old_predictions_superseded_and_serves_the_restore
 
     # idempotent: the same run again changes nothing; another run finds v1 and leaves it
     data = lake.read_bytes(lake.partition_file(Zone.PREDICTIONS, MODEL, DAY))
-    again = rescore_day(SHARDED, lake, DAY, onnx[1], **args)
+    again = rescore_day(SHARDED, lake, DAY, lambda: pytest.fail("a day already re-scored needs no model"), **args)
     assert again["rescored"] is False and again["supersedes"] == manifest["supersedes"]
     other = rescore_day(SHARDED, lake, DAY, onnx[1], **{**args, "run_key": "rescore__2"})
     assert other == {"skipped": f"flights {DAY}: the predictions carry v1, not v2: left as they are"}
