@@ -62,3 +62,37 @@ def test_a_manual_run_takes_its_params_else_the_newest_rollback(history_lake: La
 def test_rescore_declares_the_predictions_asset_as_its_outlet() -> None:
     op = RescoreDayOperator(task_id="rescore", model="flights", day={})
     assert [a.name for a in op.outlets] == [model_asset("flights", "predictions").name]
+
+
+def _rescore(result: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], Any, list[Any]]:
+    """The mapped task on one planned day, its step replaced by ``result``; (return, events, params)."""
+    from datetime import UTC, datetime
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    seen: list[Any] = []
+    monkeypatch.setattr(RescoreDayOperator, "run_step", lambda self, context, params: seen.append(params) or result)
+    events = OutletEventAccessors()
+    day = {"ds": "2013-03-03", "version": 1, "replaces": 2, "reason": "bad v2"}
+    op = RescoreDayOperator(task_id="rescore", model="flights", day=day)
+    context = {"run_id": "asset__1", "outlet_events": events,
+               "dag_run": SimpleNamespace(run_after=datetime(2026, 12, 7, tzinfo=UTC))}  # fmt: skip
+    return op.execute(context), events, seen  # type: ignore[arg-type]
+
+
+def test_a_rescored_day_announces_its_new_predictions(monkeypatch: pytest.MonkeyPatch) -> None:
+    supersedes = {"model_version": 2, "run_key": "k", "run_id": "r", "archive": "a", "reason": "bad v2"}
+    manifest = {"ds": "2013-03-03", "model_version": 1, "rows_scored": 890, "rows_rejected": 3,
+                "supersedes": supersedes, "rescored": True, "data_sha256": "x"}  # fmt: skip
+    result, events, (params,) = _rescore(manifest, monkeypatch)
+    assert (params.ds.isoformat(), params.version, params.replaces, params.run_key, params.run_id) == (
+        "2013-03-03", 1, 2, "asset__1", "asset__1")  # fmt: skip
+    assert params.now.isoformat() == "2026-12-07T00:00:00+00:00"
+    assert events[model_asset("flights", "predictions")].extra == {
+        "partition": "2013-03-03", "rows": 890, "rejects": 3, "version": 1, "rescored": True, "supersedes": 2}  # fmt: skip
+    assert "data_sha256" not in result and result["supersedes"] == supersedes
+
+
+def test_a_day_of_another_version_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(AirflowSkipException, match="carry v1, not v2"):
+        _rescore({"skipped": "flights 2013-03-03: the predictions carry v1, not v2: left as they are"}, monkeypatch)

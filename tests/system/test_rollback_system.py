@@ -139,3 +139,13 @@ def test_rollback_rescores_the_rolled_back_versions_days_and_keeps_them_supersed
         (ds.isoformat(), v1, v2) for ds in V2_DAYS
     ]
     assert all(e["extra"]["rescored"] is True for e in events)
+
+    # cleared, the run is a no-op: the same files, one archive per day
+    served = {ds: lake.read_bytes(lake.partition_file(Zone.PREDICTIONS, MODEL, ds)) for ds in V2_DAYS}
+    manifests = {ds: read_manifest(lake, spec, ds) for ds in V2_DAYS}
+    client.clear_run(f"{MODEL}__rescore", repair["dag_run_id"])
+    assert client.wait_dag_run(f"{MODEL}__rescore", repair["dag_run_id"], timeout=TIMEOUT) == "success"
+    for ds in V2_DAYS:
+        assert lake.read_bytes(lake.partition_file(Zone.PREDICTIONS, MODEL, ds)) == served[ds]
+        assert read_manifest(lake, spec, ds) == manifests[ds]
+        assert len(superseded_manifests(lake, spec, ds)) == 1

@@ -66,7 +66,8 @@ class RescoreDayOperator(AirloopBaseOperator):
     superseded (:func:`include.scoring.rescore.rescore_day`). Mapped over the plan's days.
 
     Emits ``<model>.predictions`` with ``extra = {partition, rows, rejects, version, rescored,
-    supersedes}``; skipped (no event) when the day no longer carries the rolled-back version.
+    supersedes}`` (``rescored`` false when a rerun found the day already done); skipped (no
+    event) when the day no longer carries the rolled-back version.
 
     :param day: one dict of :class:`RescorePlanOperator`'s output (``ds``, ``version``,
         ``replaces``, ``reason``).
@@ -103,7 +104,7 @@ class RescoreDayOperator(AirloopBaseOperator):
             rows=result["rows_scored"],
             rejects=result["rows_rejected"],
             version=result["model_version"],
-            rescored=True,
+            rescored=bool(result["rescored"]),  # False: this run had already re-scored the day
             supersedes=supersedes.get("model_version"),
         )
         return {k: result[k] for k in ("ds", "model_version", "rows_scored", "rows_rejected", "supersedes", "rescored")}
