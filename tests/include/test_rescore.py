@@ -14,9 +14,11 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
+from include.dashboard import prediction_volume
 from include.datasets.ingest import land_day
 from include.lake import Lake, Zone
 from include.model_io import prepare_features
+from include.monitoring.monitor import _predictions as _monitor_reads
 from include.registry.ledger import LedgerEntry, append_entry, read_ledger
 from include.scoring import rescore as rescore_module
 from include.scoring.rescore import (
@@ -215,8 +217,11 @@ def test_rescore_day_keeps_the_old_predictions_superseded_and_serves_the_restore
     assert kept["model_version"] == 2 and kept["data_file"] == f"{archive}/data.parquet"
     assert kept["shards"] == old["shards"]
 
-    # readers of the zone see the current day only
+    # readers of the zone see the current day only: the monitor's and the dashboard's reads too
     assert lake.list_partitions(Zone.PREDICTIONS, MODEL) == [DAY]
+    assert set(_monitor_reads(lake, SPEC, DAY)["model_version"]) == {1}
+    (volume,) = prediction_volume(lake, MODEL)
+    assert (volume.day, volume.model_version, volume.rows_scored) == (DAY, 1, manifest["rows_scored"])
     files = pads.dataset(lake.path("predictions", MODEL), format="parquet").files
     assert files == [lake.partition_file(Zone.PREDICTIONS, MODEL, DAY)]
 
