@@ -3,9 +3,11 @@
 
 Manual only. Moves `@champion` to the target version (default: the champion the current one
 replaced, read from the promotion ledger) with a compare-and-set move, tags both versions,
-appends a `rollback` entry to the ledger and emits `<model>.champion` so scoring picks the
-restored model up. Re-score days the replaced version scored with a backfill of
-`<model>__score` over those dates (UI: *Trigger > Backfill*, reprocess "completed").
+appends a `rollback` entry to the ledger and emits `<model>.champion` with
+`extra = {version, previous_version, decision_id, rollback: true, reason}`. Scoring pins the
+restored model from then on, and the event starts `<model>__rescore`, which re-scores the days
+the rolled-back version scored since its promotion with the restored version and keeps their old
+predictions as superseded.
 
 Params: `target_version` (empty: the previous champion) and `reason` (required).
 """

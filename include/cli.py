@@ -2,7 +2,7 @@
 
     airloop spec check                       validate every spec in the specs folder
     airloop ingest --spec flights --ds 2013-01-01
-    airloop validate | train | evaluate | promote | rollback | pin | score | publish | shadow | monitor
+    airloop validate | train | evaluate | promote | rollback | rescore-plan | rescore | pin | score | publish | shadow | monitor
                                              the pipeline steps, one flag per parameter (`airloop <step> -h`)
     airloop step <step> --params JSON        a step with its parameters as JSON: what an operator
                                              runs with execution="docker"

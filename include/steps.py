@@ -513,6 +513,60 @@ def publish_step(p: PublishParams, env: StepEnv) -> dict[str, Any]:
     return publish_shards(env.lake, env.spec, p.ds, p.run_key, p.n_shards)
 
 
+class RescorePlanParams(StepParams):
+    version: OptInt = Field(None, description="the version the rollback restored (default: the newest rollback's)")
+    previous_version: OptInt = Field(None, description="the version it rolled back (default: the newest rollback's)")
+
+
+@step(
+    "rescore-plan",
+    RescorePlanParams,
+    help="list the days the rolled-back version scored since its promotion (from the ledger and manifests)",
+    result=("version", "previous_version", "reason", "rollback_time", "since", "days"),
+)
+def rescore_plan_step(p: RescorePlanParams, env: StepEnv) -> dict[str, Any]:
+    """:func:`include.scoring.rescore.plan_rescore`: one entry per day to re-score."""
+    from include.scoring.rescore import plan_rescore
+
+    return plan_rescore(env.spec, env.lake, version=p.version, previous_version=p.previous_version)
+
+
+class RescoreParams(DayParams):
+    version: int = Field(description="the restored version, pinned")
+    replaces: int = Field(description="the rolled-back version whose predictions are superseded")
+    reason: str = Field("", description="the rollback's reason (recorded on the superseded copy)")
+    run_key: str = Field("cli", description="the re-scoring run (names the shard folder)")
+    run_id: str = Field("cli", description="the run id recorded on every prediction row")
+    now: OptDatetime = Field(None, description="ISO timestamp recorded as the supersession time (default: now)")
+
+
+@step(
+    "rescore",
+    RescoreParams,
+    help="re-score one day with the restored version; keep the old predictions as superseded",
+    result=("ds", "model_version", "rows_scored", "rows_rejected", "supersedes", "rescored"),
+    mlflow=True,
+)
+def rescore_step(p: RescoreParams, env: StepEnv) -> dict[str, Any]:
+    """:func:`include.scoring.rescore.rescore_day` with the pinned version's ONNX file (downloaded
+    only when the day is to be scored)."""
+    from include.registry.mlflow_registry import load_onnx_bytes
+    from include.scoring.rescore import rescore_day
+
+    return rescore_day(
+        env.spec,
+        env.lake,
+        p.ds,
+        lambda: load_onnx_bytes(env.tracking_uri, env.spec.name, p.version),
+        version=p.version,
+        replaces=p.replaces,
+        run_key=p.run_key,
+        run_id=p.run_id,
+        reason=p.reason,
+        now=p.now or datetime.now(UTC),
+    )
+
+
 class ShadowParams(DayParams):
     run_id: str = Field("cli", description="the run id recorded on every shadow row")
 

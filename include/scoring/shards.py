@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -179,10 +180,17 @@ def _schema_of(lake: Lake, path: str) -> Any:
 
 
 def publish_shards(
-    lake: Lake, spec: ModelSpec, ds: date, run_key: str, n_shards: int, zone: Zone = Zone.PREDICTIONS
+    lake: Lake,
+    spec: ModelSpec,
+    ds: date,
+    run_key: str,
+    n_shards: int,
+    zone: Zone = Zone.PREDICTIONS,
+    annotations: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Publish shards ``0..n_shards-1`` of ``run_key`` as the day's ``data.parquet`` (and
     ``_rejects.parquet``), then write ``_manifest.json`` and delete the shard folder.
+    ``annotations`` are extra manifest keys (a re-score records what it ``supersedes``).
 
     Idempotent: when the shard folder is gone and the manifest records this ``run_key``, the
     day is already published and the manifest is returned unchanged; the same holds when a
@@ -209,7 +217,7 @@ def publish_shards(
             f"under {lake.to_uri(folder)}: {', '.join(missing)} (score them, then publish again)"
         )
     try:
-        return _publish(lake, spec, ds, run_key, data_paths, zone)
+        return _publish(lake, spec, ds, run_key, data_paths, zone, annotations or {})
     except FileNotFoundError:
         # A duplicate delivery of this publish finished first and deleted the shards under us:
         # the day it published is this one (same shards), so its manifest is the outcome.
@@ -233,7 +241,15 @@ def _published(lake: Lake, spec: ModelSpec, ds: date, run_key: str, n_shards: in
     return None
 
 
-def _publish(lake: Lake, spec: ModelSpec, ds: date, run_key: str, data_paths: list[str], zone: Zone) -> dict[str, Any]:
+def _publish(
+    lake: Lake,
+    spec: ModelSpec,
+    ds: date,
+    run_key: str,
+    data_paths: list[str],
+    zone: Zone,
+    annotations: Mapping[str, Any],
+) -> dict[str, Any]:
     """Check the present shards belong together, publish them, write the manifest, delete them.
 
     Stages: :func:`_describe_shards` -> :func:`_shared_source` (nothing visible yet) ->
@@ -285,6 +301,7 @@ def _publish(lake: Lake, spec: ModelSpec, ds: date, run_key: str, data_paths: li
         "rejects_sha256": sha256_of(lake, rejects_path),
         "shards": [{k: v for k, v in s.items() if k not in ("model_name", "model_version", "run_id")} for s in shards],
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **annotations,
     }
     lake.write_bytes(manifest_path(lake, spec, ds, zone), json.dumps(manifest, indent=2).encode())
     try:

@@ -10,7 +10,7 @@ def trigger_reason(context: Any, manual_reason: str | None = None) -> str:
     """``schedule``, ``backfill``, ``drift:<decision ids>``, ``asset:<names>`` or ``manual: <reason>``."""
     dag_run = context.get("dag_run")
     run_type = str(getattr(dag_run, "run_type", "") or "").lower().split(".")[-1]
-    if run_type == "asset_triggered":
+    if is_asset_triggered(context):
         ids = drift_decision_ids(context)
         if ids:
             return "drift:" + ",".join(ids)
@@ -34,6 +34,24 @@ def drift_decision_ids(context: Any) -> list[str]:
         if extra.get("decision_id"):
             ids.append(str(extra["decision_id"]))
     return sorted(set(ids))
+
+
+def is_asset_triggered(context: Any) -> bool:
+    dag_run = context.get("dag_run")
+    return str(getattr(dag_run, "run_type", "") or "").lower().split(".")[-1] == "asset_triggered"
+
+
+def rollback_events(context: Any) -> list[tuple[int, int]]:
+    """``(version, previous_version)`` of each triggering event that a rollback emitted (its
+    ``extra`` has ``rollback: true``), oldest first, without repeats (merged events)."""
+    pairs: list[tuple[int, int]] = []
+    for event in _events(context):
+        extra = getattr(event, "extra", None) or {}
+        if extra.get("rollback") and extra.get("version") is not None and extra.get("previous_version") is not None:
+            pair = (int(extra["version"]), int(extra["previous_version"]))
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
 
 
 def event_partitions(context: Any) -> list[date]:

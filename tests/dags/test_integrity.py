@@ -152,7 +152,7 @@ def test_every_dag_serializes(dagbag) -> None:  # type: ignore[no-untyped-def]
         assert data["dag"]["dag_id"] == dag_id
 
 
-@pytest.mark.parametrize("step", ["train", "promote", "rollback", "replay", "breaker_reset"])
+@pytest.mark.parametrize("step", ["train", "promote", "rollback", "rescore", "replay", "breaker_reset"])
 def test_manual_trigger_params_are_documented_and_bounded(dagbag, step: str) -> None:  # type: ignore[no-untyped-def]
     """The trigger form of every manual action: each Param has a title, a description, and an
     enum or bounds (integers: minimum; strings: enum, format or a maximum length)."""
@@ -176,10 +176,25 @@ def test_manual_trigger_params_are_documented_and_bounded(dagbag, step: str) -> 
         "train": {"window_days", "search_budget", "estimator", "reason"},
         "promote": {"mode"},
         "rollback": {"target_version", "reason"},
+        "rescore": {"version", "previous_version"},
         "breaker_reset": {"by", "reason"},
         "replay": {"start", "end", "policies", "calendar_days", "search_budget", "window_days"},
     }
     assert expected[step] <= set(params)
+
+
+def test_rescore_runs_on_champion_events_and_maps_over_the_planned_days(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """A rollback's champion event starts ``__rescore``: one mapped re-score task per planned day."""
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    dag = dagbag.dags["flights__rescore"]
+    assert dag.timetable.asset_condition.name == "flights.champion"
+    assert dag.max_active_runs == 1
+    rescore = dag.get_task("rescore")
+    day = rescore.expand_input.value["day"]
+    assert isinstance(day, PlainXComArg) and day.operator.task_id == "plan"
+    assert rescore.upstream_task_ids == {"plan"}
+    assert [a.name for a in rescore.partial_kwargs["outlets"]] == ["flights.predictions"]
 
 
 def test_a_train_trigger_without_a_reason_records_no_reason_given(dagbag) -> None:  # type: ignore[no-untyped-def]

@@ -60,6 +60,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "dag_id": "flights__breaker_reset",
         "run_id": "r",
     },
+    "rescore-plan": {"version": 1, "previous_version": 2},
+    "rescore": {
+        "ds": date(2013, 1, 4),
+        "version": 1,
+        "replaces": 2,
+        "reason": "bad v2",
+        "run_key": "asset__1",
+        "run_id": "asset__1",
+        "now": NOW,
+    },
     "pin": {"ds": date(2013, 1, 4), "run_key": "manual__1"},
     "score": {
         "ds": date(2013, 1, 4),

@@ -373,6 +373,7 @@ def test_every_step_operator_sends_its_command_and_uses_the_printed_result(
 
     from airloop.operators.monitor import MonitorDriftOperator
     from airloop.operators.promote import EvaluateChallengerOperator, PromoteModelOperator, RollbackOperator
+    from airloop.operators.rescore import RescoreDayOperator, RescorePlanOperator
     from airloop.operators.score import (
         BatchScoreOperator,
         PinChampionOperator,
@@ -391,6 +392,7 @@ def test_every_step_operator_sends_its_command_and_uses_the_printed_result(
     gate["report_html_uri"] = report_uri.replace(".json", ".html")
     shard = {"ds": "2013-01-04", "version": 5, "run_key": "r1", "index": 0, "start": 0, "end": 900, "n_shards": 1}
     run_after = datetime(2013, 1, 4, 6, tzinfo=UTC)
+    rescore_day = {"ds": "2013-01-04", "version": 3, "replaces": 5, "reason": "bad day"}
     common = {"model": "flights", "lake_uri": lake.uri}
     ledger = {"now": run_after, "dag_id": "flights__test", "run_id": "manual__2013-01-04"}
     cases: list[tuple[Any, dict[str, Any], steps.StepParams]] = [
@@ -408,6 +410,39 @@ def test_every_step_operator_sends_its_command_and_uses_the_printed_result(
             RollbackOperator(task_id="rollback", target_version="3", reason="bad day", **common),
             {"version": 3, "previous_version": 5, "reason": "bad day"},
             steps.RollbackParams(spec="flights", target_version=3, reason="bad day", **ledger),
+        ),
+        (
+            RescorePlanOperator(task_id="rescore_plan", version="3", previous_version="5", **common),
+            {
+                "version": 3,
+                "previous_version": 5,
+                "reason": "bad day",
+                "rollback_time": "t",
+                "since": "s",
+                "days": [rescore_day],
+            },  # fmt: skip
+            steps.RescorePlanParams(spec="flights", version=3, previous_version=5),
+        ),
+        (
+            RescoreDayOperator(task_id="rescore", day=rescore_day, **common),
+            {
+                "ds": "2013-01-04",
+                "model_version": 3,
+                "rows_scored": 899,
+                "rows_rejected": 1,
+                "rescored": True,
+                "supersedes": {"model_version": 5, "archive": "a"},
+            },  # fmt: skip
+            steps.RescoreParams(
+                spec="flights",
+                ds=DS,
+                version=3,
+                replaces=5,
+                reason="bad day",
+                run_key="manual__2013-01-04",
+                run_id="manual__2013-01-04",
+                now=run_after,
+            ),  # fmt: skip
         ),
         (
             PinChampionOperator(task_id="pin", ds="2013-01-04", **common),
@@ -452,7 +487,8 @@ def test_every_step_operator_sends_its_command_and_uses_the_printed_result(
         assert env["AIRLOOP_LAKE_URI"] == lake.uri, op.task_id
         mlflow = steps.get_step(op.step).needs_mlflow
         assert env.get("MLFLOW_TRACKING_URI") == ("http://mlflow:5000" if mlflow else None), op.task_id
-    assert [op.step for op, _, _ in cases] == ["evaluate", "promote", "rollback", "pin", "score", "publish", "monitor"]
+    assert [op.step for op, _, _ in cases] == [
+        "evaluate", "promote", "rollback", "rescore-plan", "rescore", "pin", "score", "publish", "monitor"]  # fmt: skip
     assert results["evaluate"][0] == gate
     assert results["evaluate"][2].report_links["gate_report"].endswith("/reports/flights/gate/d1.html")
     assert results["promote"][1][model_asset("flights", "champion")].extra == {
@@ -460,7 +496,16 @@ def test_every_step_operator_sends_its_command_and_uses_the_printed_result(
         "previous_version": 4,
         "decision_id": "d1",
     }
-    assert results["rollback"][1][model_asset("flights", "champion")].extra["version"] == 3
+    assert results["rollback"][1][model_asset("flights", "champion")].extra == {
+        "version": 3,
+        "previous_version": 5,
+        "decision_id": "rollback:manual__2013-01-04",
+        "rollback": True,
+        "reason": "bad day",
+    }
+    assert results["rescore_plan"][0] == [rescore_day]
+    assert results["rescore"][1][model_asset("flights", "predictions")].extra == {
+        "partition": "2013-01-04", "rows": 899, "rejects": 1, "version": 3, "rescored": True, "supersedes": 5}  # fmt: skip
     assert results["pin"][0] == [shard]
     assert results["score"][0]["rows_scored"] == 899
     assert results["publish"][1][model_asset("flights", "predictions")].extra == {

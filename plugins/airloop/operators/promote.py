@@ -152,7 +152,12 @@ class PromoteModelOperator(AirloopBaseOperator):
 
 
 class RollbackOperator(AirloopBaseOperator):
-    """Move ``@champion`` back to ``target_version`` (default: the one it replaced), with a reason."""
+    """Move ``@champion`` back to ``target_version`` (default: the one it replaced), with a reason.
+
+    Emits ``<model>.champion`` with ``extra = {version, previous_version, decision_id,
+    rollback: true, reason}``: the ``rollback`` flag wakes ``<model>__rescore``, which re-scores
+    the days the rolled-back version scored (:class:`~airloop.operators.rescore.RescorePlanOperator`).
+    """
 
     template_fields = ("target_version", "reason")
     ui_color = "#f5b7b1"
@@ -176,5 +181,7 @@ class RollbackOperator(AirloopBaseOperator):
             version=outcome["version"],
             previous_version=outcome["previous_version"],
             decision_id=f"rollback:{context['run_id']}",
+            rollback=True,
+            reason=outcome["reason"],
         )
         return outcome
