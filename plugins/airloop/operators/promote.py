@@ -63,12 +63,13 @@ class PromotionApprovalOperator(HITLOperator):
     The request does not wait forever, nor behind a newer challenger. The task waits in
     Airflow's ``awaiting_input`` state (no worker slot, no trigger) for at most ``recheck`` at a
     time; each time that passes without an answer it wakes for a moment and ends the request
-    itself, answering *Reject* with the reason as the comment, when
-    :func:`include.registry.promotion.unanswered_approval` says so: ``@challenger`` names a newer
-    version (``superseded by vN``), or ``approval_timeout`` has passed since the request
-    (:data:`~include.names.NO_DECISION_IN_TIME`). Otherwise it waits again. A registry that does
-    not answer counts as "not superseded": the deadline still holds. The result then carries
-    ``ended`` (``superseded`` or ``timeout``) for the promotion task.
+    itself when :func:`include.registry.promotion.unanswered_approval` says so: ``@challenger``
+    names a newer version (``superseded by vN``), or ``approval_timeout`` has passed since the
+    request (:data:`~include.names.NO_DECISION_IN_TIME`). Otherwise it waits again. A registry that
+    does not answer counts as "not superseded": the deadline still holds. Ending, it returns
+    *Reject* with the reason as the comment and ``ended`` (``superseded`` or ``timeout``) for the
+    promotion task. (It cannot write that answer into the HITL record: a task's supervisor only
+    creates the request; updating it is the triggerer's and the UI's.)
 
     :param report: the gate report (the evaluate task's ``.output``).
     :param approval_timeout: how long the request waits for a human (the spec's
@@ -171,9 +172,6 @@ class PromotionApprovalOperator(HITLOperator):
                 method_name="execute_complete", kwargs={"deadline": deadline}, timeout=self._wait(end)
             )
         comment = f"superseded by v{current}" if ended == "superseded" else NO_DECISION_IN_TIME
-        answer = self._answer(context, comment)
-        if answer is not None:  # a human answered while the task woke: theirs stands
-            return super().execute_complete(context, answer)
         self.log.info("v%s: the request ends without a human answer: %s", version, comment)
         self.hitl_summary_extra.update({"chosen_options": [self.REJECT], "params_input": {"comment": comment}})
         return {
@@ -204,27 +202,6 @@ class PromotionApprovalOperator(HITLOperator):
         except Exception as exc:  # noqa: BLE001 - any failure: keep waiting, the deadline still holds
             self.log.warning("could not read %s@%s (%s): not superseded for now", self.model, CHALLENGER, exc)
             return None
-
-    def _answer(self, context: Context, comment: str) -> dict[str, Any] | None:
-        """Write *Reject* with ``comment`` as the request's answer, so *Required actions* shows why
-        it ended; returns a human's answer instead when one arrived first (the write then fails)."""
-        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail, update_hitl_detail_response
-
-        ti_id = context["task_instance"].id
-        try:
-            update_hitl_detail_response(ti_id=ti_id, chosen_options=[self.REJECT], params_input={"comment": comment})
-            return None
-        except Exception:  # an answer is already recorded (409): read it
-            detail = get_hitl_detail_content_detail(ti_id=ti_id)
-            if not (detail.response_received and detail.chosen_options and detail.responded_by_user):
-                raise
-            user = detail.responded_by_user
-            return {
-                "chosen_options": list(detail.chosen_options),
-                "params_input": detail.params_input or {},
-                "responded_at": detail.responded_at,
-                "responded_by_user": {"id": user.id, "name": user.name},
-            }
 
 
 class PromoteModelOperator(AirloopBaseOperator):
