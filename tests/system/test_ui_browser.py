@@ -312,7 +312,7 @@ def test_approve_one_challenger_and_reject_another_in_required_actions(
     alerts = [json.loads(lake.read_bytes(p)) for p in lake.list_files(lake.path("reports", model.name, "alerts"))]
     assert link in [a.get("link") for a in alerts if a["kind"] == "approval_needed"]  # the alert opens this page
     _answer(page, link, headline=f"challenger v{v1} vs champion (none)", option="Approve",
-            comment="first model: the gate report is fine", shot="07-approval-request")  # fmt: skip
+            comment="first model: the gate report is fine", shot="10-approval-request")  # fmt: skip
     assert client.wait_dag_run(model.dag_id, first, timeout=300) == "success"
     assert model.alias("champion") == v1
 
@@ -320,7 +320,7 @@ def test_approve_one_challenger_and_reject_another_in_required_actions(
     v2 = model.register()
     second = client.trigger(model.dag_id, run_id="ui_reject_v2")["dag_run_id"]
     _answer(page, request(second), headline=f"challenger v{v2} vs champion v{v1}", option="Reject",
-            comment="no better than v1: keep it", shot="08-approval-reject")  # fmt: skip
+            comment="no better than v1: keep it", shot="11-approval-reject")  # fmt: skip
     assert client.wait_dag_run(model.dag_id, second, timeout=300) == "success"
     context.close()
 
@@ -338,4 +338,7 @@ def test_approve_one_challenger_and_reject_another_in_required_actions(
         "no better than v1: keep it",
     )
     assert model.hitl(second)["responded_by_user"]["name"] == stack.username
+    if os.environ.get("AIRLOOP_DOCS_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHOTS / "11-approval-reject.png", DOCS_IMAGES / "11-approval-reject.png")
     print(f"approval browser test took {time.monotonic() - started:.1f}s")  # shown with -s
