@@ -77,7 +77,7 @@ def test_a_person_rejecting_is_recorded_with_who_and_why(tmp_path: Path, monkeyp
     registry = FakeRegistry(champion=5, challenger=7)
     outcome, ledger = _apply(tmp_path, monkeypatch, registry, _human("Reject", "holiday traffic, wait a week"))
     assert outcome == {"promoted": False, "action": "approval_rejected", "version": 7, "champion": 5}
-    ((entry),) = ledger
+    (entry,) = ledger
     assert (entry["action"], entry["approver"], entry["reason"]) == (
         "approval_rejected",
         "alice",
@@ -98,7 +98,7 @@ def test_no_decision_in_time_rejects_with_that_reason(tmp_path: Path, monkeypatc
              "ended": "timeout"}  # fmt: skip
     outcome, ledger = _apply(tmp_path, monkeypatch, registry, ended)
     assert outcome["action"] == "approval_rejected" and not outcome["promoted"]
-    ((entry),) = ledger
+    (entry,) = ledger
     assert (entry["approver"], entry["reason"], entry["figures"]["approval"]) == (
         None,
         "no decision in time",
@@ -129,7 +129,7 @@ def test_a_newer_challenger_supersedes_whatever_the_answer(
     registry = FakeRegistry(champion=5, challenger=8)  # v8 was registered while v7 waited
     outcome, ledger = _apply(tmp_path, monkeypatch, registry, approval)
     assert outcome == {"promoted": False, "action": "superseded", "version": 7, "champion": 5}
-    ((entry),) = ledger
+    (entry,) = ledger
     assert (entry["action"], entry["version"], entry["reason"]) == ("superseded", 7, "superseded by v8")
     assert registry.tags["7"] == {
         "airloop.gate": "superseded",

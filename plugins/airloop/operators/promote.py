@@ -209,8 +209,9 @@ class PromoteModelOperator(AirloopBaseOperator):
 
     Promotions of one model are serialized (the DAG's ``max_active_runs=1``) and the alias move
     is compare-and-set: if the champion changed since evaluation the task fails and moves
-    nothing. A rejected challenger is recorded and the task is skipped, so no ``champion``
-    asset event is emitted.
+    nothing. A rejected challenger (by the gate, a person, or no decision in time) is recorded
+    and the task is skipped, so no ``champion`` asset event is emitted; so is one that waited for
+    approval while a newer ``@challenger`` was registered (``superseded``).
 
     :param report: the gate report (the evaluate task's ``.output``).
     :param approval: the approval task's ``.output`` when the spec requires approval; given, a
