@@ -21,9 +21,13 @@ before the break.
 * **Schedule**: the model's `challenger` asset; or by hand with the `mode` Param.
 * **Approval**: when the spec sets `gate.approval_required`, a human approves or rejects in
   the Airflow UI (*Required actions*), with a comment; a reject is recorded with who and why.
+  Nobody answering within `gate.approval_timeout` rejects it ("no decision in time"); a newer
+  `@challenger` ends the request (ledger `superseded`, "superseded by vN"), checked every 5
+  minutes while it waits and again before the promotion acts. Two runs may be active
+  (`max_active_runs=2`) so that a newer challenger's run is not queued behind a waiting one.
 * **Promotion**: compare-and-set move of `@champion` (fails, moving nothing, if the champion
-  changed since evaluation); one promotion per model at a time (`max_active_runs=1`); tags on
-  both versions; model card; ledger entry; `<model>.champion` asset event with
+  changed since evaluation); one promotion per model at a time (`max_active_runs=1` without
+  approval); tags on both versions; model card; ledger entry; `<model>.champion` asset event with
   `extra = {version, previous_version, decision_id}`.
 * **Rejected or dry run**: recorded in the ledger and on the version; `promote` is skipped and
   no champion event is emitted.
@@ -51,7 +55,9 @@ for spec in valid_specs():
         schedule=model_asset(spec.name, "challenger"),
         start_date=datetime.combine(spec.dataset.start, datetime.min.time()),
         catchup=False,
-        max_active_runs=1,
+        # a run waiting for a human counts as active: one more lets a newer challenger's run start
+        # (and supersede the waiting one) instead of queueing behind it
+        max_active_runs=2 if spec.gate.approval_required else 1,
         params={
             "mode": Param(
                 spec.gate.mode,
@@ -71,7 +77,9 @@ for spec in valid_specs():
         evaluate = EvaluateChallengerOperator(task_id="evaluate", model=spec.name, mode="{{ params.mode }}")
         approval = None
         if spec.gate.approval_required:
-            approval = PromotionApprovalOperator(task_id="approve", model=spec.name, report=evaluate.output).output
+            approval = PromotionApprovalOperator(
+                task_id="approve", model=spec.name, report=evaluate.output, approval_timeout=spec.gate.approval_timeout
+            ).output
         PromoteModelOperator(
             task_id="promote", model=spec.name, report=evaluate.output, approval=approval, trigger_rule="none_failed"
         )

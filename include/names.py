@@ -29,9 +29,14 @@ ORACLE: Final = "oracle"
 """Not a policy a loop can follow: a replay retrains exactly on given days (the true break days a
 drill injected), the yardstick ``airloop drill`` measures the policies by."""
 
-# ``pending``: the gate waits for the challenger's clean shadow days; not a rejection
-GateAction = Literal["promote", "reject", "dry_run", "pending", "rollback", "approval_rejected", "breaker_reset"]
+# ``pending``: the gate waits for the challenger's clean shadow days; not a rejection.
+# ``superseded``: a newer challenger replaced one that waited for approval; not a rejection either.
+GateAction = Literal[
+    "promote", "reject", "dry_run", "pending", "rollback", "approval_rejected", "superseded", "breaker_reset"
+]
 """What a gate, a rollback or a human reset of the breaker did, as the ledger records it."""
+NO_DECISION_IN_TIME: Final = "no decision in time"
+"""The reason an approval that nobody answered within ``gate.approval_timeout`` records."""
 GATE_ACTIONS: tuple[GateAction, ...] = get_args(GateAction)
 
 AlertKind = Literal[
@@ -107,6 +112,7 @@ class Tag:
     APPROVED_BY: Final = "airloop.approved_by"
     REJECTED_BY: Final = "airloop.rejected_by"
     REJECT_REASON: Final = "airloop.reject_reason"
+    SUPERSEDED_BY: Final = "airloop.superseded_by"
     DEMOTED_AT: Final = "airloop.demoted_at"
     REPLACED_BY: Final = "airloop.replaced_by"
     RESTORED_AT: Final = "airloop.restored_at"

@@ -15,12 +15,12 @@ import operator
 import os
 import re
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from include.names import ALERT_KINDS, RANDOM_AUC, AlertKind, Estimator, GateMode
 
@@ -30,6 +30,17 @@ COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
 Column = Annotated[str, Field(pattern=COLUMN_PATTERN)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _hours(value: Any) -> Any:
+    """A duration: a number is hours (``72``, ``0.5``); a string is an ISO 8601 duration
+    (``P3D``, ``PT12H``, ``PT30S``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(hours=value)
+    return value
+
+
+Hours = Annotated[timedelta, BeforeValidator(_hours), Field(gt=timedelta(0))]
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt,
@@ -246,6 +257,8 @@ class GateSpec(_Strict):
     parity_label_agreement: Fraction = 0.999
     latency_ms_per_1k: float = Field(default=50.0, gt=0)
     approval_required: bool = False
+    # How long a passed challenger waits for a human: then it is rejected, "no decision in time".
+    approval_timeout: Hours = timedelta(hours=72)
     shadow_days: int = Field(default=0, ge=0, le=60)
     evaluation_days: int = Field(default=7, ge=1, le=365)
     bootstrap_samples: int = Field(default=200, ge=10, le=10000)

@@ -24,7 +24,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from include.lake import Lake, Zone
-from include.names import BREAK_TRIGGERS, CHALLENGER, CHAMPION, Tag
+from include.names import BREAK_TRIGGERS, CHALLENGER, CHAMPION, NO_DECISION_IN_TIME, Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -279,8 +279,15 @@ def apply_decision(
     run_id: str,
 ) -> dict[str, Any]:
     """Act on a gate report: CAS-move ``@champion``, tag both versions, write the model card and
-    the ledger entry; or record why nothing moved. Returns what happened (JSON-able)."""
-    from include.registry.aliases import move_alias_cas, tag_version
+    the ledger entry; or record why nothing moved. Returns what happened (JSON-able).
+
+    ``approval`` is the approval task's result when the spec requires one: a human's answer
+    (``chosen_options``, ``responded_by_user``, ``params_input.comment``), or one the approval task
+    gave itself (``ended``: ``timeout``, recorded as ``approval_rejected`` with the reason
+    :data:`~include.names.NO_DECISION_IN_TIME`; ``superseded``). A decision that waited for a human
+    may be stale: when ``@challenger`` no longer names the gated version, whatever the answer, it
+    is recorded as ``superseded`` ("superseded by vN") and nothing moves."""
+    from include.registry.aliases import current_alias, move_alias_cas, tag_version
     from include.registry.ledger import LedgerEntry, append_entry
 
     client = _client(tracking_uri)
@@ -288,10 +295,14 @@ def apply_decision(
     challenger, champion = gate_report["challenger_version"], gate_report["champion_version"]
     approver = reason = None
     approved = True
+    ended = None  # how an approval ended without a human: "timeout" or "superseded"
     if approval is not None:
         approved = "Approve" in (approval.get("chosen_options") or [])
         approver = _user(approval.get("responded_by_user"))
         reason = str((approval.get("params_input") or {}).get("comment") or "")
+        ended = approval.get("ended")
+        if ended == "timeout":
+            approved, reason = False, NO_DECISION_IN_TIME
     base = {
         "time": now,
         "model": spec.name,
@@ -306,6 +317,8 @@ def apply_decision(
             "trigger": (gate_report.get("challenger_tags") or {}).get(Tag.TRIGGER),
             # what a pending challenger waits for (only shadow days re-gate it: see regate_due)
             "waiting_for": decision.get("waiting_for"),
+            # an approval nobody answered: "timeout"; one a newer challenger ended: "superseded"
+            "approval": ended,
         },
         "approver": approver,
         "reason": reason,
@@ -317,6 +330,17 @@ def apply_decision(
         append_entry(lake, LedgerEntry(action=action, **base))
         tag_version(client, spec.name, challenger, {Tag.GATE: action, Tag.GATE_DECISION_ID: decision["decision_id"]})
         return {"promoted": False, "action": action, "version": challenger, "champion": champion}
+    newer = superseded_by(challenger, current_alias(client, spec.name, CHALLENGER)) if approval is not None else None
+    if newer is not None:
+        base["reason"] = f"superseded by v{newer}"
+        append_entry(lake, LedgerEntry(action="superseded", **base))
+        tag_version(
+            client,
+            spec.name,
+            challenger,
+            {Tag.GATE: "superseded", Tag.GATE_DECISION_ID: decision["decision_id"], Tag.SUPERSEDED_BY: str(newer)},
+        )
+        return {"promoted": False, "action": "superseded", "version": challenger, "champion": champion}
     if not approved:
         append_entry(lake, LedgerEntry(action="approval_rejected", **base))
         tag_version(
@@ -356,6 +380,24 @@ def apply_decision(
     return {"promoted": True, "action": "promote", "version": challenger, "champion": champion, "model_card": card_uri}
 
 
+def superseded_by(version: int, current_challenger: int | None) -> int | None:
+    """The newer challenger that supersedes ``version`` (``@challenger`` names another version),
+    else ``None``."""
+    return current_challenger if current_challenger is not None and current_challenger != version else None
+
+
+def unanswered_approval(
+    version: int, current_challenger: int | None, deadline: datetime | None, now: datetime
+) -> Literal["superseded", "timeout"] | None:
+    """Why an approval request nobody answered ends now: ``superseded`` (``@challenger`` names a
+    newer version) or ``timeout`` (``now`` is past the ``deadline``, ``gate.approval_timeout``
+    after the request; ``None``: no deadline); ``None``: it keeps waiting. A newer challenger wins
+    over the deadline (the more telling reason)."""
+    if superseded_by(version, current_challenger) is not None:
+        return "superseded"
+    return "timeout" if deadline is not None and now >= deadline else None
+
+
 def _not_promoted_action(decision: dict[str, Any]) -> Literal["dry_run", "pending", "reject"]:
     """``pending`` (waiting for shadow days or post-break labels) is recorded as such: it is no
     rejection, so it never counts toward the circuit breaker, which counts ``reject`` entries."""
@@ -373,7 +415,7 @@ def regate_due(spec: ModelSpec, lake: Lake, version: int) -> bool:
     from include.scoring.shadow import clean_shadow_days
 
     mine = [e for e in read_ledger(lake, spec.name) if e.get("version") == version]
-    latest = last_entry(mine, ("promote", "reject", "pending", "dry_run", "approval_rejected"))
+    latest = last_entry(mine, ("promote", "reject", "pending", "dry_run", "approval_rejected", "superseded"))
     if latest is None or latest["action"] != "pending":
         return False
     if (latest.get("figures") or {}).get("waiting_for") == "post_break_rows":

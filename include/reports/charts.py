@@ -25,6 +25,7 @@ ACTION_COLORS = {
     "promote": "#2e7d32",
     "reject": "#c62828",
     "approval_rejected": "#ad1457",
+    "superseded": "#9e9e9e",
     "dry_run": "#757575",
     "rollback": "#ef6c00",
     "pending": "#f9a825",

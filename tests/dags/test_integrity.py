@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,6 @@ def test_results_flow_between_tasks_through_outputs(tmp_path: Path) -> None:
     assert source(approve.report) == "evaluate" and approve.upstream_task_ids == {"evaluate"}
     assert (source(promote.report), source(promote.approval)) == ("evaluate", "approve")
     assert promote.upstream_task_ids == {"evaluate", "approve"} and promote.approval_required is True
+    # the spec's deadline reaches the request; a waiting run leaves room for a newer challenger's
+    assert approve.approval_timeout == timedelta(hours=72) and approve.execution_timeout is None
+    assert dag.max_active_runs == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -126,6 +126,15 @@ BROKEN = [
     ),
     pytest.param("name", "Flights!", "name: expected string should match pattern", id="bad-model-name"),
     pytest.param(
+        "gate.approval_timeout", 0, "gate.approval_timeout: expected input should be greater than", id="no-time"
+    ),
+    pytest.param(
+        "gate.approval_timeout",
+        "soon",
+        "gate.approval_timeout: expected input should be a valid timedelta",
+        id="unreadable-timeout",
+    ),  # fmt: skip
+    pytest.param(
         "dataset.slice_columns", ["distance"], "slice columns must be categorical features", id="numeric-slice"
     ),
     pytest.param(
@@ -186,3 +195,19 @@ def test_file_source_resolves_relative_to_spec(tmp_path: Path) -> None:
     spec = load_spec(_write(tmp_path, data, name="tiny"))
     assert spec.source_path() == tmp_path / "data.csv"
     assert spec.label_column == "label"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (72, timedelta(hours=72)),
+        (0.5, timedelta(minutes=30)),
+        ("PT30S", timedelta(seconds=30)),
+        ("P2D", timedelta(days=2)),
+    ],
+)
+def test_approval_timeout_is_hours_or_an_iso_duration(tmp_path: Path, value: object, expected: timedelta) -> None:
+    assert (
+        load_spec(_write(tmp_path, _mutate(_demo(), "gate.approval_timeout", value))).gate.approval_timeout == expected
+    )
+    assert load_spec(_write(tmp_path, _demo())).gate.approval_timeout == timedelta(hours=72)

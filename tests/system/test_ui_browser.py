@@ -8,6 +8,9 @@ the ones in ``docs/images/``).
 
 Self-sufficient: if the loop test ran earlier in the session the model's state is reused; else a
 module fixture trains and promotes a small model and scores and monitors two days via the REST API.
+
+The approval test adds a model that needs a person's approval (tests/system/approval_world.py),
+approves its first challenger and rejects the second in *Required actions*, as a user does.
 """
 
 from __future__ import annotations
@@ -105,6 +108,15 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def _login(page: Any, stack: Any) -> None:
+    """Sign in through the simple auth manager's form."""
+    page.goto(stack.api_url)
+    page.locator("input[name=username]").fill(stack.username)
+    page.locator("input[name=password]").fill(stack.password)
+    page.locator("button[type=submit]").click()
+    page.get_by_role("link", name="airloop").wait_for()
+
+
 def _shot(page: Any, name: str, *, full_page: bool = False) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
@@ -153,11 +165,7 @@ def test_airloop_view_links_and_trigger_form_in_the_browser(
     page = context.new_page()
 
     # 1. log in (simple auth manager)
-    page.goto(stack.api_url)
-    page.locator("input[name=username]").fill(stack.username)
-    page.locator("input[name=password]").fill(stack.password)
-    page.locator("button[type=submit]").click()
-    page.get_by_role("link", name="airloop").wait_for()
+    _login(page, stack)
     _shot(page, "01-home")
 
     # 2. the airloop view from the navigation: index, then the model's dashboard (in the UI's frame)
@@ -266,3 +274,71 @@ def test_airloop_view_links_and_trigger_form_in_the_browser(
         ):
             shutil.copyfile(SHOTS / f"{name}.png", DOCS_IMAGES / f"{name}.png")
     print(f"browser test took {time.monotonic() - started:.1f}s")  # shown with -s
+
+
+def _answer(page: Any, link: str, *, headline: str, option: str, comment: str, shot: str) -> None:
+    """Open the required action at ``link``, check it shows the gate report, write the comment,
+    choose ``option``."""
+    page.goto(link)
+    page.get_by_text(headline).wait_for()
+    page.get_by_text("min_roc_auc", exact=True).first.wait_for()  # the gate report's checks, as a table
+    assert page.get_by_text("| check | threshold |").count() == 0  # Markdown rendered, not shown raw
+    page.locator("#element_comment").fill(comment)
+    _shot(page, shot)
+    page.get_by_role("button", name=option, exact=True).click()
+
+
+def test_approve_one_challenger_and_reject_another_in_required_actions(
+    system_stack: Any, flights_lake: Path, browser: Any
+) -> None:
+    from tests.system.approval_world import approval_model
+
+    started = time.monotonic()
+    stack, client, lake = system_stack.stack, system_stack.client, system_stack.lake
+    model = approval_model(system_stack, flights_lake, "appr_ui")
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    _login(page, stack)
+
+    def request(run_id: str) -> str:
+        model.wait_awaiting(run_id)
+        return f"{stack.api_url}/dags/{model.dag_id}/runs/{run_id}/tasks/approve/required_actions?map_index=-1"
+
+    # the first challenger: approved, it becomes the champion
+    v1 = model.register()
+    first = client.trigger(model.dag_id, run_id="ui_approve_v1")["dag_run_id"]
+    link = request(first)
+    alerts = [json.loads(lake.read_bytes(p)) for p in lake.list_files(lake.path("reports", model.name, "alerts"))]
+    assert link in [a.get("link") for a in alerts if a["kind"] == "approval_needed"]  # the alert opens this page
+    _answer(page, link, headline=f"challenger v{v1} vs champion (none)", option="Approve",
+            comment="first model: the gate report is fine", shot="10-approval-request")  # fmt: skip
+    assert client.wait_dag_run(model.dag_id, first, timeout=300) == "success"
+    assert model.alias("champion") == v1
+
+    # the second: rejected with a comment, nothing moves
+    v2 = model.register()
+    second = client.trigger(model.dag_id, run_id="ui_reject_v2")["dag_run_id"]
+    _answer(page, request(second), headline=f"challenger v{v2} vs champion v{v1}", option="Reject",
+            comment="no better than v1: keep it", shot="11-approval-reject")  # fmt: skip
+    assert client.wait_dag_run(model.dag_id, second, timeout=300) == "success"
+    context.close()
+
+    assert model.alias("champion") == v1
+    ledger = [(e["action"], e["version"], e["approver"], e["reason"]) for e in read_ledger(lake, model.name)]
+    assert ledger == [
+        ("promote", v1, stack.username, "first model: the gate report is fine"),
+        ("approval_rejected", v2, stack.username, "no better than v1: keep it"),
+    ]
+    assert model.tags(v1)["airloop.approved_by"] == stack.username
+    rejected = model.tags(v2)
+    assert (rejected["airloop.gate"], rejected["airloop.rejected_by"], rejected["airloop.reject_reason"]) == (
+        "approval_rejected",
+        stack.username,
+        "no better than v1: keep it",
+    )
+    assert model.hitl(second)["responded_by_user"]["name"] == stack.username
+    if os.environ.get("AIRLOOP_DOCS_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHOTS / "11-approval-reject.png", DOCS_IMAGES / "11-approval-reject.png")
+    print(f"approval browser test took {time.monotonic() - started:.1f}s")  # shown with -s
