@@ -836,6 +836,7 @@ def _verdict(
     cooldown: bool = False,
     capped: bool = False,
     trigger: SignalKind | None = None,
+    break_day: str | None = None,
 ) -> DriftVerdict:
     """The verdict record; each open breaker's sentence closes the reasons. ``half_open``: the
     trigger's breaker lets its probe through (or, on a day without retrain, a breaker would)."""
@@ -859,8 +860,7 @@ def _verdict(
         trigger=trigger,
         breach=harm.breach.fired,
         half_open=half_open,
-        # a retrain answering a break learns from the first labelled day that showed it
-        break_day=realized.label_day if trigger in BREAK_TRIGGERS and realized is not None else None,
+        break_day=break_day,
     )
 
 
@@ -917,7 +917,36 @@ def decide(
         cooldown=choice.cooldown,
         capped=choice.capped,
         trigger=choice.trigger,
+        break_day=_break_day(history, today, realized, policy) if choice.trigger in BREAK_TRIGGERS else None,
     )
+
+
+def _break_day(
+    history: Sequence[DayDrift], today: DayDrift, realized: RealizedPerformance | None, policy: DriftSpec
+) -> str | None:
+    """The first labelled day of the harm a retrain answers: the labelled day of the earliest
+    measured day in the unbroken run, up to today, of days whose realized drop was significant
+    (``drop_low`` above ``performance_drop``; a breach is a larger drop), whichever version
+    scored them. A retrain answering a break learns from that day on, and is judged on the days
+    from it: the break is not today's labelled day, or every day of a long breach would look like
+    a break one day old (a flights drill's label inversion retrained five times on "one labelled
+    day since the break", each time on the old concept, and took 21 days to recover)."""
+    if realized is None or not realized.label_day:
+        return None
+    delay = today.day - _as_date(realized.label_day)  # a measured day's labelled day is this far back
+    latest: dict[date, float | None] = {}
+    for record in history:
+        if record.model == today.model and record.day < today.day:
+            latest[record.day] = record.drop_low
+    first = today.day
+    for measured in sorted(latest, reverse=True):
+        value = latest[measured]
+        if value is None:
+            continue  # nothing labelled was measured that day: the run goes on
+        if value <= policy.performance_drop:
+            break
+        first = measured
+    return (first - delay).isoformat()
 
 
 def _busiest_period(day: date, others: Sequence[date], period_days: int) -> int:

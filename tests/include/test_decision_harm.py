@@ -250,3 +250,31 @@ def test_harm_on_a_retired_version_does_not_make_drift_impactful() -> None:
     retired = labelled(9, 0.31, version=1, serving=2)
     verdict = decide([day(9, 0.4)], day(10, 0.4), LoopState(), POLICY, realized=retired)
     assert verdict.trigger is None and signal(verdict, "data_drift")["held_by"] == "no_impact"
+
+
+def test_a_retrain_answering_a_break_names_the_first_labelled_day_of_the_harm() -> None:
+    """The break is where the unbroken run of significant drops began, whichever version scored
+    those days, not today's labelled day: the flights drill's label inversion (2013-07-15) kept
+    retraining on "one labelled day since the break", each time on the old concept."""
+
+    def measured(offset: int, drop_low: float | None) -> DayDrift:
+        return replace(day(offset), drop_low=drop_low)
+
+    history = [
+        measured(3, 0.01),  # the last healthy labelled day (labelled day 2)
+        measured(4, 0.40),  # labelled day 3: the break
+        measured(5, 0.35),
+        measured(6, None),  # nothing measured that day: the run goes on
+        measured(7, 0.45),
+        replace(day(8), model="other", drop_low=0.0),  # another model's day decides nothing here
+    ]
+    verdict = decide(history, day(8), LoopState(), POLICY, realized=labelled(7, 0.30))
+    assert verdict.trigger == "breach" and verdict.break_day == (START + timedelta(days=3)).isoformat()
+    # a healthy day right before today: the break is today's labelled day
+    fresh = decide([*history, measured(7, 0.0)], day(8), LoopState(), POLICY, realized=labelled(7, 0.30))
+    assert fresh.break_day == (START + timedelta(days=7)).isoformat()
+    # a drop retrain names it the same way; data drift names none
+    drop = decide(history, day(8), LoopState(), POLICY, realized=labelled(7, 0.70))
+    assert drop.trigger == "performance_drop" and drop.break_day == (START + timedelta(days=3)).isoformat()
+    opted = POLICY.model_copy(update={"retrain_on": ["data_drift"]})
+    assert decide([day(7, 0.4)], day(8, 0.4), LoopState(), opted).break_day is None
