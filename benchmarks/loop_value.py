@@ -36,10 +36,23 @@ COLUMNS = (
     ("auc_lost_vs_oracle", 10),
     ("auc_lost_vs_oracle_after_fault", 10),
     ("retrains", 9),
+    ("retrains_caused", 7),
+    ("rejoined", 11),
     ("promotions", 11),
     ("bad_promotions", 9),
 )
-HEADERS = ("fault", "policy", "1st retr", "lost run", "lost after", "retrains", "promotions", "bad prom")
+HEADERS = (
+    "fault",
+    "policy",
+    "1st retr",
+    "lost run",
+    "lost after",
+    "retrains",
+    "caused",
+    "rejoined",
+    "promotions",
+    "bad prom",
+)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -322,12 +322,18 @@ def _mean(values: list[float]) -> float | None:
 
 
 def measure(
-    fault: Fault, days: list[dict[str, Any]], oracle: list[dict[str, Any]], promotions: list[dict[str, Any]]
+    fault: Fault,
+    days: list[dict[str, Any]],
+    oracle: list[dict[str, Any]],
+    promotions: list[dict[str, Any]],
+    clean: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One policy's figures for one fault, against the oracle's days (``DayResult`` dicts)."""
+    """One policy's figures for one fault, against the oracle's days (``DayResult`` dicts) and,
+    when given, the same policy's clean run (``clean``: its days without the fault)."""
     start = fault.day.isoformat()
     retrain_days = [d["day"] for d in days[1:] if d["trained"] is not None] if days else []
     after = [day for day in retrain_days if day >= start]
+    clean_after = None if clean is None else sum(d["trained"] is not None and d["day"] >= start for d in clean[1:])
     mine = {d["day"]: d["roc_auc"] for d in days if d["roc_auc"] is not None}
     best = {d["day"]: d["roc_auc"] for d in oracle if d["roc_auc"] is not None}
     common = sorted(set(mine) & set(best))
@@ -342,6 +348,8 @@ def measure(
         "auc_lost_vs_oracle_after_fault": _mean(lost_after),
         "retrains": len(retrain_days),
         "retrains_after_fault": len(after),
+        # what the fault cost in retrains: those after its day beyond the clean run's
+        "retrains_caused": None if clean_after is None else len(after) - clean_after,
         "promotions": sum(d["promoted"] for d in days[1:]),
         "bad_promotions": sum(p["bad"] for p in promotions),
     }
@@ -378,7 +386,15 @@ def drill(spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: La
 def _drill(
     spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: Lake | None, fits: FitMemo
 ) -> dict[str, Any]:
-    from include.replay import ReplaySettings, ScoreMemo, prepare_days, replay_checkpoint, resume_policy, summarise
+    from include.replay import (
+        Rejoin,
+        ReplaySettings,
+        ScoreMemo,
+        prepare_days,
+        replay_checkpoint,
+        resume_policy,
+        summarise,
+    )
 
     unknown = [p for p in settings.policies if p not in POLICIES]
     if unknown:
@@ -422,6 +438,26 @@ def _drill(
                 spec, data_lake, _checkpoint_folder(out_dir, day, base), base, eve, memo
             )
             seconds[f"checkpoint {base}@{day}"] = round(time.perf_counter() - t0, 1)
+    # Each policy also runs on from the checkpoint without a fault: what the fault changed is
+    # measured against it, and a run whose whole state is the clean run's again rejoins it.
+    clean: dict[tuple[date, str], PolicyResult] = {}
+    for day, base in checkpoints:
+        t0 = time.perf_counter()
+        clean[day, base] = resume_policy(
+            spec,
+            data_lake,
+            checkpoints[day, base],
+            _checkpoint_folder(out_dir, day, base),
+            _clean_folder(out_dir, day, base),
+            base,
+            replace(replay_settings, policies=(base,)),
+            memo,
+            record_states=True,
+        )
+        seconds[f"clean {base}@{day}"] = round(time.perf_counter() - t0, 1)
+    # From this many days after a windowed fault nothing a policy reads covers a faulted day: its
+    # training window, the gate's evaluation days inside it, the label delay, the monitor's windows.
+    lookback = (settings.window_days or spec.training.window_days) + spec.dataset.label_delay_days + 1
     results: dict[str, Any] = {}
     for fault in settings.faults:
         t0 = time.perf_counter()
@@ -431,6 +467,12 @@ def _drill(
         promotions: dict[str, list[dict[str, Any]]] = {}
         for policy in policies:
             base = _BASE.get(policy, policy)
+            last = fault.last_day
+            rejoin = None
+            if last is not None:
+                rejoin = Rejoin(
+                    clean[fault.day, base], _clean_folder(out_dir, fault.day, base), last + timedelta(lookback)
+                )
             runs[policy] = resume_policy(
                 spec,
                 lake,
@@ -440,13 +482,25 @@ def _drill(
                 policy,
                 replace(replay_settings, policies=(policy,), retrain_on=(fault.day,)),
                 memo,
+                rejoin=rejoin,
             )
             promotions[policy] = gate_promotions(spec, Lake((folder / policy / "lake").as_uri()))
+            joined = runs[policy].rejoined
+            if joined is not None:  # the clean run's promotions after the day the run rejoined it
+                clean_lake = Lake((_clean_folder(out_dir, fault.day, base) / "lake").as_uri())
+                promotions[policy] += [p for p in gate_promotions(spec, clean_lake) if p["day"] > joined]
         days = {p: [asdict(d) for d in r.days] for p, r in runs.items()}
+        clean_days = {p: [asdict(d) for d in clean[fault.day, _BASE.get(p, p)].days] for p in policies}
         results[fault.name] = {
             "fault": {**asdict(fault), "day": fault.day.isoformat()},
             "injected": injected,
-            "table": {p: measure(fault, days[p], days[ORACLE], promotions[p]) for p in policies},
+            "table": {
+                p: {
+                    **measure(fault, days[p], days[ORACLE], promotions[p], None if p == ORACLE else clean_days[p]),
+                    "rejoined": runs[p].rejoined,
+                }
+                for p in policies
+            },
             "summary": {p: summarise(r) for p, r in runs.items()},
             "promotions": promotions,
             "days": days,
@@ -470,6 +524,7 @@ def _drill(
         "prepared": prepared,
         "seconds": seconds,
         "shared": shared,
+        "clean": {f"{base}@{day}": summarise(run) for (day, base), run in clean.items()},
         "faults": results,
     }
     _write_atomic(out_dir / "drill.json", json.dumps(payload, indent=2))
@@ -482,6 +537,10 @@ _BASE = {"oracle": "frozen"}  # the policy a run follows before its fault day
 
 def _checkpoint_folder(out_dir: Path, day: date, policy: str) -> Path:
     return out_dir / "checkpoints" / f"{policy}_{day.isoformat()}"
+
+
+def _clean_folder(out_dir: Path, day: date, policy: str) -> Path:
+    return out_dir / "clean" / f"{policy}_{day.isoformat()}"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -508,6 +567,8 @@ _COLUMNS = (
     ("auc_lost_vs_oracle", "AUC lost vs oracle (run)"),
     ("auc_lost_vs_oracle_after_fault", "AUC lost vs oracle (after fault)"),
     ("retrains", "retrains"),
+    ("retrains_caused", "retrains caused (after the fault, beyond the clean run's)"),
+    ("rejoined", "rejoined the clean run on"),
     ("promotions", "promotions"),
     ("bad_promotions", "bad promotions"),
 )

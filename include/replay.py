@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, Zone
-from include.names import CHAMPION, ORACLE, POLICIES, Tag
+from include.names import CHALLENGER, CHAMPION, ORACLE, POLICIES, Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -75,6 +75,9 @@ class PolicyResult:
     tracking_uri: str = ""  # the policy's MLflow store (``mlflow ui --backend-store-uri`` it)
     days: list[DayResult] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # compute time per step
+    # what decides the run's future, one digest per day (:func:`policy_state`; recorded on request)
+    states: dict[str, str] = field(default_factory=dict)
+    rejoined: str | None = None  # the day its state equalled a clean run's: the rest is that run's
 
     @property
     def retrains(self) -> int:
@@ -119,6 +122,20 @@ class ScoreMemo:
     partitions: dict[tuple[Any, ...], Path] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
+
+
+@dataclass(frozen=True)
+class Rejoin:
+    """A clean run of the same policy (``clean``, run with its states recorded, in ``folder``) that
+    a run on a faulted copy may rejoin from day ``after`` on: the first day on which both runs'
+    :func:`policy_state` are equal, the faulted run stops and takes the clean run's later days
+    (records and prediction partitions, hard-linked). ``after`` must be late enough that nothing
+    the policy reads from then on (training windows, gate and monitor look-backs) still covers a
+    faulted day."""
+
+    clean: PolicyResult
+    folder: Path
+    after: date
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -432,6 +449,9 @@ def resume_policy(
     policy: str,
     settings: ReplaySettings,
     memo: ScoreMemo | None = None,
+    *,
+    record_states: bool = False,
+    rejoin: Rejoin | None = None,
 ) -> PolicyResult:
     """Continue a :func:`replay_checkpoint` run in ``folder`` (wiped first, then a copy of
     ``checkpoint_folder``) from the day after its last day to ``settings.end``, as ``policy``.
@@ -454,7 +474,18 @@ def resume_policy(
         days=[DayResult(**asdict(d)) for d in checkpoint.days],
         seconds=dict(checkpoint.seconds),
     )
-    return _replay_policy(spec, data_lake, folder, policy, settings, uri, resume=result, memo=memo)
+    return _replay_policy(
+        spec,
+        data_lake,
+        folder,
+        policy,
+        settings,
+        uri,
+        resume=result,
+        memo=memo,
+        record_states=record_states,
+        rejoin=rejoin,
+    )
 
 
 def _replay_policy(
@@ -468,6 +499,8 @@ def _replay_policy(
     checkpoint: bool = False,
     resume: PolicyResult | None = None,
     memo: ScoreMemo | None = None,
+    record_states: bool = False,
+    rejoin: Rejoin | None = None,
 ) -> PolicyResult:
     from mlflow import MlflowClient
 
@@ -533,6 +566,13 @@ def _replay_policy(
                 last_train = day
             elif policy == ORACLE and day in settings.retrain_on:
                 _train_and_gate(spec, lake, uri, day, settings, result, record, "oracle: the true break day")
+            if record_states or (rejoin is not None and day >= rejoin.after):
+                state = policy_state(spec, lake, client, uri, policy, result, last_train)
+                if record_states:
+                    result.states[day.isoformat()] = state
+                if rejoin is not None and day >= rejoin.after and rejoin.clean.states.get(day.isoformat()) == state:
+                    _rejoin(spec, lake, rejoin, day, result)
+                    break
             if n % 30 == 0:
                 log.info(
                     "%s: %s days, %.1f days/s, %s retrains", policy, n, n / (time.perf_counter() - t0), result.retrains
@@ -544,6 +584,80 @@ def _replay_policy(
         _score_outcomes(spec, lake, result)
         result.add_time("total", time.perf_counter() - t0)
         return result
+
+
+def policy_state(
+    spec: ModelSpec, lake: Lake, client: Any, uri: str, policy: str, result: PolicyResult, last_train: date | None
+) -> str:
+    """A digest of everything that decides a policy run's future, at the end of its latest day:
+    given the same data from then on, two runs with the same digest do the same thing every day.
+
+    The champion and the challenger (version and ONNX digest), how many versions exist (the
+    numbering of later ones), the versions that scored the days whose labels are still to come;
+    for the calendar policy the day of its last training; for the drift policy what
+    :func:`include.monitoring.decision.decide` reads: the drift history within its reach (the
+    M-of-N windows, the label delay) with each day's verdict, and the retrains, cooldowns and
+    circuit-breaker streaks within the cap period, the cooldowns and the breaker's probe time."""
+    from include.registry.aliases import current_alias
+
+    def model(version: int | None) -> list[Any]:
+        return [version, None if version is None else _onnx_bytes(uri, spec.name, version)[1]]
+
+    delay = spec.dataset.label_delay_days
+    parts: dict[str, Any] = {
+        "champion": model(current_alias(client, spec.name, CHAMPION)),
+        "challenger": model(current_alias(client, spec.name, CHALLENGER)),
+        "versions": max((d.trained for d in result.days if d.trained is not None), default=0),
+        "served": [[d.day, *model(d.champion)] for d in result.days[-(delay + 1) :]],
+    }
+    if policy == "calendar":
+        parts["last_train"] = None if last_train is None else last_train.isoformat()
+    if policy == "drift":
+        parts["drift"] = _decision_state(spec, lake, date.fromisoformat(result.days[-1].day))
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _decision_state(spec: ModelSpec, lake: Lake, day: date) -> dict[str, Any]:
+    from include.monitoring.monitor import loop_state
+    from include.records import read_history
+
+    drift = spec.drift
+    history = read_history(lake, spec.name, date.max)
+    state = loop_state(lake, spec.name, history)
+    since = [s.since for s in state.rejections.values() if s.since is not None]
+    reach = max(drift.max_retrains_period_days, drift.cooldown_days, drift.performance_cooldown_days)
+    horizon = min([day - timedelta(days=reach + drift.breaker_probe_days), *since])
+    days = max(drift.window_n, drift.performance_window_n) + spec.dataset.label_delay_days + 1
+    return {
+        "history": [[r["day"], r["verdict"].get("state"), r["verdict"].get("trigger")] for r in history[-days:]],
+        "retrains": sorted(
+            [[d.isoformat(), None] for d in state.retrain_dates if d >= horizon]
+            + [[d.isoformat(), kind] for d, kind in state.retrain_kinds if d >= horizon]
+        ),
+        "rejections": {k: [v.count, v.since] for k, v in sorted(state.rejections.items())},
+    }
+
+
+def _rejoin(spec: ModelSpec, lake: Lake, rejoin: Rejoin, day: date, result: PolicyResult) -> None:
+    """Take the clean run's days after ``day``: its records and, hard-linked, its predictions."""
+    clean_lake = Lake((rejoin.folder / "lake").as_uri())
+    before = len(result.days)
+    for record in rejoin.clean.days:
+        later = date.fromisoformat(record.day)
+        if later <= day:
+            continue
+        result.days.append(DayResult(**asdict(record)))
+        source = Path(clean_lake.partition_dir(Zone.PREDICTIONS, spec.name, later))
+        if source.exists():
+            _link_dir(source, Path(lake.partition_dir(Zone.PREDICTIONS, spec.name, later)))
+    result.rejoined = day.isoformat()
+    log.info(
+        "%s: its state on %s is the clean run's: its %s later days are that run's",
+        result.policy,
+        day,
+        len(result.days) - before,
+    )
 
 
 def _resume_point(result: PolicyResult, first_day: date) -> tuple[date | None, date]:
@@ -563,8 +677,8 @@ def _score_outcomes(spec: ModelSpec, lake: Lake, result: PolicyResult) -> None:
     labelled = set(lake.list_partitions(Zone.LABELS, spec.name))
     for record in result.days:
         day = date.fromisoformat(record.day)
-        if not record.rows_scored or day not in labelled:
-            continue
+        if not record.rows_scored or day not in labelled or record.roc_auc is not None:
+            continue  # nothing scored or labelled, or a day taken from a clean run (Rejoin): measured there
         predictions = lake.read_table(Zone.PREDICTIONS, spec.name, day, columns=[*keys, "score"]).to_pandas()
         labels = lake.read_table(Zone.LABELS, spec.name, day).to_pandas()
         joined = predictions.merge(labels[[*keys, label]], on=keys)

@@ -4,7 +4,8 @@ and one short drill end to end on the breast-cancer spec (tests/specs/cancer.yam
 from __future__ import annotations
 
 import json
-from datetime import date
+from dataclasses import asdict, replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,16 @@ def test_a_short_drill_reports_coherent_figures(drilled: tuple[Path, dict[str, A
         f"checkpoint drift@{BREAK}",
         f"checkpoint frozen@{BREAK}",
     ]
+    # and on from there without a fault: the clean runs each fault is measured against
+    assert sorted(payload["clean"]) == [f"drift@{BREAK}", f"frozen@{BREAK}"]
+    assert payload["clean"][f"frozen@{BREAK}"]["retrains"] == 0
+    clean_drift = payload["clean"][f"drift@{BREAK}"]["retrains"]
+    assert result["table"]["drift"]["retrains_caused"] == result["table"]["drift"]["retrains_after_fault"] - (
+        clean_drift - sum(d["trained"] is not None for d in result["days"]["drift"][1:] if d["day"] < str(BREAK))
+    )
+    assert (frozen["retrains_caused"], oracle["retrains_caused"]) == (0, None)
+    # a label inversion lasts to the end: no run can rejoin its clean run
+    assert all(figures["rejoined"] is None for figures in result["table"].values())
     assert [d for d in result["days"]["oracle"] if d["day"] < str(BREAK)] == [
         d for d in result["days"]["frozen"] if d["day"] < str(BREAK)
     ]
@@ -254,3 +265,47 @@ def test_a_day_two_faults_share_is_scored_once_and_the_link_equals_a_new_score(
             "rows_scored"
         ]
     )
+
+
+@pytest.mark.parametrize("policy", ["calendar", "drift"])
+def test_a_run_whose_state_is_the_clean_runs_rejoins_it(
+    policy: str, drilled: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """On the same data a resumed run has the clean run's state every day: it rejoins it on the
+    first day it may, and takes the clean run's later days (records and predictions) unchanged.
+    The state digest moves with what decides the future (a training)."""
+    from include.replay import Rejoin, ReplaySettings, ScoreMemo, replay_checkpoint, resume_policy
+
+    end, eve, after = date(2024, 1, 24), date(2024, 1, 16), date(2024, 1, 18)
+    data = Lake((drilled[0] / "data").as_uri())  # the drill's clean history, landed and validated (read only)
+    settings = ReplaySettings(start=START, end=end, policies=(policy,), calendar_days=3, search_budget=1, explain=False)
+    memo = ScoreMemo()
+    checkpoint = replay_checkpoint(SPEC, data, tmp_path / "cp", policy, replace(settings, end=eve), memo)
+    clean = resume_policy(
+        SPEC, data, checkpoint, tmp_path / "cp", tmp_path / "clean", policy, settings, memo, record_states=True
+    )
+    assert sorted(clean.states) == [str(date(2024, 1, d)) for d in range(17, 25)]
+    again = resume_policy(
+        SPEC,
+        data,
+        checkpoint,
+        tmp_path / "cp",
+        tmp_path / "again",
+        policy,
+        settings,
+        ScoreMemo(),  # nothing linked from the clean run: it really ran its days up to the rejoin
+        rejoin=Rejoin(clean, tmp_path / "clean", after),
+    )
+    assert again.rejoined == str(after) and clean.rejoined is None
+    assert [asdict(d) for d in again.days] == [asdict(d) for d in clean.days]
+    later = date(2024, 1, 22)
+    linked = Lake((tmp_path / "again" / "lake").as_uri())
+    assert Path(linked.partition_file(Zone.PREDICTIONS, SPEC.name, later)).samefile(
+        Lake((tmp_path / "clean" / "lake").as_uri()).partition_file(Zone.PREDICTIONS, SPEC.name, later)
+    )
+    trained = [d.day for d in clean.days if d.trained is not None and d.day > str(eve)]
+    if policy == "calendar":
+        assert trained, "a calendar run every 3 days trains after its checkpoint"
+    for day in trained:
+        previous = str(date.fromisoformat(day) - timedelta(days=1))
+        assert clean.states[day] != clean.states.get(previous, ""), day
