@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, LakeError, Zone
 from include.monitoring.decision import EstimatedPerformance, Signal
-from include.names import CHALLENGER, CHAMPION, Tag
+from include.names import CHALLENGER, CHAMPION, GATE_OUTCOMES, Tag
 from include.reports.format import finite
 
 if TYPE_CHECKING:
@@ -649,8 +649,6 @@ def last_days(dash: Dashboard, days: int) -> Dashboard:
 ALERTS_KIND = "alerts"  # the folder AlertNotifier writes (plugins/airloop/notifiers/alerts.py)
 OPEN_ALERT_DAYS = 7
 SPARK_POINTS = 30
-# a version's gate outcomes in the ledger: its newest one says where the gate left it
-GATE_OUTCOMES = ("promote", "reject", "pending", "dry_run", "approval_rejected")
 
 
 @dataclass(frozen=True)

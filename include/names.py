@@ -29,7 +29,7 @@ ORACLE: Final = "oracle"
 """Not a policy a loop can follow: a replay retrains exactly on given days (the true break days a
 drill injected), the yardstick ``airloop drill`` measures the policies by."""
 
-# ``pending``: the gate waits for the challenger's clean shadow days; not a rejection.
+# ``pending``: the gate waits for the challenger's clean shadow days or post-break labels; not a rejection.
 # ``superseded``: a newer challenger replaced one that waited for approval; not a rejection either.
 GateAction = Literal[
     "promote", "reject", "dry_run", "pending", "rollback", "approval_rejected", "superseded", "breaker_reset"
@@ -38,6 +38,8 @@ GateAction = Literal[
 NO_DECISION_IN_TIME: Final = "no decision in time"
 """The reason an approval that nobody answered within ``gate.approval_timeout`` records."""
 GATE_ACTIONS: tuple[GateAction, ...] = get_args(GateAction)
+GATE_OUTCOMES: tuple[GateAction, ...] = ("promote", "reject", "pending", "dry_run", "approval_rejected", "superseded")
+"""The actions that end one gating of a version: its newest one says where the gate left it."""
 
 AlertKind = Literal[
     "contract_failure",

@@ -24,7 +24,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from include.lake import Lake, Zone
-from include.names import BREAK_TRIGGERS, CHALLENGER, CHAMPION, NO_DECISION_IN_TIME, Tag
+from include.names import BREAK_TRIGGERS, CHALLENGER, CHAMPION, GATE_OUTCOMES, NO_DECISION_IN_TIME, Tag
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -415,7 +415,7 @@ def regate_due(spec: ModelSpec, lake: Lake, version: int) -> bool:
     from include.scoring.shadow import clean_shadow_days
 
     mine = [e for e in read_ledger(lake, spec.name) if e.get("version") == version]
-    latest = last_entry(mine, ("promote", "reject", "pending", "dry_run", "approval_rejected", "superseded"))
+    latest = last_entry(mine, GATE_OUTCOMES)
     if latest is None or latest["action"] != "pending":
         return False
     if (latest.get("figures") or {}).get("waiting_for") == "post_break_rows":

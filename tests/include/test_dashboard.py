@@ -337,6 +337,8 @@ def test_pending_approval_and_breaker_state(dashboard_world: World) -> None:
         (6, 12, "pending v6"),
     ]
     assert [p.version for p in pending_approvals(history, champion=6)] == [4]
+    # a newer challenger superseded v4 while it waited for approval: nothing pending any more
+    assert [p.version for p in pending_approvals([*history, event(13, "superseded", 4)])] == [6]
     dash = gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None, volume=False)
     row = summarize(replace(dash, timeline=(*dash.timeline, *history)), [], datetime(2013, 1, 13, tzinfo=UTC))
     assert [p.version for p in row.pending] == [4, 6]
