@@ -31,7 +31,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,7 @@ from include.spec import ModelSpec
 if TYPE_CHECKING:
     import pandas as pd
 
-    from include.replay import PolicyResult
+    from include.replay import PolicyResult, ReplaySettings, ScoreMemo
     from include.training.train import FitMemo
 
 log = logging.getLogger(__name__)
@@ -386,15 +386,7 @@ def drill(spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: La
 def _drill(
     spec: ModelSpec, out_dir: Path, settings: DrillSettings, data_lake: Lake | None, fits: FitMemo
 ) -> dict[str, Any]:
-    from include.replay import (
-        Rejoin,
-        ReplaySettings,
-        ScoreMemo,
-        prepare_days,
-        replay_checkpoint,
-        resume_policy,
-        summarise,
-    )
+    from include.replay import ReplaySettings, prepare_days, summarise
 
     unknown = [p for p in settings.policies if p not in POLICIES]
     if unknown:
@@ -427,87 +419,10 @@ def _drill(
     # each policy runs those days once per fault day (a checkpoint) and every fault resumes from it.
     # A day a fault does not cover is the same hard-linked partition in every faulted copy: a
     # run scoring it with the same model as another fault's run links that run's predictions.
-    memo = ScoreMemo()
-    checkpoints: dict[tuple[date, str], PolicyResult] = {}
-    seconds: dict[str, float] = {}
-    for day in sorted({f.day for f in settings.faults}):
-        for base in dict.fromkeys(_BASE.get(p, p) for p in policies):
-            t0 = time.perf_counter()
-            eve = replace(replay_settings, end=day - timedelta(days=1), policies=(base,))
-            checkpoints[day, base] = replay_checkpoint(
-                spec, data_lake, _checkpoint_folder(out_dir, day, base), base, eve, memo
-            )
-            seconds[f"checkpoint {base}@{day}"] = round(time.perf_counter() - t0, 1)
-    # Each policy also runs on from the checkpoint without a fault: what the fault changed is
-    # measured against it, and a run whose whole state is the clean run's again rejoins it.
-    clean: dict[tuple[date, str], PolicyResult] = {}
-    for day, base in checkpoints:
-        t0 = time.perf_counter()
-        clean[day, base] = resume_policy(
-            spec,
-            data_lake,
-            checkpoints[day, base],
-            _checkpoint_folder(out_dir, day, base),
-            _clean_folder(out_dir, day, base),
-            base,
-            replace(replay_settings, policies=(base,)),
-            memo,
-            record_states=True,
-        )
-        seconds[f"clean {base}@{day}"] = round(time.perf_counter() - t0, 1)
-    # From this many days after a windowed fault nothing a policy reads covers a faulted day: its
-    # training window, the gate's evaluation days inside it, the label delay, the monitor's windows.
-    lookback = (settings.window_days or spec.training.window_days) + spec.dataset.label_delay_days + 1
-    results: dict[str, Any] = {}
-    for fault in settings.faults:
-        t0 = time.perf_counter()
-        folder = out_dir / fault.folder
-        lake, injected = faulted_lake(spec, data_lake, fault, folder / "data")
-        runs: dict[str, PolicyResult] = {}
-        promotions: dict[str, list[dict[str, Any]]] = {}
-        for policy in policies:
-            base = _BASE.get(policy, policy)
-            last = fault.last_day
-            rejoin = None
-            if last is not None:
-                rejoin = Rejoin(
-                    clean[fault.day, base], _clean_folder(out_dir, fault.day, base), last + timedelta(lookback)
-                )
-            runs[policy] = resume_policy(
-                spec,
-                lake,
-                checkpoints[fault.day, base],
-                _checkpoint_folder(out_dir, fault.day, base),
-                folder / policy,
-                policy,
-                replace(replay_settings, policies=(policy,), retrain_on=(fault.day,)),
-                memo,
-                rejoin=rejoin,
-            )
-            promotions[policy] = gate_promotions(spec, Lake((folder / policy / "lake").as_uri()))
-            joined = runs[policy].rejoined
-            if joined is not None:  # the clean run's promotions after the day the run rejoined it
-                clean_lake = Lake((_clean_folder(out_dir, fault.day, base) / "lake").as_uri())
-                promotions[policy] += [p for p in gate_promotions(spec, clean_lake) if p["day"] > joined]
-        days = {p: [asdict(d) for d in r.days] for p, r in runs.items()}
-        clean_days = {p: [asdict(d) for d in clean[fault.day, _BASE.get(p, p)].days] for p in policies}
-        results[fault.name] = {
-            "fault": {**asdict(fault), "day": fault.day.isoformat()},
-            "injected": injected,
-            "table": {
-                p: {
-                    **measure(fault, days[p], days[ORACLE], promotions[p], None if p == ORACLE else clean_days[p]),
-                    "rejoined": runs[p].rejoined,
-                }
-                for p in policies
-            },
-            "summary": {p: summarise(r) for p, r in runs.items()},
-            "promotions": promotions,
-            "days": days,
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
-        seconds[fault.name] = results[fault.name]["seconds"]
-        log.info("%s done in %.0f s: %s", fault.name, results[fault.name]["seconds"], results[fault.name]["table"])
+    runs = _Runs(spec, out_dir, data_lake, replay_settings, policies)
+    runs.prepare(sorted({f.day for f in settings.faults}))
+    results = {fault.name: runs.fault(fault) for fault in settings.faults}
+    seconds, memo, clean = runs.seconds, runs.memo, runs.clean
     seconds["total"] = round(time.perf_counter() - started, 1)
     shared = {
         "scores_linked": memo.hits,
@@ -533,6 +448,115 @@ def _drill(
 
 
 _BASE = {"oracle": "frozen"}  # the policy a run follows before its fault day
+
+
+@dataclass
+class _Runs:
+    """A drill's policy runs: per fault day a checkpoint and a clean run of each policy
+    (:meth:`prepare`), then every policy on each fault's copy (:meth:`fault`)."""
+
+    spec: ModelSpec
+    out_dir: Path
+    data_lake: Lake
+    settings: ReplaySettings
+    policies: tuple[str, ...]
+    memo: ScoreMemo = field(default_factory=lambda: _score_memo())
+    checkpoints: dict[tuple[date, str], PolicyResult] = field(default_factory=dict)
+    clean: dict[tuple[date, str], PolicyResult] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def prepare(self, days: list[date]) -> None:
+        """Each policy's checkpoint on the eve of each fault day, and its clean run from there on:
+        what a fault changed is measured against it, and a faulted run whose whole state is the
+        clean run's again rejoins it."""
+        from include.replay import replay_checkpoint, resume_policy
+
+        for day in days:
+            for base in dict.fromkeys(_BASE.get(p, p) for p in self.policies):
+                t0 = time.perf_counter()
+                eve = replace(self.settings, end=day - timedelta(days=1), policies=(base,))
+                folder = _checkpoint_folder(self.out_dir, day, base)
+                self.checkpoints[day, base] = replay_checkpoint(self.spec, self.data_lake, folder, base, eve, self.memo)
+                self.seconds[f"checkpoint {base}@{day}"] = round(time.perf_counter() - t0, 1)
+        for (day, base), checkpoint in self.checkpoints.items():
+            t0 = time.perf_counter()
+            self.clean[day, base] = resume_policy(
+                self.spec,
+                self.data_lake,
+                checkpoint,
+                _checkpoint_folder(self.out_dir, day, base),
+                _clean_folder(self.out_dir, day, base),
+                base,
+                replace(self.settings, policies=(base,)),
+                self.memo,
+                record_states=True,
+            )
+            self.seconds[f"clean {base}@{day}"] = round(time.perf_counter() - t0, 1)
+
+    def fault(self, fault: Fault) -> dict[str, Any]:
+        """Every policy on ``fault``'s copy of the lake, measured; the fault's part of ``drill.json``."""
+        from include.replay import summarise
+
+        t0 = time.perf_counter()
+        folder = self.out_dir / fault.folder
+        lake, injected = faulted_lake(self.spec, self.data_lake, fault, folder / "data")
+        runs: dict[str, PolicyResult] = {}
+        promotions: dict[str, list[dict[str, Any]]] = {}
+        for policy in self.policies:
+            runs[policy], promotions[policy] = self._run(fault, lake, folder, policy)
+        days = {p: [asdict(d) for d in r.days] for p, r in runs.items()}
+        table = {}
+        for p in self.policies:
+            clean = None if p == ORACLE else [asdict(d) for d in self.clean[fault.day, _BASE.get(p, p)].days]
+            table[p] = {**measure(fault, days[p], days[ORACLE], promotions[p], clean), "rejoined": runs[p].rejoined}
+        seconds = self.seconds[fault.name] = round(time.perf_counter() - t0, 1)
+        log.info("%s done in %.0f s: %s", fault.name, seconds, table)
+        return {
+            "fault": {**asdict(fault), "day": fault.day.isoformat()},
+            "injected": injected,
+            "table": table,
+            "summary": {p: summarise(r) for p, r in runs.items()},
+            "promotions": promotions,
+            "days": days,
+            "seconds": seconds,
+        }
+
+    def _run(self, fault: Fault, lake: Lake, folder: Path, policy: str) -> tuple[PolicyResult, list[dict[str, Any]]]:
+        """One policy resumed on the faulted ``lake``, and its promotions. After a windowed fault, once
+        nothing the policy reads covers a faulted day (its training window, the gate's evaluation
+        days inside it, the label delay, the monitor's windows), it may rejoin its clean run."""
+        from include.replay import Rejoin, resume_policy
+
+        base = _BASE.get(policy, policy)
+        clean_folder = _clean_folder(self.out_dir, fault.day, base)
+        rejoin = None
+        if fault.last_day is not None:
+            lookback = (
+                self.settings.window_days or self.spec.training.window_days
+            ) + self.spec.dataset.label_delay_days
+            rejoin = Rejoin(self.clean[fault.day, base], clean_folder, fault.last_day + timedelta(lookback + 1))
+        run = resume_policy(
+            self.spec,
+            lake,
+            self.checkpoints[fault.day, base],
+            _checkpoint_folder(self.out_dir, fault.day, base),
+            folder / policy,
+            policy,
+            replace(self.settings, policies=(policy,), retrain_on=(fault.day,)),
+            self.memo,
+            rejoin=rejoin,
+        )
+        promotions = gate_promotions(self.spec, Lake((folder / policy / "lake").as_uri()))
+        if run.rejoined is not None:  # the clean run's promotions after the day the run rejoined it
+            later = gate_promotions(self.spec, Lake((clean_folder / "lake").as_uri()))
+            promotions += [p for p in later if p["day"] > run.rejoined]
+        return run, promotions
+
+
+def _score_memo() -> ScoreMemo:
+    from include.replay import ScoreMemo
+
+    return ScoreMemo()
 
 
 def _checkpoint_folder(out_dir: Path, day: date, policy: str) -> Path:

@@ -526,9 +526,11 @@ class RescorePlanParams(StepParams):
 )
 def rescore_plan_step(p: RescorePlanParams, env: StepEnv) -> dict[str, Any]:
     """:func:`include.scoring.rescore.plan_rescore`: one entry per day to re-score."""
+    from include.registry.ledger import read_ledger
     from include.scoring.rescore import plan_rescore
 
-    return plan_rescore(env.spec, env.lake, version=p.version, previous_version=p.previous_version)
+    history = read_ledger(env.lake, env.spec.name)
+    return plan_rescore(env.spec, env.lake, history, version=p.version, previous_version=p.previous_version)
 
 
 class RescoreParams(DayParams):

@@ -24,7 +24,15 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from include.lake import Lake, Zone
-from include.names import BREAK_TRIGGERS, CHALLENGER, CHAMPION, GATE_OUTCOMES, NO_DECISION_IN_TIME, Tag
+from include.names import (
+    BREAK_TRIGGERS,
+    CHALLENGER,
+    CHAMPION,
+    GATE_OUTCOMES,
+    NO_DECISION_IN_TIME,
+    GateAction,
+    Tag,
+)
 from include.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -293,16 +301,7 @@ def apply_decision(
     client = _client(tracking_uri)
     decision = gate_report["decision"]
     challenger, champion = gate_report["challenger_version"], gate_report["champion_version"]
-    approver = reason = None
-    approved = True
-    ended = None  # how an approval ended without a human: "timeout" or "superseded"
-    if approval is not None:
-        approved = "Approve" in (approval.get("chosen_options") or [])
-        approver = _user(approval.get("responded_by_user"))
-        reason = str((approval.get("params_input") or {}).get("comment") or "")
-        ended = approval.get("ended")
-        if ended == "timeout":
-            approved, reason = False, NO_DECISION_IN_TIME
+    approved, approver, reason, ended = _answer(approval)
     base = {
         "time": now,
         "model": spec.name,
@@ -325,35 +324,21 @@ def apply_decision(
         "dag_id": dag_id,
         "run_id": run_id,
     }
-    if not decision["promote"]:
-        action = _not_promoted_action(decision)
+
+    def not_moved(action: GateAction, tags: dict[str, str]) -> dict[str, Any]:
         append_entry(lake, LedgerEntry(action=action, **base))
-        tag_version(client, spec.name, challenger, {Tag.GATE: action, Tag.GATE_DECISION_ID: decision["decision_id"]})
+        tag_version(client, spec.name, challenger, {Tag.GATE: action, **tags})
         return {"promoted": False, "action": action, "version": challenger, "champion": champion}
+
+    decided = {Tag.GATE_DECISION_ID: decision["decision_id"]}
+    if not decision["promote"]:
+        return not_moved(_not_promoted_action(decision), decided)
     newer = superseded_by(challenger, current_alias(client, spec.name, CHALLENGER)) if approval is not None else None
     if newer is not None:
         base["reason"] = f"superseded by v{newer}"
-        append_entry(lake, LedgerEntry(action="superseded", **base))
-        tag_version(
-            client,
-            spec.name,
-            challenger,
-            {Tag.GATE: "superseded", Tag.GATE_DECISION_ID: decision["decision_id"], Tag.SUPERSEDED_BY: str(newer)},
-        )
-        return {"promoted": False, "action": "superseded", "version": challenger, "champion": champion}
+        return not_moved("superseded", {**decided, Tag.SUPERSEDED_BY: str(newer)})
     if not approved:
-        append_entry(lake, LedgerEntry(action="approval_rejected", **base))
-        tag_version(
-            client,
-            spec.name,
-            challenger,
-            {
-                Tag.GATE: "approval_rejected",
-                Tag.REJECTED_BY: approver or "",
-                Tag.REJECT_REASON: reason or "",
-            },
-        )
-        return {"promoted": False, "action": "approval_rejected", "version": challenger, "champion": champion}
+        return not_moved("approval_rejected", {Tag.REJECTED_BY: approver or "", Tag.REJECT_REASON: reason or ""})
 
     move_alias_cas(client, spec.name, CHAMPION, challenger, expected_current=champion)
     when = now.isoformat()
@@ -396,6 +381,21 @@ def unanswered_approval(
     if superseded_by(version, current_challenger) is not None:
         return "superseded"
     return "timeout" if deadline is not None and now >= deadline else None
+
+
+def _answer(approval: dict[str, Any] | None) -> tuple[bool, str | None, str | None, str | None]:
+    """``(approved, approver, reason, ended)`` of the approval task's result (``None``: no
+    approval required, so approved); ``ended``: how an approval ended without a human
+    (``timeout``, then not approved, with the reason :data:`~include.names.NO_DECISION_IN_TIME`;
+    or ``superseded``)."""
+    if approval is None:
+        return True, None, None, None
+    approver = _user(approval.get("responded_by_user"))
+    reason = str((approval.get("params_input") or {}).get("comment") or "")
+    ended = approval.get("ended")
+    if ended == "timeout":
+        return False, approver, NO_DECISION_IN_TIME, ended
+    return "Approve" in (approval.get("chosen_options") or []), approver, reason, ended
 
 
 def _not_promoted_action(decision: dict[str, Any]) -> Literal["dry_run", "pending", "reject"]:

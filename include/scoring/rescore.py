@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -148,14 +148,18 @@ def days_scored_by(lake: Lake, spec: ModelSpec, version: int, since: datetime | 
 
 
 def plan_rescore(
-    spec: ModelSpec, lake: Lake, *, version: int | None = None, previous_version: int | None = None
+    spec: ModelSpec,
+    lake: Lake,
+    history: Sequence[Mapping[str, Any]],
+    *,
+    version: int | None = None,
+    previous_version: int | None = None,
 ) -> dict[str, Any]:
     """The days to re-score after the rollback to ``version`` from ``previous_version`` (default:
-    the newest rollback in the ledger), with what each re-score needs: ``{version,
-    previous_version, reason, rollback_time, since, days: [{ds, version, replaces, reason}]}``."""
-    from include.registry.ledger import read_ledger
-
-    history = read_ledger(lake, spec.name)
+    the newest rollback in ``history``, the model's ledger entries oldest first, as
+    :func:`include.registry.ledger.read_ledger` returns them), with what each re-score needs:
+    ``{version, previous_version, reason, rollback_time, since, days: [{ds, version, replaces,
+    reason}]}``."""
     entry = find_rollback(history, version, previous_version)
     if entry is None:
         wanted = "" if version is None else f" to v{version}"

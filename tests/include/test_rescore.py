@@ -103,7 +103,7 @@ def test_reign_starts_at_the_newest_promotion_or_restoration_before_the_rollback
 
 
 def test_plan_picks_the_days_the_rolled_back_version_scored_in_its_last_reign(history_lake: Lake) -> None:
-    plan = plan_rescore(SPEC, history_lake)  # the newest rollback: v2 -> v1 at T3
+    plan = plan_rescore(SPEC, history_lake, read_ledger(history_lake, SPEC.name))  # the newest rollback: v2 -> v1 at T3
     assert (plan["version"], plan["previous_version"], plan["reason"]) == (1, 2, "bad v2")
     assert plan["since"] == T[2].isoformat() and plan["rollback_time"] == T[3].isoformat()
     # not 03-01 (v2's first reign), 03-02 (v3), 03-04 (v1)
@@ -111,7 +111,7 @@ def test_plan_picks_the_days_the_rolled_back_version_scored_in_its_last_reign(hi
         {"ds": ds, "version": 1, "replaces": 2, "reason": "bad v2"} for ds in ("2013-03-03", "2013-03-05", "2013-03-06")
     ]
     # the earlier rollback, named by its versions: the days v3 scored since its promotion
-    earlier = plan_rescore(SPEC, history_lake, version=2, previous_version=3)
+    earlier = plan_rescore(SPEC, history_lake, read_ledger(history_lake, SPEC.name), version=2, previous_version=3)
     assert earlier["since"] == T[1].isoformat() and [d["ds"] for d in earlier["days"]] == ["2013-03-02"]
     # without a reign start (no ledger entry made it champion) every day it scored counts
     assert days_scored_by(history_lake, SPEC, 2, None) == [date(2013, 3, d) for d in (1, 3, 5, 6)]
@@ -121,9 +121,9 @@ def test_plan_of_a_rollback_the_ledger_does_not_hold_names_it(history_lake: Lake
     with pytest.raises(
         RescoreError, match=r"flights: no rollback to v3 from v1 in the ledger .*reports/flights/ledger"
     ):
-        plan_rescore(SPEC, history_lake, version=3, previous_version=1)
+        plan_rescore(SPEC, history_lake, read_ledger(history_lake, SPEC.name), version=3, previous_version=1)
     with pytest.raises(RescoreError, match="no rollback in the ledger"):
-        plan_rescore(SPEC, Lake((tmp_path / "empty").as_uri()))
+        plan_rescore(SPEC, Lake((tmp_path / "empty").as_uri()), [])
 
 
 # --------------------------------------------------------------------------- one day, really scored
