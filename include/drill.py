@@ -450,6 +450,12 @@ def _drill(
 _BASE = {"oracle": "frozen"}  # the policy a run follows before its fault day
 
 
+def _score_memo() -> ScoreMemo:
+    from include.replay import ScoreMemo
+
+    return ScoreMemo()
+
+
 @dataclass
 class _Runs:
     """A drill's policy runs: per fault day a checkpoint and a clean run of each policy
@@ -460,7 +466,7 @@ class _Runs:
     data_lake: Lake
     settings: ReplaySettings
     policies: tuple[str, ...]
-    memo: ScoreMemo = field(default_factory=lambda: _score_memo())
+    memo: ScoreMemo = field(default_factory=_score_memo)
     checkpoints: dict[tuple[date, str], PolicyResult] = field(default_factory=dict)
     clean: dict[tuple[date, str], PolicyResult] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -551,12 +557,6 @@ class _Runs:
             later = gate_promotions(self.spec, Lake((clean_folder / "lake").as_uri()))
             promotions += [p for p in later if p["day"] > run.rejoined]
         return run, promotions
-
-
-def _score_memo() -> ScoreMemo:
-    from include.replay import ScoreMemo
-
-    return ScoreMemo()
 
 
 def _checkpoint_folder(out_dir: Path, day: date, policy: str) -> Path:

@@ -247,6 +247,15 @@ class AirloopBaseOperator(BaseOperator):
 
     # -- running the step -------------------------------------------------------------------
 
+    def run_step_or_skip(self, context: Context, params: StepParams) -> dict[str, Any]:
+        """:meth:`run_step`; a result that says ``skipped`` (nothing to do, and why) skips the task."""
+        result = self.run_step(context, params)
+        if result.get("skipped"):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(result["skipped"])
+        return result
+
     def run_step(self, context: Context, params: StepParams, step: str | None = None) -> dict[str, Any]:
         """Run ``step`` (default: the operator's) with ``params`` here or in a container; its result."""
         from include.steps import get_step, run, step_command

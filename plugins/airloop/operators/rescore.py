@@ -85,9 +85,7 @@ class RescoreDayOperator(AirloopBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         run_id = str(context["run_id"])
         params = self.step_params(**self.day, run_key=run_id, run_id=run_id, now=context["dag_run"].run_after)
-        result = self.run_step(context, params)
-        if result.get("skipped"):
-            raise AirflowSkipException(result["skipped"])
+        result = self.run_step_or_skip(context, params)
         supersedes = result.get("supersedes") or {}
         self.log.info(
             "%s %s: %s rows re-scored with v%s, v%s kept in %s",

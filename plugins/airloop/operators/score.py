@@ -108,10 +108,7 @@ class ShadowScoreOperator(DayOperator):
     step = "shadow"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        result = self.run_step(context, self.step_params(run_id=str(context["run_id"])))
-        if result.get("skipped"):
-            raise AirflowSkipException(result["skipped"])
-        return result
+        return self.run_step_or_skip(context, self.step_params(run_id=str(context["run_id"])))
 
 
 class RegateChallengerOperator(SignalOperator):

@@ -71,7 +71,6 @@ class TrainModelOperator(AirloopBaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
 
         from airloop.context import drift_decision_ids, event_trigger, run_tags, trigger_reason
         from include.steps import TrainParams
@@ -90,9 +89,7 @@ class TrainModelOperator(AirloopBaseOperator):
             trigger=trigger,
             break_day=break_day,
         )
-        result = self.run_step(context, params)
-        if result.get("skipped"):
-            raise AirflowSkipException(result["skipped"])
+        result = self.run_step_or_skip(context, params)
         tracking_uri = self.mlflow_hook.tracking_uri()
         self.report_links = {
             "mlflow_run": f"{tracking_uri}/#/experiments/{result['experiment_id']}/runs/{result['run_id']}",
