@@ -309,3 +309,5 @@ def test_a_run_whose_state_is_the_clean_runs_rejoins_it(
     for day in trained:
         previous = str(date.fromisoformat(day) - timedelta(days=1))
         assert clean.states[day] != clean.states.get(previous, ""), day
+    if policy == "drift":  # each monitored day adds a verdict the decision reads: every day's state is new
+        assert len(set(clean.states.values())) == len(clean.states)
