@@ -144,6 +144,7 @@ HEAVY_MODULES: Final = (
     "onnx",
     "skl2onnx",
     "pyarrow",
+    "openlineage",
 )
 """Modules DAG and plugin files must not import at module level (ruff TID253 bans the same list,
 pyproject.toml ``banned-module-level-imports``): parsing a DAG file stays fast."""

@@ -36,9 +36,16 @@ class ChallengerResult:
     reason: str
     metrics: dict[str, float]
     summary: dict[str, Any]
+    days_used: tuple[str, ...] = ()  # the validated days it trained and was held out on
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary, "version": self.version, "end_date": self.end.isoformat(), "reason": self.reason}
+        return {
+            **self.summary,
+            "version": self.version,
+            "end_date": self.end.isoformat(),
+            "reason": self.reason,
+            "days_used": list(self.days_used),
+        }
 
 
 def train_challenger(
@@ -112,6 +119,7 @@ def train_challenger(
         reason=reason,
         metrics={k: round(float(v), 6) for k, v in result.metrics.items()},
         summary=result.to_summary(),
+        days_used=tuple(d.isoformat() for d in data.days_used),
     )
 
 

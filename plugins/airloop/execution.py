@@ -37,12 +37,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airloop.assets import AssetKind
     from airloop.hooks.lake import LakeHook
     from airloop.hooks.mlflow_hook import MlflowHook
     from include.alerts import Alert
+    from include.step_lineage import StepLineage
     from include.steps import StepParams
 
 EXECUTION_MODES = ("local", "docker")
@@ -147,6 +149,8 @@ class AirloopBaseOperator(BaseOperator):
         self.docker_conn_id = docker_conn_id
         self.docker_kwargs = dict(docker_kwargs or {})
         self.report_links: dict[str, str] = {}
+        # (step, parameters as JSON, result, tracking URI) of each step run: the task's lineage
+        self._steps_run: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = []
 
     @cached_property
     def lake_hook(self) -> LakeHook:
@@ -258,16 +262,26 @@ class AirloopBaseOperator(BaseOperator):
 
     def run_step(self, context: Context, params: StepParams, step: str | None = None) -> dict[str, Any]:
         """Run ``step`` (default: the operator's) with ``params`` here or in a container; its result."""
-        from include.steps import get_step, run, step_command
+        from include.steps import get_step, run
 
         entry = get_step(step or self.step)
         tracking_uri = self.mlflow_hook.tracking_uri() if entry.needs_mlflow else None
         if resolve_execution(self.execution) == "local":
-            return run(entry.name, params, self.lake_hook.lake, tracking_uri)
+            result = run(entry.name, params, self.lake_hook.lake, tracking_uri)
+        else:
+            result = self._run_in_container(context, entry.name, params, tracking_uri)
+        self._steps_run.append((entry.name, params.model_dump(mode="json"), result, tracking_uri))
+        return result
+
+    def _run_in_container(
+        self, context: Context, step: str, params: StepParams, tracking_uri: str | None
+    ) -> dict[str, Any]:
         from airflow.providers.docker.exceptions import DockerContainerFailedException
 
+        from include.steps import step_command
+
         env, private = self.step_environment(tracking_uri)
-        command = step_command(entry.name, params)
+        command = step_command(step, params)
         docker = self.docker_operator(command, env, private)
         self.log.info("running %s in the image %s", " ".join(command), docker.image)  # type: ignore[attr-defined]
         self._docker = docker  # for on_kill
@@ -281,6 +295,33 @@ class AirloopBaseOperator(BaseOperator):
             except StepResultError:
                 raise exc from None
         return parse_step_result(lines)
+
+    # -- lineage (Airflow's OpenLineage provider calls these when it has a transport) -------------
+
+    def step_lineage(self) -> StepLineage:
+        """What the steps this task ran read and wrote (:func:`include.step_lineage.step_lineage`)."""
+        from include.spec import get_spec
+        from include.step_lineage import StepLineage, step_lineage
+
+        lineage = StepLineage()
+        for step, params, result, tracking_uri in self._steps_run:
+            lineage = lineage.merge(
+                step_lineage(
+                    step, params, result, spec=get_spec(self.model), lake=self.lake_hook.lake, tracking_uri=tracking_uri
+                )
+            )
+        return lineage
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """:meth:`step_lineage` as OpenLineage datasets and facets (:mod:`airloop.lineage`)."""
+        from airloop.lineage import operator_lineage
+
+        return operator_lineage(self.step_lineage())
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        """What the steps that finished before the failure read and wrote (a contract failure:
+        the landing partition and the quarantine it was moved to)."""
+        return self.get_openlineage_facets_on_complete(task_instance)
 
     def on_kill(self) -> None:
         docker = getattr(self, "_docker", None)

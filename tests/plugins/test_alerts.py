@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +24,7 @@ from include.alerts import drift, rollback
 from include.lake import Lake
 from include.monitoring.decision import DriftVerdict, Signal
 from include.spec import get_spec
+from tests.http_receiver import http_receiver
 
 SMTP_PASSWORD = "smtp-Pa55word-4f8e21"
 SLACK_TOKEN = "T0AIRLOOP/B0ALERTS/slack-secret-9c2d7a"
@@ -66,31 +65,10 @@ def mailbox() -> Iterator[tuple[_Mailbox, int]]:
     controller.stop()
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.end_headers()
-        self.wfile.write(b"ok")  # what Slack answers
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture()
 def receiver() -> Iterator[tuple[list[dict[str, Any]], int]]:
-    received: list[dict[str, Any]] = []
-    handler = type("Handler", (_Receiver,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield received, server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with http_receiver() as received:
+        yield received
 
 
 @pytest.fixture()

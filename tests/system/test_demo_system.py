@@ -4,6 +4,8 @@ Real scheduler, dag-processor, triggerer and API server on a fresh PostgreSQL da
 MLflow server, and :func:`devstack.demo.run_demo_loop` driving it through the REST API:
 backfills of ingest and validate, a first training by hand, then a week at a time ingest,
 validate, score and monitor. Promotion and drift retraining happen only through asset events.
+Airflow's OpenLineage provider sends every task's lineage over its HTTP transport to a receiver
+on 127.0.0.1, as it would to Marquez or DataHub.
 Nothing is provoked here: the drift is the data's own (weather and route mix move every day). The
 flights spec retrains on measured or estimated harm only, so whether these five weeks retrain
 depends on the realized and estimated performance; the tests check that every verdict names its
@@ -26,6 +28,7 @@ from devstack.stack import throwaway_stack
 from include.lake import Lake, Zone
 from include.scoring.shards import read_manifest
 from include.spec import get_spec
+from tests.http_receiver import http_receiver
 
 pytestmark = pytest.mark.system
 
@@ -43,18 +46,29 @@ class Demo:
     mlflow_url: str
     summary: LoopSummary
     printed: list[str]
+    lineage: list[dict[str, Any]]  # the OpenLineage run events that arrived
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp("demo")
     lake_uri = (root / "lake").as_uri()
-    with throwaway_stack(root, lake_uri, db_prefix="airloop_demo_sys") as stack:
+    with (
+        http_receiver() as (received, port),
+        throwaway_stack(root, lake_uri, db_prefix="airloop_demo_sys", env=_openlineage(port)) as stack,
+    ):
         assert stack.mlflow_url is not None
         client = AirflowClient.for_stack(stack)
         printed: list[str] = []
         summary = run_demo_loop(client, SPEC, stack.mlflow_url, days=DAYS, budget=1, say=printed.append)
-        yield Demo(client, Lake(lake_uri), stack.mlflow_url, summary, printed)
+        events = [r["body"] for r in received if r["path"] == "/api/v1/lineage"]
+        yield Demo(client, Lake(lake_uri), stack.mlflow_url, summary, printed, events)
+
+
+def _openlineage(port: int) -> dict[str, str]:
+    """Airflow settings that send OpenLineage events to the receiver (docs/configuration.md)."""
+    transport = {"type": "http", "url": f"http://127.0.0.1:{port}", "endpoint": "api/v1/lineage"}
+    return {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport), "AIRFLOW__OPENLINEAGE__NAMESPACE": "airloop"}
 
 
 def _days(first: date, last: date) -> list[str]:
@@ -191,3 +205,48 @@ def test_no_partial_or_orphan_outputs(demo: Demo) -> None:
     for zone, days in ((Zone.VALIDATED, _days(START, END)), (Zone.PREDICTIONS, _days(FIRST_SCORED, END))):
         assert sorted(d.isoformat() for d in demo.lake.list_partitions(zone, SPEC.name)) == days
     assert demo.lake.list_partitions(Zone.QUARANTINE, SPEC.name) == []
+
+
+def test_openlineage_consumers_see_landing_to_validated_to_model_version_to_predictions(demo: Demo) -> None:
+    """The graph a Marquez or DataHub user sees: for every scored day, a path from its landing
+    partition through the validated partition, the training that read it, and the model version
+    that scored it, to the day's predictions."""
+    done = [e for e in demo.lineage if e["eventType"] == "COMPLETE" and e["job"]["namespace"] == "airloop"]
+    jobs: dict[str, dict[str, Any]] = {}  # dataset name -> the facets it was last sent with
+    readers: dict[str, set[str]] = {}  # dataset -> jobs that read it
+    writers: dict[str, set[str]] = {}  # dataset -> jobs that wrote it
+    for event in done:
+        job = f"{event['job']['name']}/{event['run']['runId']}"
+        for d in event["inputs"]:
+            readers.setdefault(d["name"], set()).add(job)
+            jobs[d["name"]] = d["facets"]
+        for d in event["outputs"]:
+            writers.setdefault(d["name"], set()).add(job)
+            jobs[d["name"]] = d["facets"]
+    task_names = {e["job"]["name"] for e in done}
+    for dag in ("ingest", "validate", "train", "score", "monitor"):  # every step reports
+        assert any(name.startswith(f"{SPEC.name}__{dag}.") for name in task_names), (dag, sorted(task_names))
+
+    def downstream(dataset: str) -> set[str]:
+        """The datasets written by the jobs that read ``dataset``."""
+        out = set()
+        for job in readers.get(dataset, ()):
+            out |= {name for name, by in writers.items() if job in by}
+        return out
+
+    root = demo.lake.root
+    for day in _days(FIRST_SCORED, END):
+        landing, validated = f"{root}/landing/{SPEC.name}/ds={day}", f"{root}/validated/{SPEC.name}/ds={day}"
+        predictions = f"{root}/predictions/{SPEC.name}/ds={day}"
+        assert validated in downstream(landing), day  # validate read landing, wrote validated
+        version = read_manifest(demo.lake, SPEC, date.fromisoformat(day))["model_version"]  # type: ignore[index]
+        model = f"models:/{SPEC.name}/{version}"
+        assert jobs[model]["datasetType"]["datasetType"] == "MODEL"
+        # the model version was trained on validated days (the first, by hand, on the first window)
+        assert any(model in downstream(f"{root}/validated/{SPEC.name}/ds={d}") for d in _days(START, END)), model
+        # score read the day and the version, publish wrote the day's predictions
+        shards = downstream(validated) & downstream(model)
+        assert shards and any(predictions in downstream(s) for s in shards), day
+    first = f"{root}/validated/{SPEC.name}/ds={START.isoformat()}"
+    assert jobs[first]["airloop_partition"]["partition"] == START.isoformat()
+    assert f"models:/{SPEC.name}/1" in downstream(first)  # the first model trained on the first day
