@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.names import ALERT_KINDS, AlertKind
+from include.names import ALERT_KINDS, NO_DECISION_IN_TIME, AlertKind
 
 if TYPE_CHECKING:
     from include.lake import Lake
@@ -41,6 +41,7 @@ TITLES: dict[AlertKind, str] = {
     "gate_reject": "Gate reject",
     "promotion": "Promotion",
     "approval_needed": "Approval needed",
+    "approval_expired": "Approval expired",
     "breaker_open": "Breaker open",
     "breaker_half_open": "Breaker half-open",
     "breaker_reset": "Breaker reset",
@@ -314,8 +315,10 @@ def _gate_partition(report: Mapping[str, Any]) -> str | None:
 
 def gate(model: str, report: Mapping[str, Any], outcome: Mapping[str, Any], link: str | None = None) -> Alert | None:
     """The promote step's ``outcome`` on the gate ``report``: ``promotion`` when it promoted,
-    ``gate_reject`` when the gate rejected the challenger; ``None`` otherwise (a dry run, a
-    challenger waiting for shadow days, a rejection by the approver: a person did that)."""
+    ``gate_reject`` when the gate rejected the challenger, ``approval_expired`` when nobody
+    answered its approval request in time; ``None`` otherwise (a dry run, a challenger waiting
+    for shadow days, a rejection by the approver: a person did that; a request a newer
+    challenger superseded: that one's ``approval_needed`` follows)."""
     decision = report["decision"]
     figures = _gate_figures(report)
     failed = [f"{c['name']}: {c.get('detail', '')}" for c in decision.get("checks") or [] if not c.get("passed")]
@@ -339,6 +342,17 @@ def gate(model: str, report: Mapping[str, Any], outcome: Mapping[str, Any], link
             f"{model}: the gate rejected challenger v{outcome.get('version')}: {decision.get('summary', '')}",
             figures,
             tuple(failed),
+            link,
+        )
+    if outcome.get("action") == "approval_rejected" and outcome.get("approval") == "timeout":
+        return Alert(
+            model,
+            "approval_expired",
+            _gate_partition(report),
+            f"{model}: challenger v{outcome.get('version')} passed the gate but nobody approved it in time:"
+            " not promoted",
+            figures,
+            (NO_DECISION_IN_TIME,),
             link,
         )
     return None

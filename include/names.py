@@ -50,6 +50,7 @@ AlertKind = Literal[
     "gate_reject",
     "promotion",
     "approval_needed",
+    "approval_expired",
     "breaker_open",
     "breaker_half_open",
     "breaker_reset",

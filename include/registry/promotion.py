@@ -328,7 +328,13 @@ def apply_decision(
     def not_moved(action: GateAction, tags: dict[str, str]) -> dict[str, Any]:
         append_entry(lake, LedgerEntry(action=action, **base))
         tag_version(client, spec.name, challenger, {Tag.GATE: action, **tags})
-        return {"promoted": False, "action": action, "version": challenger, "champion": champion}
+        return {
+            "promoted": False,
+            "action": action,
+            "version": challenger,
+            "champion": champion,
+            "approval": ended,  # "timeout": nobody answered in time
+        }
 
     decided = {Tag.GATE_DECISION_ID: decision["decision_id"]}
     if not decision["promote"]:

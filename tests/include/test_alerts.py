@@ -134,6 +134,14 @@ def test_gate_reject_names_the_failed_checks_and_the_gates_figures() -> None:
     assert promoted is not None and promoted.kind == "promotion" and "v7 promoted" in promoted.headline
     pending = {"promoted": False, "action": "pending", "version": 7, "champion": 5}
     assert gate("flights", _report(False), pending) is None
+    expired = {"promoted": False, "action": "approval_rejected", "version": 7, "champion": 5, "approval": "timeout"}
+    alert = gate("flights", _report(True), expired)
+    assert alert is not None and alert.kind == "approval_expired" and alert.reasons == ("no decision in time",)
+    assert "v7 passed the gate but nobody approved it in time" in alert.headline
+    assert alert.figures["challenger_roc_auc"] == 0.71
+    by_a_person = {**expired, "approval": None}  # rejected by the approver: they know
+    superseded = {**expired, "action": "superseded", "approval": "superseded"}  # the newer one asks again
+    assert gate("flights", _report(True), by_a_person) is None and gate("flights", _report(True), superseded) is None
     assert approval_needed("flights", _report(True)).figures["failed_checks"] == {}
 
 

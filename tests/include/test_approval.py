@@ -76,7 +76,7 @@ def _human(option: str, comment: str, user: str = "alice") -> dict[str, Any]:
 def test_a_person_rejecting_is_recorded_with_who_and_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     registry = FakeRegistry(champion=5, challenger=7)
     outcome, ledger = _apply(tmp_path, monkeypatch, registry, _human("Reject", "holiday traffic, wait a week"))
-    assert outcome == {"promoted": False, "action": "approval_rejected", "version": 7, "champion": 5}
+    assert outcome == {"promoted": False, "action": "approval_rejected", "version": 7, "champion": 5, "approval": None}
     (entry,) = ledger
     assert (entry["action"], entry["approver"], entry["reason"]) == (
         "approval_rejected",
@@ -97,7 +97,7 @@ def test_no_decision_in_time_rejects_with_that_reason(tmp_path: Path, monkeypatc
     ended = {"chosen_options": ["Reject"], "params_input": {"comment": NO_DECISION_IN_TIME}, "responded_by_user": None,
              "ended": "timeout"}  # fmt: skip
     outcome, ledger = _apply(tmp_path, monkeypatch, registry, ended)
-    assert outcome["action"] == "approval_rejected" and not outcome["promoted"]
+    assert outcome["action"] == "approval_rejected" and not outcome["promoted"] and outcome["approval"] == "timeout"
     (entry,) = ledger
     assert (entry["approver"], entry["reason"], entry["figures"]["approval"]) == (
         None,
@@ -128,7 +128,8 @@ def test_a_newer_challenger_supersedes_whatever_the_answer(
 ) -> None:
     registry = FakeRegistry(champion=5, challenger=8)  # v8 was registered while v7 waited
     outcome, ledger = _apply(tmp_path, monkeypatch, registry, approval)
-    assert outcome == {"promoted": False, "action": "superseded", "version": 7, "champion": 5}
+    ended = approval.get("ended")  # set when the waiting task ended the request itself
+    assert outcome == {"promoted": False, "action": "superseded", "version": 7, "champion": 5, "approval": ended}
     (entry,) = ledger
     assert (entry["action"], entry["version"], entry["reason"]) == ("superseded", 7, "superseded by v8")
     assert registry.tags["7"] == {

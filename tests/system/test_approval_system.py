@@ -6,6 +6,7 @@ in ``awaiting_input`` and the scheduler's timeout sweep wakes it (see docs/dags/
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,11 @@ def test_a_newer_challenger_supersedes_a_waiting_request_and_an_unanswered_one_t
     assert model.tags(v2)["airloop.gate"] == "approval_rejected"
     assert model.tags(v2)["airloop.reject_reason"] == "no decision in time"
     assert model.alias("champion") is None  # nothing was promoted
+    # the expired request is alerted once; the superseded one is not (v2's own request followed)
+    alerts = [json.loads(lake.read_bytes(p)) for p in lake.list_files(lake.path("reports", model.name, "alerts"))]
+    expired = [a for a in alerts if a["kind"] == "approval_expired"]
+    assert len(expired) == 1 and f"challenger v{v2} passed the gate but nobody approved it" in expired[0]["message"]
+    assert sorted(a["kind"] for a in alerts if a["kind"] != "approval_needed") == ["approval_expired"]
     states = {t["task_id"]: t["state"] for t in client.task_instances(model.dag_id, second)}
     assert states == {"evaluate": "success", "approve": "success", "promote": "skipped"}
     print(f"approval system test: {time.monotonic() - started:.0f} s, second request ended after {waited:.0f} s")
