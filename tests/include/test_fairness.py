@@ -343,6 +343,32 @@ def test_a_pass_through_column_lands_is_validated_and_read_by_the_gate_but_never
     assert {"x", "kind"} <= set(data.train.columns)
     gate_rows = evaluation_set(spec, lake, date(2024, 1, 8)).frame
     assert set(gate_rows["region"]) == {"north", "south"} and "label" in gate_rows.columns
+    # run_gate reads the pass-through column on its evaluation days and judges by it; the models
+    # (registry and ONNX scoring) are stand-ins: a challenger that favours "north", a fair champion
+    import include.registry.aliases as aliases
+    import include.registry.mlflow_registry as registry
+    import include.registry.promotion as promotion
+
+    versions = {"challenger": 2, "champion": 1}
+    monkeypatch.setattr(promotion, "_client", lambda uri: None)
+    monkeypatch.setattr(promotion, "_tags", lambda client, name, version: {"airloop.train_end": "2024-01-06"})
+    monkeypatch.setattr(aliases, "current_alias", lambda client, name, alias: versions[alias])
+    monkeypatch.setattr(registry, "load_onnx_bytes", lambda uri, name, version: bytes([version]))
+
+    def scores(model: bytes, frame: pd.DataFrame, spec: Any) -> np.ndarray:
+        noise = np.random.default_rng(1).random(len(frame)) * 0.5
+        return np.where((frame["region"] == "north") & (model == b"\x02"), 0.5, 0.0) + noise
+
+    monkeypatch.setattr(promotion, "onnx_scores", scores)
+    report = promotion.run_gate(spec, lake, "unused", report_key="k")
+    rows = report["evaluation_rows"]
+    groups = {g["group"]: g for g in report["fairness"]["challenger"]["groups"] if g["column"] == "region"}
+    assert sum(g["rows"] for g in groups.values()) == rows and groups["north"]["selection_rate"] == 1.0
+    failed = {c["name"]: c["detail"] for c in report["decision"]["checks"] if not c["passed"]}
+    assert "(group north: TPR 1.0000 vs south" in failed["fairness"]
+    assert failed["fairness_vs_champion"].startswith("measurably less fair than the champion: equalized_odds")
+    page = lake.read_bytes(lake.report_path(spec.name, "gate", f"{report['decision']['decision_id']}.html")).decode()
+    assert '<table id="fairness-groups">' in page and "<td>region</td><td>north</td>" in page
     # specs without fairness keep the digests they had (no re-prepared sources, same decision ids)
     plain = parse_spec({**SPEC_YAML, "gate": {}}, tmp_path / "cohort.yaml")
     assert plain.gate.hashed() == plain.gate.model_dump(mode="json", exclude={"fairness"})
