@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from include.registry.gate import GateInputError, _bootstrap_weights, _interval, _validated
 from include.reports.format import jsonable
 
 if TYPE_CHECKING:
@@ -272,8 +273,6 @@ class _Column:
 
 
 def _column(name: str, values: np.ndarray, n: int, min_group_rows: int) -> _Column:
-    from include.registry.gate import GateInputError
-
     text = np.asarray(values).astype(str)
     if len(text) != n:
         raise GateInputError(f"sensitive column {name!r} has {len(text)} values for {n} rows")
@@ -291,8 +290,6 @@ def _evaluate_model(
     weights: list[np.ndarray],
 ) -> tuple[FairnessEvaluation, dict[tuple[str, str], np.ndarray]]:
     """The figures of one model, and every disparity per weighting (index 0: the rows as they are)."""
-    from include.registry.gate import _interval
-
     groups: list[GroupFigures] = []
     disparities: list[Disparity] = []
     replicates: dict[tuple[str, str], np.ndarray] = {}
@@ -367,16 +364,12 @@ def measure_fairness(
 
     ``sensitive`` maps each of ``policy.sensitive`` to its values per row; the bootstrap is the
     gate's (:func:`include.registry.gate._bootstrap_weights` with ``n_boot`` and ``seed``)."""
-    from include.registry.gate import _bootstrap_weights, _interval, _validated
-
     challenger_scores, labels = _validated(challenger_scores, labels)
     if champion_scores is not None:
         champion_scores, _ = _validated(champion_scores, labels)
     n = len(labels)
     missing = [c for c in policy.sensitive if c not in sensitive]
     if missing:
-        from include.registry.gate import GateInputError
-
         raise GateInputError(f"no values for the sensitive columns {missing}")
     columns = [_column(c, sensitive[c], n, policy.min_group_rows) for c in policy.sensitive]
     weights = [np.ones(n), *_bootstrap_weights(n, n_boot, seed)]

@@ -14,6 +14,11 @@ Three steps, each a plain function over arrays and small frozen value objects:
   its reason in words). Its ``decision_id`` is a digest of every input, so a rerun of the same
   gate gets the same id (the ledger uses it to stay idempotent).
 
+With ``gate.fairness``, :func:`include.registry.fairness.measure_fairness` adds Fairlearn's
+disparities per sensitive group on the same rows and bootstrap; ``fairness`` judges them against
+their limits on their favourable bound, ``fairness_vs_champion`` on the paired interval against
+the champion (docs/fairness.md).
+
 No regression is judged on the *lower* bound of the paired gain: a challenger is promoted only if
 we are confident it is not worse than the champion by more than ``max_regression``. Slice drops
 are judged the same way, on the lower bound of each drop (:func:`_auc_standard_error`). And the
