@@ -146,6 +146,7 @@ HEAVY_MODULES: Final = (
     "skl2onnx",
     "pyarrow",
     "openlineage",
+    "fairlearn",
 )
 """Modules DAG and plugin files must not import at module level (ruff TID253 bans the same list,
 pyproject.toml ``banned-module-level-imports``): parsing a DAG file stays fast."""

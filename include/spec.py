@@ -247,6 +247,53 @@ class TrainingSpec(_Strict):
         return self
 
 
+FAIRNESS_LIMITS: tuple[str, ...] = (
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "max_tpr_gap",
+    "max_fpr_gap",
+    "max_calibration_gap",
+)
+"""The limits ``gate.fairness`` may set; each is a Fairlearn disparity (see docs/fairness.md)."""
+
+
+class FairnessSpec(_Strict):
+    """Fairness limits of the gate (docs/fairness.md).
+
+    ``sensitive``: the columns whose values are the groups. Each is a feature or a pass-through
+    column: one that is not a feature lands beside the features and is read on the gate's
+    evaluation days, but the model never trains on it. Every limit is optional; a difference is
+    a maximum (judged on the lower bound of its bootstrap interval), ``demographic_parity_ratio``
+    a minimum (judged on the upper bound). Groups with fewer than ``min_group_rows`` rows are
+    reported, not judged. A challenger measurably less fair than the champion (the interval of
+    its disparity minus the champion's entirely on the less fair side) is rejected unless
+    ``allow_less_fair``.
+    """
+
+    sensitive: list[Column] = Field(min_length=1)
+    demographic_parity_difference: Fraction | None = None
+    demographic_parity_ratio: Fraction | None = None
+    equalized_odds_difference: Fraction | None = None
+    max_tpr_gap: Fraction | None = None
+    max_fpr_gap: Fraction | None = None
+    max_calibration_gap: Fraction | None = None
+    min_group_rows: int = Field(default=50, ge=1)
+    allow_less_fair: bool = False
+
+    @field_validator("sensitive")
+    @classmethod
+    def _check_sensitive(cls, value: list[str]) -> list[str]:
+        dupes = sorted({c for c in value if value.count(c) > 1})
+        if dupes:
+            raise ValueError(f"each sensitive column once, but these are listed twice: {dupes}")
+        return value
+
+    def limits(self) -> dict[str, float]:
+        """The limits that are set, by metric name, in :data:`FAIRNESS_LIMITS` order."""
+        return {name: float(value) for name in FAIRNESS_LIMITS if (value := getattr(self, name)) is not None}
+
+
 class GateSpec(_Strict):
     mode: GateMode = "enabled"
     min_roc_auc: Fraction = 0.6
@@ -265,6 +312,12 @@ class GateSpec(_Strict):
     # A challenger trained because of a break is judged on labelled days after the break when
     # they hold this many rows; otherwise on the usual evaluation days.
     min_post_break_rows: int = Field(default=2000, ge=1)
+    fairness: FairnessSpec | None = None
+
+    def hashed(self) -> dict[str, Any]:
+        """The policy as JSON for digests; an unset ``fairness`` is left out, so the digests of
+        policies written before it existed do not change."""
+        return self.model_dump(mode="json", exclude={"fairness"} if self.fairness is None else None)
 
 
 class ScoringSpec(_Strict):
@@ -411,7 +464,39 @@ class ModelSpec(_Strict):
         unknown = [c for c in self.drift.ignore if c not in features]
         if unknown:
             raise ValueError(f"drift.ignore must name features, not {unknown}")
+        dataset = self.dataset
+        reserved = {
+            *dataset.key_columns,
+            dataset.time_column,
+            dataset.target.source_column,
+            dataset.target.name,
+        }
+        clash = [c for c in self.sensitive_columns if c in reserved]
+        if clash:
+            raise ValueError(
+                f"gate.fairness.sensitive must name features or pass-through columns, not a key, time or target column: {clash}"
+            )
         return self
+
+    @property
+    def sensitive_columns(self) -> list[str]:
+        """The columns ``gate.fairness`` audits by (empty without a fairness block)."""
+        fairness = self.gate.fairness
+        return list(fairness.sensitive) if fairness is not None else []
+
+    @property
+    def passthrough_columns(self) -> list[str]:
+        """Sensitive columns that are not features: they land and are validated beside the
+        features so the gate can group by them, and the model never trains on them."""
+        features = set(self.dataset.features.all)
+        return [c for c in self.sensitive_columns if c not in features]
+
+    @property
+    def landed_columns(self) -> list[str]:
+        """What ingest lands and the contract requires: keys, time, features, pass-through columns
+        (never the target's source column)."""
+        ds = self.dataset
+        return list(dict.fromkeys([*ds.key_columns, ds.time_column, *ds.features.all, *self.passthrough_columns]))
 
     # Set by the loader, not by users: where the spec came from.
     path: Path | None = Field(default=None, exclude=True)
@@ -419,7 +504,9 @@ class ModelSpec(_Strict):
     def spec_hash(self) -> str:
         """A short stable digest of the spec's content (for lineage tags). ``alerts`` is left out:
         where alerts go changes nothing the model learns or scores, and hashes stay comparable."""
-        payload = json.dumps(self.model_dump(mode="json", exclude={"alerts"}), sort_keys=True)
+        data = self.model_dump(mode="json", exclude={"alerts"})
+        data["gate"] = self.gate.hashed()
+        payload = json.dumps(data, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def source_path(self) -> Path:

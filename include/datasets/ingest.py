@@ -39,9 +39,9 @@ class OutOfRangeError(ValueError):
 
 
 def landing_columns(spec: ModelSpec) -> list[str]:
-    """What lands: keys, time and features; never the target's source column."""
-    ds = spec.dataset
-    return list(dict.fromkeys([*ds.key_columns, ds.time_column, *ds.features.all]))
+    """What lands: keys, time, features and the pass-through sensitive columns of
+    ``gate.fairness``; never the target's source column."""
+    return spec.landed_columns
 
 
 def label_table(spec: ModelSpec, label_ds: date):  # type: ignore[no-untyped-def]

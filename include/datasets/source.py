@@ -67,7 +67,7 @@ def _normalise(spec: ModelSpec, frame: pd.DataFrame, origin: str) -> pd.DataFram
     import pandas as pd
 
     ds = spec.dataset
-    needed = [*ds.key_columns, ds.time_column, *ds.features.all, ds.target.source_column]
+    needed = [*ds.key_columns, ds.time_column, *ds.features.all, *spec.passthrough_columns, ds.target.source_column]
     missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
     if missing:
         raise SourceError(f"{origin}: columns named in the spec are missing: {missing}")
@@ -92,8 +92,10 @@ def prepared_source(spec: ModelSpec, cache_dir: Path | None = None) -> Path:
     import pyarrow.parquet as pq
 
     stem, identity = _source_identity(spec)
-    # Only the dataset section shapes the prepared copy: editing the contract must not re-prepare it.
-    digest = hashlib.sha256(f"{identity}|{spec.dataset.model_dump_json()}".encode()).hexdigest()[:12]
+    # Only the dataset section and the pass-through columns shape the prepared copy: editing the
+    # contract must not re-prepare it (no pass-through column: the digest of before they existed).
+    shape = spec.dataset.model_dump_json() + "".join(f"|{c}" for c in spec.passthrough_columns)
+    digest = hashlib.sha256(f"{identity}|{shape}".encode()).hexdigest()[:12]
     cache_dir = cache_dir or default_state_dir() / "cache"
     target = cache_dir / f"{spec.name}-{stem}-{digest}.parquet"
     if target.is_file():

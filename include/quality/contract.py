@@ -68,9 +68,9 @@ class Rule:
 
 
 def required_columns(spec: ModelSpec) -> list[str]:
-    """Keys, time column and features, in landing order (what ingest writes)."""
-    ds = spec.dataset
-    return list(dict.fromkeys([*ds.key_columns, ds.time_column, *ds.features.all]))
+    """Keys, time column, features and pass-through sensitive columns, in landing order (what
+    ingest writes)."""
+    return spec.landed_columns
 
 
 def partition_window(ds: date) -> tuple[datetime, datetime]:
@@ -143,7 +143,9 @@ def rules_for(spec: ModelSpec, ds: date | None = None) -> list[Rule]:
     for column in categorical:
         add(f"dtype:{column}", "dtype", column, "error", {"dtype": "string"})
     null_columns = [
-        c for c in dict.fromkeys([*dataset.features.all, *contract.null_rate]) if c not in (*keys, time_column)
+        c
+        for c in dict.fromkeys([*dataset.features.all, *spec.passthrough_columns, *contract.null_rate])
+        if c not in (*keys, time_column)
     ]
     for column in null_columns:
         tolerance = contract.null_rate.get(column, contract.max_null_rate)

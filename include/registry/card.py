@@ -49,6 +49,7 @@ class CardInputs(TypedDict, total=False):
     label_delay_days: int | None
     owner: str | None
     limitations: Sequence[str]
+    fairness: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,10 @@ def card_sections(
     label_delay_days: int | None = None,
     owner: str | None = None,
     limitations: Sequence[str] = (),
+    fairness: Mapping[str, Any] | None = None,
 ) -> list[Section]:
-    """The card's content, renderer-neutral."""
+    """The card's content, renderer-neutral; ``fairness`` (the gate report's, a
+    :class:`~include.registry.fairness.FairnessReport` as a dict) adds a section."""
     ev = _as_dict(evaluation) or {}
     champ = _as_dict(champion)
     dec = _as_dict(decision)
@@ -91,6 +94,7 @@ def card_sections(
         _use_section(model, version, description, ev, owner),
         _data_section(start, end, holdout_window, ev),
         _metrics_section(ev, champ, _as_dict(comparison)),
+        *([_fairness_section(fairness)] if fairness else []),
         _gate_section(dec),
         _limits_section(start, end, ev, dec, estimator, label_delay_days, limitations),
         _lineage_section(lineage),
@@ -180,6 +184,50 @@ def _slice_blocks(ev: Mapping[str, Any], champ: Mapping[str, Any] | None) -> lis
             ("p", f"{ev['slices_skipped']} slice values skipped (fewer than {MIN_SLICE_ROWS} rows or one class).")
         )
     return blocks
+
+
+def _fairness_section(fairness: Mapping[str, Any]) -> Section:
+    """Per-group figures and disparities of this model on the gate's evaluation rows."""
+    section = Section("Fairness")
+    section.blocks.append(
+        (
+            "p",
+            f"Audited by {', '.join(fairness['columns'])} on the gate's evaluation rows, predicted positive at "
+            f"{_num(fairness['threshold'])}; groups under {_num(fairness['min_group_rows'])} rows are too small "
+            "to judge (listed, left out of the disparities). See docs/fairness.md.",
+        )
+    )
+    ours = fairness["challenger"]
+    rows = [
+        [
+            f"{g['column']}={g['group']}",
+            _num(g["rows"]),
+            _num(g["selection_rate"]),
+            _num(g["tpr"]),
+            _num(g["fpr"]),
+            _num(g["calibration_gap"]),
+            "yes" if g["judged"] else "too small to judge",
+        ]
+        for g in ours["groups"]
+    ]
+    headers = ["Group", "Rows", "Selection rate", "TPR", "FPR", "Calibration gap", "Judged"]
+    section.blocks.append(("table", (headers, rows)))
+    limits = fairness.get("limits") or {}
+    disparities = [
+        [
+            d["column"],
+            d["name"],
+            _num(d["value"]),
+            f"[{_num(d['lower'])}, {_num(d['upper'])}]",
+            _num(limits.get(d["name"])),
+        ]
+        for d in ours["disparities"]
+    ]
+    if disparities:
+        section.blocks.append(("table", (["Column", "Disparity", "Value", "95% interval", "Limit"], disparities)))
+    else:
+        section.blocks.append(("p", "No column has two groups large enough to judge."))
+    return section
 
 
 def _gate_section(dec: Mapping[str, Any] | None) -> Section:

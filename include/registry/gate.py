@@ -14,6 +14,11 @@ Three steps, each a plain function over arrays and small frozen value objects:
   its reason in words). Its ``decision_id`` is a digest of every input, so a rerun of the same
   gate gets the same id (the ledger uses it to stay idempotent).
 
+With ``gate.fairness``, :func:`include.registry.fairness.measure_fairness` adds Fairlearn's
+disparities per sensitive group on the same rows and bootstrap; ``fairness`` judges them against
+their limits on their favourable bound, ``fairness_vs_champion`` on the paired interval against
+the champion (docs/fairness.md).
+
 No regression is judged on the *lower* bound of the paired gain: a challenger is promoted only if
 we are confident it is not worse than the champion by more than ``max_regression``. Slice drops
 are judged the same way, on the lower bound of each drop (:func:`_auc_standard_error`). And the
@@ -43,6 +48,7 @@ from include.names import GATE_MODES, RANDOM_AUC, GateMode
 from include.reports.format import fmt_number, jsonable
 
 if TYPE_CHECKING:
+    from include.registry.fairness import Disparity, FairnessReport
     from include.spec import GateSpec
 
 log = logging.getLogger(__name__)
@@ -472,6 +478,7 @@ class GateInputs:
     shadow_clean_days: int | None
     mode: GateMode
     breach: str | None = None
+    fairness: FairnessReport | None = None
 
 
 def _waived(check: Check, breach: str | None) -> Check:
@@ -576,6 +583,88 @@ def check_shadow_days(gate: GateInputs) -> Check | None:
     return Check("shadow_days", required, clean, ok, f"{clean} clean shadow days {'>=' if ok else '<'} {required}")
 
 
+def _disparity_words(d: Disparity) -> str:
+    """``equalized_odds_difference on origin 0.21 [0.16, 0.26]``, with the two groups at its ends."""
+    metric = {"selection_rate": "selection rate", "tpr": "TPR", "fpr": "FPR", "calibration_gap": "calibration gap"}
+    ends = (
+        f" (group {d.high_group}: {metric.get(d.metric, d.metric)} {_fmt(d.high_value)} vs {d.low_group} "
+        f"{_fmt(d.low_value)})"
+        if d.high_group is not None and d.low_group is not None
+        else ""
+    )
+    return f"{d.name} on {d.column} {_fmt(d.value)} [{_fmt(d.lower)}, {_fmt(d.upper)}]{ends}"
+
+
+def _too_small_words(report: FairnessReport) -> str:
+    small = report.challenger.too_small()
+    if not small:
+        return ""
+    groups = ", ".join(f"{g.column}={g.group} ({g.rows:,} rows)" for g in small)
+    return f"; too small to judge (< min_group_rows {report.min_group_rows:,}): {groups}"
+
+
+def check_fairness(gate: GateInputs) -> Check | None:
+    """Every disparity the spec limits is within its limit on its 95% bound (the lower bound of a
+    difference, the upper bound of ``demographic_parity_ratio``): a small group fails only when
+    the disparity is there with confidence, not by noise. Groups under ``min_group_rows`` are
+    named, not judged."""
+    report = gate.fairness
+    if report is None or not report.limits:
+        return None
+    failures: list[tuple[float, str, float, float]] = []
+    judged: list[str] = []
+    for d in report.challenger.disparities:
+        limit = report.limits.get(d.name)
+        if limit is None:
+            continue
+        bound = d.judged
+        if not math.isfinite(bound):
+            judged.append(f"{d.name} on {d.column} not measured (no bootstrap interval)")
+            continue
+        ratio = d.name == "demographic_parity_ratio"
+        over = bound < limit if ratio else bound > limit
+        if over:
+            word = "under" if ratio else "over"
+            failures.append((abs(bound - limit), f"{_disparity_words(d)} {word} {_fmt(limit)}", bound, limit))
+        else:
+            judged.append(
+                f"{d.name} on {d.column} {_fmt(d.value)} [{_fmt(d.lower)}, {_fmt(d.upper)}] within {_fmt(limit)}"
+            )
+    small = _too_small_words(report)
+    if failures:
+        failures.sort(key=lambda f: -f[0])
+        _, _, observed, threshold = failures[0]
+        return Check("fairness", threshold, observed, False, "; ".join(f[1] for f in failures) + small)
+    detail = "; ".join(judged) if judged else "no column has two groups large enough to judge"
+    return Check("fairness", None, None, True, detail + small)
+
+
+def check_fairness_vs_champion(gate: GateInputs) -> Check | None:
+    """The challenger is not measurably less fair than the champion: for each compared disparity
+    the paired interval of challenger minus champion does not lie entirely on the less fair side
+    of zero, unless ``gate.fairness.allow_less_fair``. Not waived by a champion's breach: a
+    worse AUC does not excuse treating a group worse."""
+    report = gate.fairness
+    if report is None or gate.champion is None or report.champion is None:
+        return None
+    worse = [s for s in report.shifts if s.less_fair]
+    if not worse:
+        shown = "; ".join(
+            f"{s.name} on {s.column} {_fmt(s.delta, True)} [{_fmt(s.lower, True)}, {_fmt(s.upper, True)}]"
+            for s in report.shifts
+        )
+        return Check("fairness_vs_champion", 0.0, None, True, f"not measurably less fair than the champion: {shown}")
+    words = "; ".join(
+        f"{s.name} on {s.column} {_fmt(s.challenger)} vs champion {_fmt(s.champion)}, difference "
+        f"{_fmt(s.delta, True)} [{_fmt(s.lower, True)}, {_fmt(s.upper, True)}]"
+        for s in worse
+    )
+    first = worse[0]
+    if report.allow_less_fair:
+        return Check("fairness_vs_champion", 0.0, first.delta, True, f"allowed (allow_less_fair): less fair, {words}")
+    return Check("fairness_vs_champion", 0.0, first.delta, False, f"measurably less fair than the champion: {words}")
+
+
 def check_gate_mode(gate: GateInputs) -> Check | None:
     """A disabled gate lists one check that never passes."""
     if gate.mode != "disabled":
@@ -589,6 +678,8 @@ CHECKS: tuple[Callable[[GateInputs], Check | None], ...] = (
     check_never_trade_down,
     check_min_gain,
     check_slice_regression,
+    check_fairness,
+    check_fairness_vs_champion,
     check_parity_mean_abs_diff,
     check_parity_label_agreement,
     check_latency,
@@ -613,6 +704,7 @@ def decide_promotion(
     evaluated_on: str | None = None,
     basis: Basis = "holdout",
     answers_break: bool = False,
+    fairness: FairnessReport | None = None,
 ) -> GateDecision:
     """Judge a challenger against the policy; pure (same inputs, same decision and id).
 
@@ -624,6 +716,8 @@ def decide_promotion(
     performance: below ``breach_floor`` (:func:`champion_breach`) it waives the comparative checks
     when the challenger was judged on days after the break (``basis == "post_break"``).
     ``evaluated_on`` says in words which rows the figures come from (recorded in the summary).
+    ``fairness``: the figures of :func:`include.registry.fairness.measure_fairness` on the same
+    rows, judged by ``fairness`` and ``fairness_vs_champion`` (``None``: no fairness block).
 
     *Pending*, not rejected: a challenger whose only failed check is ``shadow_days``; and one
     trained to answer a break (``answers_break``) with the champion in breach, judged on days
@@ -640,7 +734,7 @@ def decide_promotion(
     breach = champion_breach(breach_floor, realized) if champion is not None else None
     waived = breach is not None and basis == "post_break"
     gate = GateInputs(
-        policy, challenger, champion, comparison, parity, shadow_clean_days, mode, breach if waived else None
+        policy, challenger, champion, comparison, parity, shadow_clean_days, mode, breach if waived else None, fairness
     )
     checks = [check for judge in CHECKS if (check := judge(gate)) is not None]
     would_promote = all(c.passed for c in checks)
@@ -651,7 +745,7 @@ def decide_promotion(
     elif breach and not waived and answers_break and failed and failed <= COMPARATIVE | {"shadow_days"}:
         waiting_for = "post_break_rows"
     inputs = {
-        "policy": policy.model_dump(mode="json"),
+        "policy": policy.hashed(),
         "challenger": challenger.to_dict(),
         "champion": champion.to_dict() if champion else None,
         "comparison": comparison.to_dict() if comparison else None,
@@ -665,6 +759,8 @@ def decide_promotion(
         "basis": basis,
         "answers_break": answers_break,
     }
+    if fairness is not None:
+        inputs["fairness"] = fairness.to_dict()
     decision = GateDecision(
         decision_id=hashlib.sha256(json.dumps(jsonable(inputs), sort_keys=True).encode()).hexdigest()[:16],
         promote=would_promote and mode == "enabled",

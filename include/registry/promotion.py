@@ -193,11 +193,26 @@ def run_gate(
     challenger_scores = onnx_scores(load_onnx_bytes(tracking_uri, spec.name, challenger), evalset.frame, spec)
     challenger_eval = evaluate(challenger_scores, labels, slices, threshold, gate.bootstrap_samples, seed)
     champion_eval = comparison = None
+    champion_scores: np.ndarray | None = None
     if champion is not None:
         champion_scores = onnx_scores(load_onnx_bytes(tracking_uri, spec.name, champion), evalset.frame, spec)
         champion_eval = evaluate(champion_scores, labels, slices, threshold, gate.bootstrap_samples, seed)
         comparison = compare(
             challenger_eval, champion_eval, challenger_scores, champion_scores, labels, gate.bootstrap_samples, seed
+        )
+    fairness = None
+    if gate.fairness is not None:
+        from include.registry.fairness import measure_fairness
+
+        fairness = measure_fairness(
+            gate.fairness,
+            {c: evalset.frame[c].astype(str).to_numpy() for c in gate.fairness.sensitive},
+            labels,
+            challenger_scores,
+            champion_scores,
+            threshold,
+            gate.bootstrap_samples,
+            seed,
         )
     if shadow_clean_days is None and gate.shadow_days > 0 and champion is not None:
         from include.scoring.shadow import clean_shadow_days
@@ -222,6 +237,7 @@ def run_gate(
         evaluated_on=evalset.note or None,
         basis=evalset.basis,
         answers_break=break_of(tags) is not None,
+        fairness=fairness,
     )
     log.info("%s gate: %s", spec.name, decision.summary)
     report = {
@@ -235,6 +251,7 @@ def run_gate(
         "challenger": challenger_eval.to_dict(),
         "champion": champion_eval.to_dict() if champion_eval else None,
         "comparison": comparison.to_dict() if comparison else None,
+        "fairness": fairness.to_dict() if fairness else None,
         "challenger_tags": tags,
     }
     report = jsonable(report)
@@ -272,6 +289,7 @@ def gate_report_html(report: dict[str, Any]) -> str:
         decision=decision,
         verdict=verdict,
         verdict_class=verdict_class,
+        fairness=report.get("fairness"),
     )
 
 
@@ -456,6 +474,7 @@ def write_model_card(
         "decision": gate_report["decision"],
         "champion": gate_report["champion"],
         "comparison": gate_report["comparison"],
+        "fairness": gate_report.get("fairness"),
         "estimator": tags.get(Tag.ESTIMATOR),
         "label_delay_days": spec.dataset.label_delay_days,
         "owner": spec.owner,
