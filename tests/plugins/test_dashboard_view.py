@@ -256,6 +256,9 @@ def test_index_row_per_model_with_its_figures(dashboard_world: World, tmp_path: 
         )
     # days left to right across both: the first labelled day (01-05) to the last estimate (01-09)
     assert (points["realized"][0][0], points["estimated"][-1][0]) == (2.0, 118.0)
+    # each line ends in a dot at its newest point: a model with one monitored day still shows it
+    dots = dict(re.findall(r'<circle class="(\w+)-newest" cx="([^"]+)"', svg))
+    assert {name: float(x) for name, x in dots.items()} == {k: v[-1][0] for k, v in points.items()}
     assert row.realized[0].label_day == date_of("2013-01-05") and row.estimated[-1].day == SCORE_DAYS[-1]
     assert index_row(page, "taxi")[1:3] == ["none", "not monitored yet"]
     assert 'id="registry-unreachable"' not in page and "registry-cell" not in page

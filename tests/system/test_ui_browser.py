@@ -172,6 +172,9 @@ def test_airloop_view_links_and_trigger_form_in_the_browser(
     page.get_by_role("link", name="airloop").click()
     page.wait_for_url("**/plugin/airloop**")
     frame = page.frame_locator('iframe[title="airloop"]')
+    frame.get_by_role("link", name=MODEL).wait_for()
+    frame.locator("svg.spark").first.wait_for()  # the row's realized and estimated ROC AUC trend
+    _shot(page, "05-airloop-index")
     frame.get_by_role("link", name=MODEL).click()
     frame.locator("#psi-heatmap .main-svg").first.wait_for()  # plotly.js loaded and drew the heatmap
     assert frame.locator("#champion .big").inner_text() == f"v{loop_state.champion}"
@@ -269,6 +272,7 @@ def test_airloop_view_links_and_trigger_form_in_the_browser(
         for name in (
             "02-airloop-view-in-airflow",
             "03-airloop-dashboard",
+            "05-airloop-index",
             "04-train-task-extra-links",
             "06-train-trigger-form",
         ):
