@@ -73,7 +73,6 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from statistics import NormalDist
 from typing import Any, Literal
 
 from include.names import BREAK_TRIGGERS, RANDOM_AUC
@@ -122,9 +121,7 @@ class DayDrift:
     (e.g. the champion version), so days measured against an older model do not count.
     ``prediction_psi`` is the PSI of the day's scores; ``drop_low`` and ``estimated_drop_low`` the
     lower ends of the day's realized and estimated AUC drop intervals (``None``: not measured),
-    kept so later days can tell a persistent drop from one bad day. ``drop`` and ``drop_se`` are
-    the realized drop and its standard error when the reference's day-to-day spread is known
-    (later days average them: :func:`mean_drop_interval`).
+    kept so later days can tell a persistent drop from one bad day.
     """
 
     model: str
@@ -137,8 +134,6 @@ class DayDrift:
     prediction_psi: float | None = None
     drop_low: float | None = None
     estimated_drop_low: float | None = None
-    drop: float | None = None
-    drop_se: float | None = None
 
     @property
     def day(self) -> date:
@@ -156,8 +151,6 @@ class DayDrift:
             "prediction_psi": self.prediction_psi,
             "drop_low": self.drop_low,
             "estimated_drop_low": self.estimated_drop_low,
-            "drop": self.drop,
-            "drop_se": self.drop_se,
         }
 
     @classmethod
@@ -175,8 +168,6 @@ class DayDrift:
             prediction_psi=None if prediction is None else float(prediction),
             drop_low=_finite(data.get("drop_low")),
             estimated_drop_low=_finite(data.get("estimated_drop_low")),
-            drop=_finite(data.get("drop")),
-            drop_se=_finite(data.get("drop_se")),
         )
 
 
@@ -274,20 +265,6 @@ class RealizedPerformance:
     model_version: int | None = None
     serving_version: int | None = None
     day_sd: float | None = None
-    drop_se: float | None = None
-    reference_days: int | None = None
-    confidence: float = 0.95
-
-    @property
-    def spread(self) -> bool:
-        """Whether the drop was judged against the reference's day-to-day spread."""
-        return (
-            self.day_sd is not None
-            and self.drop is not None
-            and self.drop_se is not None
-            and self.reference_days is not None
-            and self.reference_days >= 2
-        )
 
     @property
     def superseded(self) -> bool:
@@ -318,9 +295,6 @@ class RealizedPerformance:
             model_version=None if version is None else int(version),
             serving_version=serving_version,
             day_sd=_finite(drop.get("day_sd")),
-            drop_se=_finite(drop.get("drop_se")),
-            reference_days=None if drop.get("reference_days") is None else int(drop["reference_days"]),
-            confidence=float(drop.get("confidence") or 0.95),
         )
 
 
@@ -571,67 +545,6 @@ def _estimated_signal(estimated: EstimatedPerformance | None, policy: DriftSpec)
     )
 
 
-def mean_drop_interval(
-    drops: Sequence[float], ses: Sequence[float], reference_var: float, confidence: float
-) -> tuple[float, float, float]:
-    """The mean of ``k`` days' AUC drops from one reference and its two-sided interval at
-    ``confidence`` (normal): ``(mean, low, high)``.
-
-    Each day's drop ``d_i = reference - auc_i`` has the variance ``ses[i] ** 2``: its rows, the
-    day-to-day spread and the reference's own error ``reference_var`` (``day_sd ** 2 / n_days``).
-    The days' own noises are independent and average out over ``k`` days; the reference's error is
-    one for every day and does not: ``var(mean) = sum(ses ** 2 - reference_var) / k ** 2 +
-    reference_var``. With one day this is that day's interval
-    (:class:`include.monitoring.drift.PerformanceDrop`)."""
-    k = len(drops)
-    if k == 0 or k != len(ses):
-        raise ValueError(f"{k} drops and {len(ses)} standard errors: one of each per day, at least one day")
-    mean = sum(drops) / k
-    variance = sum(max(se**2 - reference_var, 0.0) for se in ses) / k**2 + reference_var
-    half = NormalDist().inv_cdf(0.5 + confidence / 2.0) * math.sqrt(variance)
-    return mean, mean - half, mean + half
-
-
-def _mean_drop(
-    signal: Signal,
-    history: Iterable[DayDrift],
-    today: DayDrift,
-    policy: DriftSpec,
-    realized: RealizedPerformance | None,
-) -> Signal:
-    """The realized drop's persistence. With the reference's day-to-day spread, one day is one
-    draw from the model's days and only a drop well outside that spread is significant on its
-    own; a lasting drop shows in the days' mean. The drop then fires when the interval of the
-    mean drop over today and the ``performance_window_n - 1`` latest earlier measured days of the
-    same reference (at least ``performance_window_m`` days) lies above ``performance_drop``
-    (:func:`mean_drop_interval`). Without the spread (versions trained before it was recorded,
-    a day scored by a retired version): :func:`_persistent`."""
-    if realized is None or not realized.spread or realized.superseded or signal.threshold is None:
-        return _persistent(signal, history, today, policy, "drop_low")
-    assert realized.drop is not None and realized.drop_se is not None  # realized.spread
-    assert realized.day_sd is not None and realized.reference_days is not None
-    latest: dict[str, tuple[float, float]] = {}
-    for day in history:
-        if day.model != today.model or day.day >= today.day or day.drop is None or day.drop_se is None:
-            continue
-        if today.reference is not None and day.reference != today.reference:
-            continue
-        latest[day.day.isoformat()] = (day.drop, day.drop_se)
-    n, m = policy.performance_window_n, policy.performance_window_m
-    earlier = [latest[key] for key in sorted(latest)][-(n - 1) :] if n > 1 else []
-    days = [*earlier, (realized.drop, realized.drop_se)]
-    reference_var = realized.day_sd**2 / realized.reference_days
-    mean, low, high = mean_drop_interval([d for d, _ in days], [se for _, se in days], reference_var,
-                                         realized.confidence)  # fmt: skip
-    fired = len(days) >= m and low > signal.threshold
-    span = (
-        f"mean drop {_fmt(mean)} over the last {len(days)} measured days (need {m} of {n}), interval "
-        f"[{_fmt(low)}, {_fmt(high)}] {'entirely above' if low > signal.threshold else 'not entirely above'} "
-        f"{signal.threshold}"
-    )
-    return replace(signal, value=low, fired=fired, held_by=None, text=f"{signal.text}; {span}")
-
-
 def _persistent(
     signal: Signal, history: Iterable[DayDrift], today: DayDrift, policy: DriftSpec, attribute: str
 ) -> Signal:
@@ -772,7 +685,7 @@ def _harm(
     """Rules 4 and 5: the realized and estimated performance signals of today."""
     performance_signal, breach_signal = _realized_signals(realized, policy)
     return _Harm(
-        performance=_mean_drop(performance_signal, history, today, policy, realized),
+        performance=_persistent(performance_signal, history, today, policy, "drop_low"),
         estimated=_persistent(_estimated_signal(estimated, policy), history, today, policy, "estimated_drop_low"),
         breach=breach_signal,
     )
@@ -1076,6 +989,5 @@ __all__ = [
     "day_level",
     "decide",
     "decision_id",
-    "mean_drop_interval",
     "window",
 ]

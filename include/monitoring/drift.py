@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from include.monitoring.decision import DayDrift, mean_drop_interval
+from include.monitoring.decision import DayDrift
 from include.reports.format import finite as _num
 from include.spec import DriftSpec
 
@@ -358,8 +358,7 @@ class PerformanceDrop:
     the normal quantile at ``confidence``. ``day_sd`` already holds the holdout days' own row
     noise, so a day's rows are counted twice: the interval errs wide (by at most a factor
     sqrt(2), when row noise is all of the spread). ``significant`` when the whole ``drop_ci``
-    lies above 0. Later days average the days' drops (``include.monitoring.decision.mean_drop_interval``,
-    the same interval for one day).
+    lies above 0.
     """
 
     reference_auc: float
@@ -401,11 +400,10 @@ class PerformanceDrop:
 
     @property
     def drop_ci(self) -> tuple[float, float]:
-        if not self.spread or self.day_sd is None or self.reference_days is None:
+        if not self.spread:
             return self.reference_auc - self.ci_high, self.reference_auc - self.ci_low
-        reference_var = self.day_sd**2 / self.reference_days
-        _, low, high = mean_drop_interval([self.drop], [self.drop_se], reference_var, self.confidence)
-        return low, high
+        half = self.z * self.drop_se
+        return self.drop - half, self.drop + half
 
     @property
     def significant(self) -> bool:
@@ -428,7 +426,6 @@ class PerformanceDrop:
             "confidence": self.confidence,
             "day_sd": _num(self.day_sd) if self.spread else None,
             "reference_days": self.reference_days if self.spread else None,
-            "drop_se": _num(self.drop_se) if self.spread else None,
         }
 
 

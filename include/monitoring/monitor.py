@@ -260,8 +260,6 @@ def _measure(spec: ModelSpec, lake: Lake, ds: date, inputs: _Inputs) -> _Measure
         today,
         prediction_psi=float(prediction_psi) if math.isfinite(prediction_psi) else None,
         drop_low=realized.drop_low if realized is not None and not realized.superseded else None,
-        drop=realized.drop if realized is not None and realized.spread and not realized.superseded else None,
-        drop_se=realized.drop_se if realized is not None and realized.spread and not realized.superseded else None,
         estimated_drop_low=estimate.drop_low if estimate is not None else None,
     )
     return _Measured(report, today, performance, estimated, realized, estimate)
