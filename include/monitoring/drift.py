@@ -44,7 +44,9 @@ Here the absolute change of the null rate is its own signal (``null_warn``/``nul
 **Prediction drift**: PSI (and KS if the profile has a score ``sample``) of the day's scores.
 
 **Performance** once labels arrive: :func:`performance` and :func:`performance_drop` (bootstrap
-CI of the current ROC AUC and of the drop from the reference AUC; decide on the CI, not the point).
+CI of the current ROC AUC and the interval of the drop from the reference AUC, which also holds
+the reference's day-to-day spread when known: :class:`PerformanceDrop`; decide on the interval,
+not the point).
 
 Profile keys read (everything else is ignored)::
 
