@@ -69,8 +69,8 @@ def fit_calibrator(scores: Any, labels: Any, days: Any = None, min_rows: int = 1
     }
     calibrated = calibrate(calibrator, s)
     daily = None if days is None else daily_auc(s, calibrated, days, min_rows)
-    calibrator["reference_auc"] = expected_auc(s, calibrated) if daily is None else daily[0]
-    calibrator["reference_days"] = None if daily is None else daily[1]
+    calibrator["reference_auc"] = expected_auc(s, calibrated) if daily is None else daily.mean
+    calibrator["reference_days"] = None if daily is None else daily.days
     calibrator["realized_auc"] = expected_auc(s, y)
     return calibrator
 

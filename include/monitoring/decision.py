@@ -23,8 +23,10 @@ decided. Rules, in order:
    an alert day: an old streak that has ended never fires. It fires as ``prediction_drift`` when
    the day's prediction PSI is at alert level, as ``data_drift`` when the features are; both
    count as data drift below.
-4. **Realized performance** (labels arrived): ``performance_drop`` fires when the whole bootstrap
-   interval of the drop from the reference AUC lies above ``performance_drop``, today and on
+4. **Realized performance** (labels arrived): ``performance_drop`` fires when the whole interval
+   of the drop from the reference AUC lies above ``performance_drop`` (the day's row bootstrap,
+   and the reference's day-to-day spread when the version recorded it:
+   ``include.monitoring.drift.PerformanceDrop``), today and on
    ``performance_window_m`` of the last ``performance_window_n`` measured days (one bad day is
    noise; the data-drift window plays no part); ``breach`` fires at once
    when the whole interval of the AUC lies below 0.5 (worse than random) or below
@@ -245,8 +247,10 @@ class LoopState:
 class RealizedPerformance:
     """Realized ROC AUC of the day whose labels arrived today (``monitor.realized_performance``).
 
-    ``auc_high`` is the upper end of the AUC's bootstrap interval, ``drop_low``/``drop_high`` the
-    interval of ``reference - auc`` (positive: worse). ``model_version`` scored the labelled day;
+    ``auc_high`` is the upper end of the AUC's bootstrap interval over the day's rows,
+    ``drop_low``/``drop_high`` the interval of ``reference - auc`` (positive: worse), which also
+    holds the reference's day-to-day spread ``day_sd`` when the version recorded it
+    (``include.monitoring.drift.PerformanceDrop``). ``model_version`` scored the labelled day;
     ``serving_version`` scores today: when they differ the labels judge a retired model.
     """
 
@@ -260,6 +264,7 @@ class RealizedPerformance:
     reference_auc: float | None = None
     model_version: int | None = None
     serving_version: int | None = None
+    day_sd: float | None = None
 
     @property
     def superseded(self) -> bool:
@@ -289,6 +294,7 @@ class RealizedPerformance:
             reference_auc=_finite(drop.get("reference_auc")),
             model_version=None if version is None else int(version),
             serving_version=serving_version,
+            day_sd=_finite(drop.get("day_sd")),
         )
 
 
@@ -495,9 +501,10 @@ def _realized_signals(realized: RealizedPerformance | None, policy: DriftSpec) -
         drop_text = f"{measured}; no reference AUC, so no drop interval"
     else:
         drop_fired = realized.drop_low > policy.performance_drop
+        noise = "rows" if realized.day_sd is None else f"rows and day-to-day spread {_fmt(realized.day_sd)}"
         drop_text = (
             f"{measured}: drop {_fmt(realized.drop)} from the reference {_fmt(realized.reference_auc)}, "
-            f"interval [{_fmt(realized.drop_low)}, {_fmt(realized.drop_high)}] "
+            f"interval ({noise}) [{_fmt(realized.drop_low)}, {_fmt(realized.drop_high)}] "
             f"{'entirely above' if drop_fired else 'not entirely above'} {policy.performance_drop}"
         )
     breach_value = realized.auc_high if realized.auc_high is not None else realized.auc

@@ -44,7 +44,9 @@ Here the absolute change of the null rate is its own signal (``null_warn``/``nul
 **Prediction drift**: PSI (and KS if the profile has a score ``sample``) of the day's scores.
 
 **Performance** once labels arrive: :func:`performance` and :func:`performance_drop` (bootstrap
-CI of the current ROC AUC and of the drop from the reference AUC; decide on the CI, not the point).
+CI of the current ROC AUC and the interval of the drop from the reference AUC, which also holds
+the reference's day-to-day spread when known: :class:`PerformanceDrop`; decide on the interval,
+not the point).
 
 Profile keys read (everything else is ignored)::
 
@@ -67,7 +69,8 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -340,10 +343,24 @@ class Performance:
 
 @dataclass(frozen=True)
 class PerformanceDrop:
-    """Current ROC AUC with a bootstrap CI, and the drop from the reference AUC.
+    """Current ROC AUC with a bootstrap CI over its rows, and the drop from the reference AUC.
 
-    ``drop = reference_auc - current_auc`` (positive = worse). ``significant`` when the whole CI
-    of the current AUC lies below the reference AUC.
+    ``drop = reference_auc - current_auc`` (positive = worse). ``ci_low``/``ci_high`` are the row
+    bootstrap's percentile interval of the current AUC (the breach rule reads ``ci_high``).
+
+    ``drop_ci`` is the interval of the drop. Without the reference's day-to-day spread
+    (``day_sd`` is ``None``: versions trained before it was recorded) it is the row interval
+    turned around, ``[reference - ci_high, reference - ci_low]``. With it, a labelled day is read
+    as one draw from the model's distribution of days, whose mean the reference estimates from
+    ``reference_days`` holdout days, so three independent noises separate the day's AUC from the
+    reference: the day's rows (the bootstrap's standard error, ``(ci_high - ci_low) / (2 z)``),
+    the day-to-day spread (``day_sd``, the standard deviation of the holdout days' AUCs) and the
+    reference mean's own error (``day_sd / sqrt(reference_days)``). Their variances add:
+    ``drop_ci = drop -+ z * sqrt(se_rows^2 + day_sd^2 * (1 + 1 / reference_days))`` with ``z``
+    the normal quantile at ``confidence``. ``day_sd`` already holds the holdout days' own row
+    noise, so a day's rows are counted twice: the interval errs wide (by at most a factor
+    sqrt(2), when row noise is all of the spread). ``significant`` when the whole ``drop_ci``
+    lies above 0.
     """
 
     reference_auc: float
@@ -353,18 +370,47 @@ class PerformanceDrop:
     n: int
     n_boot: int
     confidence: float
+    day_sd: float | None = None
+    reference_days: int | None = None
 
     @property
     def drop(self) -> float:
         return self.reference_auc - self.current_auc
 
     @property
+    def spread(self) -> bool:
+        """Whether the day-to-day spread of the reference is part of ``drop_ci``."""
+        return (
+            self.day_sd is not None
+            and math.isfinite(self.day_sd)
+            and self.reference_days is not None
+            and self.reference_days >= 2
+        )
+
+    @property
+    def z(self) -> float:
+        """The two-sided normal quantile at ``confidence``."""
+        return NormalDist().inv_cdf(0.5 + self.confidence / 2.0)
+
+    @property
+    def drop_se(self) -> float:
+        """The standard error of ``drop``: the rows' alone without the spread, else all three."""
+        rows = (self.ci_high - self.ci_low) / (2.0 * self.z)
+        if not self.spread or self.day_sd is None or self.reference_days is None:
+            return rows
+        return math.sqrt(rows**2 + self.day_sd**2 * (1.0 + 1.0 / self.reference_days))
+
+    @property
     def drop_ci(self) -> tuple[float, float]:
-        return self.reference_auc - self.ci_high, self.reference_auc - self.ci_low
+        if not self.spread:
+            return self.reference_auc - self.ci_high, self.reference_auc - self.ci_low
+        half = self.z * self.drop_se
+        return self.drop - half, self.drop + half
 
     @property
     def significant(self) -> bool:
-        return math.isfinite(self.ci_high) and self.ci_high < self.reference_auc
+        low = self.drop_ci[0]
+        return math.isfinite(low) and low > 0.0
 
     def to_dict(self) -> dict[str, Any]:
         low, high = self.drop_ci
@@ -380,6 +426,8 @@ class PerformanceDrop:
             "n": self.n,
             "n_boot": self.n_boot,
             "confidence": self.confidence,
+            "day_sd": _num(self.day_sd) if self.spread else None,
+            "reference_days": self.reference_days if self.spread else None,
         }
 
 
@@ -889,8 +937,12 @@ def performance_drop(
     seed: int = 0,
     *,
     confidence: float = 0.95,
+    day_sd: float | None = None,
+    reference_days: int | None = None,
 ) -> PerformanceDrop:
-    """Bootstrap percentile CI of the current ROC AUC, against ``reference_auc``.
+    """Bootstrap percentile CI of the current ROC AUC, against ``reference_auc``; with the
+    reference's day-to-day spread (``day_sd`` over ``reference_days`` days) the drop's interval
+    also holds that spread (:class:`PerformanceDrop`).
 
     Resamples rows with replacement ``n_boot`` times (seeded), as weight vectors over the rows
     sorted once by score, in chunks that keep memory near 16 MB per array.
@@ -898,10 +950,12 @@ def performance_drop(
     s, y = _clean_scores_labels(scores, labels)
     n = int(s.shape[0])
     current = performance(s, y).roc_auc if n else math.nan
-    if n == 0 or not math.isfinite(current):
-        return PerformanceDrop(float(reference_auc), current, math.nan, math.nan, n, n_boot, confidence)
-    low, high = bootstrap_auc_interval(s, y, _resample_rows, n_boot, seed, confidence)
-    return PerformanceDrop(float(reference_auc), current, low, high, n, n_boot, confidence)
+    low, high = math.nan, math.nan
+    if n and math.isfinite(current):
+        low, high = bootstrap_auc_interval(s, y, _resample_rows, n_boot, seed, confidence)
+    return PerformanceDrop(
+        float(reference_auc), current, low, high, n, n_boot, confidence, day_sd=day_sd, reference_days=reference_days
+    )
 
 
 def _resample_rows(rng: np.random.Generator, b: int, y_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -950,10 +1004,19 @@ def expected_auc(scores: np.ndarray, y: np.ndarray) -> float:
     return float(_weighted_auc(np.ones((1, n)), y_sorted, starts)[0])
 
 
-def daily_auc(scores: Any, labels: Any, days: Any, min_rows: int = 1) -> tuple[float, int] | None:
+class DailyAuc(NamedTuple):
+    """The mean of a model's per-day ROC AUCs, over how many ``days``, and their sample standard
+    deviation ``sd`` (NaN with one day)."""
+
+    mean: float
+    days: int
+    sd: float
+
+
+def daily_auc(scores: Any, labels: Any, days: Any, min_rows: int = 1) -> DailyAuc | None:
     """The mean of the per-day ROC AUCs (:func:`expected_auc`: 0/1 or soft labels) over the days
-    with at least ``min_rows`` rows and both classes, and how many days that is; ``None`` when
-    no day qualifies.
+    with at least ``min_rows`` rows and both classes, how many days that is and the days' spread
+    (:class:`DailyAuc`); ``None`` when no day qualifies.
 
     The monitor measures one day at a time, so a model's reference AUC must be a day's AUC too.
     The AUC of several days pooled also credits the model for ranking *across* days (a stormy
@@ -977,7 +1040,8 @@ def daily_auc(scores: Any, labels: Any, days: Any, min_rows: int = 1) -> tuple[f
             aucs.append(auc)
     if not aucs:
         return None
-    return float(np.mean(aucs)), len(aucs)
+    sd = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else math.nan
+    return DailyAuc(float(np.mean(aucs)), len(aucs), sd)
 
 
 __all__ = [
@@ -985,6 +1049,7 @@ __all__ = [
     "OTHER",
     "PREDICTION",
     "UNSEEN",
+    "DailyAuc",
     "DriftInputError",
     "DriftReport",
     "FeatureDrift",

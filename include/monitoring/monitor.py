@@ -99,8 +99,12 @@ def _reference(tracking_uri: str, model: str, version: int) -> tuple[dict[str, A
         return json.loads(Path(local).read_text()), tags
 
 
-def realized_performance(lake: Lake, spec: ModelSpec, ds: date, reference_auc: float | None) -> dict[str, Any] | None:
-    """Performance of the day whose labels arrived with ``ds`` (``ds - label_delay_days``)."""
+def realized_performance(
+    lake: Lake, spec: ModelSpec, ds: date, reference_auc: float | None, spread: tuple[float, int] | None = None
+) -> dict[str, Any] | None:
+    """Performance of the day whose labels arrived with ``ds`` (``ds - label_delay_days``); the
+    drop's interval holds the reference's day-to-day ``spread`` (sd, days) when given
+    (:func:`reference_spread_of`)."""
     from include.monitoring.drift import performance, performance_drop
 
     label_day = ds - timedelta(days=spec.dataset.label_delay_days)
@@ -125,7 +129,15 @@ def realized_performance(lake: Lake, spec: ModelSpec, ds: date, reference_auc: f
         **performance(joined["score"].to_numpy(), y, spec.training.threshold).to_dict(),
     }
     if reference_auc is not None:
-        drop = performance_drop(reference_auc, joined["score"].to_numpy(), y, seed=spec.training.seed)
+        day_sd, reference_days = spread if spread is not None else (None, None)
+        drop = performance_drop(
+            reference_auc,
+            joined["score"].to_numpy(),
+            y,
+            seed=spec.training.seed,
+            day_sd=day_sd,
+            reference_days=reference_days,
+        )
         result["drop"] = drop.to_dict()
     return result
 
@@ -153,7 +165,7 @@ def _reference_frame(lake: Lake, spec: ModelSpec, tags: dict[str, str]) -> pd.Da
 class _Inputs:
     """What one day is measured on: its ``predictions``, the ``version`` that scored it (the
     latest when several did), that version's reference ``profile`` and ``tags``, its reference
-    AUC and the day's validated rows (``current``)."""
+    AUC with its day-to-day spread and the day's validated rows (``current``)."""
 
     predictions: pd.DataFrame
     version: int
@@ -161,6 +173,7 @@ class _Inputs:
     tags: dict[str, str]
     reference_auc: float | None
     current: pd.DataFrame
+    reference_spread: tuple[float, int] | None = None
 
 
 def reference_auc_of(tags: Mapping[str, str]) -> float | None:
@@ -169,6 +182,18 @@ def reference_auc_of(tags: Mapping[str, str]) -> float | None:
     days; the pooled figure for versions trained before the daily one existed."""
     reference = tags.get("metric.roc_auc_daily") or tags.get("metric.roc_auc")
     return float(reference) if reference else None
+
+
+def reference_spread_of(tags: Mapping[str, str]) -> tuple[float, int] | None:
+    """The standard deviation of the version's holdout days' ROC AUCs and how many days
+    (``metric.roc_auc_daily_sd``, ``metric.roc_auc_days``): a labelled day is one draw from that
+    spread. ``None`` for versions trained before the spread was recorded, with fewer than two
+    days or without a daily reference: their drops are judged on the day's rows alone."""
+    sd, days = tags.get("metric.roc_auc_daily_sd"), tags.get("metric.roc_auc_days")
+    if not (tags.get("metric.roc_auc_daily") and sd and days):
+        return None
+    spread, count = float(sd), int(float(days))
+    return (spread, count) if math.isfinite(spread) and spread >= 0.0 and count >= 2 else None
 
 
 def _load_inputs(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> _Inputs:
@@ -182,7 +207,7 @@ def _load_inputs(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> _I
     profile, tags = _reference(tracking_uri, spec.name, version)
     reference_auc = reference_auc_of(tags)
     current = lake.read_table(Zone.VALIDATED, spec.name, ds).to_pandas()
-    return _Inputs(predictions, version, profile, tags, reference_auc, current)
+    return _Inputs(predictions, version, profile, tags, reference_auc, current, reference_spread_of(tags))
 
 
 @dataclass(frozen=True)
@@ -220,7 +245,7 @@ def _measure(spec: ModelSpec, lake: Lake, ds: date, inputs: _Inputs) -> _Measure
         seed=spec.training.seed,
     )
     today = report.day(spec.name, ds.isoformat(), reference=f"v{inputs.version}")
-    performance = realized_performance(lake, spec, ds, inputs.reference_auc)
+    performance = realized_performance(lake, spec, ds, inputs.reference_auc, inputs.reference_spread)
     estimated = estimate_performance(
         inputs.profile.get("calibrator"),
         predictions["score"].to_numpy(),

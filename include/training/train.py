@@ -686,13 +686,20 @@ def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[
 
 def daily_metrics(y: np.ndarray, proba: np.ndarray, days: np.ndarray, min_rows: int) -> dict[str, float]:
     """``roc_auc_daily``: the mean ROC AUC of the holdout's days (those with ``min_rows`` rows, the
-    monitor's own minimum, and both classes) and ``roc_auc_days``, how many; empty when no day
-    qualifies. The monitor measures a labelled day against it, like with like
-    (:func:`include.monitoring.drift.daily_auc`)."""
+    monitor's own minimum, and both classes), ``roc_auc_days``, how many, and with two days or
+    more ``roc_auc_daily_sd``, their standard deviation; empty when no day qualifies. The monitor
+    measures a labelled day against the mean, like with like, and against the spread: one day is
+    one draw from the model's days (:func:`include.monitoring.drift.daily_auc`,
+    :class:`include.monitoring.drift.PerformanceDrop`)."""
     from include.monitoring.drift import daily_auc
 
     daily = daily_auc(proba, y, days, min_rows)
-    return {} if daily is None else {"roc_auc_daily": daily[0], "roc_auc_days": float(daily[1])}
+    if daily is None:
+        return {}
+    metrics = {"roc_auc_daily": daily.mean, "roc_auc_days": float(daily.days)}
+    if math.isfinite(daily.sd):
+        metrics["roc_auc_daily_sd"] = daily.sd
+    return metrics
 
 
 def _days_of(times: pd.Series) -> np.ndarray:

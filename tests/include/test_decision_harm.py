@@ -96,7 +96,12 @@ def test_a_significant_drop_retrains_at_once_outside_the_window() -> None:
     assert (verdict.state, verdict.trigger, verdict.breach) == ("retrain", "performance_drop", False)
     drop = signal(verdict, "performance_drop")
     assert drop["value"] == REFERENCE - 0.70 - 0.03 and drop["threshold"] == 0.02 and drop["held_by"] is None
-    assert "drop 0.140 from the reference 0.840, interval [0.110, 0.170] entirely above 0.02" in str(drop["text"])
+    assert "drop 0.140 from the reference 0.840, interval (rows) [0.110, 0.170] entirely above 0.02" in str(
+        drop["text"]
+    )
+    spread = replace(labelled(9, 0.70), day_sd=0.03)
+    text = str(signal(decide([], day(10), LoopState(), POLICY, realized=spread), "performance_drop")["text"])
+    assert "interval (rows and day-to-day spread 0.030) [0.110, 0.170] entirely above 0.02" in text
 
 
 def test_one_bad_day_is_noise_two_of_three_are_a_drop() -> None:

@@ -478,6 +478,62 @@ def test_performance_drop_bootstrap() -> None:
     assert low <= drop.drop <= high and low > 0
 
 
+def _day(auc: float, rows: int = 900, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """One day's labels and scores whose ROC AUC is near ``auc`` (binormal: Phi(mu / sqrt(2)))."""
+    from statistics import NormalDist
+
+    rng = np.random.default_rng(seed)
+    labels = rng.random(rows) < 0.2
+    scores = rng.normal(0.0, 1.0, rows) + labels * math.sqrt(2.0) * NormalDist().inv_cdf(auc)
+    return scores, labels
+
+
+def test_a_day_within_the_references_day_to_day_spread_is_no_drop() -> None:
+    """A day 0.05 under a reference whose days spread by 0.03 (flights: +-0.02..0.05 by weather):
+    the row bootstrap alone calls it a drop, the day-to-day spread says it is an ordinary day."""
+    scores, labels = _day(0.60)
+    current = roc_auc_score(labels, scores)
+    reference = current + 0.05
+    rows_only = performance_drop(reference, scores, labels, n_boot=200, seed=1)
+    assert rows_only.significant and rows_only.drop_ci[0] > 0.0  # the rule before the spread
+    day = performance_drop(reference, scores, labels, n_boot=200, seed=1, day_sd=0.03, reference_days=7)
+    assert (day.ci_low, day.ci_high) == (rows_only.ci_low, rows_only.ci_high)  # the same bootstrap
+    assert day.z == pytest.approx(1.959964, abs=1e-6)
+    se_rows = (day.ci_high - day.ci_low) / (2 * day.z)
+    se = math.sqrt(se_rows**2 + 0.03**2 * (1 + 1 / 7))
+    assert day.drop_se == pytest.approx(se, abs=1e-12)
+    assert day.drop_ci == (pytest.approx(0.05 - day.z * se, abs=1e-12), pytest.approx(0.05 + day.z * se, abs=1e-12))
+    assert 0.07 < day.z * se < 0.09 and day.drop_ci[0] < 0.0 and not day.significant
+    data = day.to_dict()
+    assert (data["day_sd"], data["reference_days"], data["significant"]) == (0.03, 7, False)
+    assert data["drop_ci_low"] == pytest.approx(0.05 - day.z * se, abs=1e-12)
+
+
+def test_a_real_break_is_a_drop_whatever_the_spread() -> None:
+    scores, labels = _day(0.30)
+    assert roc_auc_score(labels, scores) == pytest.approx(0.30, abs=0.03)
+    drop = performance_drop(0.65, scores, labels, n_boot=200, seed=1, day_sd=0.03, reference_days=7)
+    low, high = drop.drop_ci
+    assert drop.significant and 0.25 < low < drop.drop < high and drop.drop == pytest.approx(0.35, abs=0.03)
+    # a reference spread wide enough to hold the break (sd 0.2) holds it
+    assert not performance_drop(0.65, scores, labels, n_boot=200, seed=1, day_sd=0.2, reference_days=7).significant
+
+
+def test_without_a_spread_the_drop_is_judged_on_the_rows_alone() -> None:
+    """Versions trained before ``roc_auc_daily_sd`` existed, or with one holdout day."""
+    scores, labels = _day(0.60)
+    reference = roc_auc_score(labels, scores) + 0.05
+    old = performance_drop(reference, scores, labels, n_boot=200, seed=1)
+    assert old.drop_ci == (reference - old.ci_high, reference - old.ci_low)
+    assert old.drop_se == pytest.approx((old.ci_high - old.ci_low) / (2 * old.z), abs=1e-12)
+    assert old.to_dict()["day_sd"] is None and old.to_dict()["reference_days"] is None
+    for day_sd, days in ((None, 7), (0.03, None), (0.03, 1), (math.nan, 7)):
+        same = performance_drop(reference, scores, labels, n_boot=200, seed=1, day_sd=day_sd, reference_days=days)
+        assert same.drop_ci == old.drop_ci and same.significant is old.significant is True
+    empty = performance_drop(0.65, [], [], day_sd=0.03, reference_days=7)
+    assert math.isnan(empty.drop_ci[0]) and not empty.significant
+
+
 # --- Evidently HTML report ----------------------------------------------------------------------
 
 
@@ -527,12 +583,16 @@ def test_daily_auc_is_the_mean_of_the_days_not_the_pooled_auc() -> None:
         labels.append(y)
     s, y, d = np.concatenate(scores), np.concatenate(labels), np.asarray(days)
     per_day = [roc_auc_score(y[d == day], s[d == day]) for day in np.unique(d)]
-    mean, n = daily_auc(s, y, d) or (math.nan, 0)
+    mean, n, sd = daily_auc(s, y, d) or (math.nan, 0, math.nan)
     assert n == 3 and mean == pytest.approx(float(np.mean(per_day)), abs=1e-12)
+    assert sd == pytest.approx(float(np.std(per_day, ddof=1)), abs=1e-12) and sd > 0.0  # the days' spread
     assert roc_auc_score(y, s) > mean + 0.05  # the pooled figure credits ranking across days
     # a day with one class or under min_rows is left out; none left: None
     one_class = np.where(d == "2013-03-01", 1, y)
-    assert daily_auc(s, one_class, d) == (pytest.approx(float(np.mean(per_day[1:]))), 2)
+    expected = (pytest.approx(float(np.mean(per_day[1:]))), 2, pytest.approx(float(np.std(per_day[1:], ddof=1))))
+    assert daily_auc(s, one_class, d) == expected
+    single = daily_auc(s[d == "2013-03-02"], y[d == "2013-03-02"], d[d == "2013-03-02"])
+    assert single is not None and single.days == 1 and math.isnan(single.sd)  # one day: no spread
     assert daily_auc(s, y, d, min_rows=401) is None
     with pytest.raises(ValueError, match=r"scores \(1200\), labels \(1200\) and days \(3\) differ in length"):
         daily_auc(s, y, d[:3])

@@ -16,7 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from include.model_io import TrainResult, onnx_inputs, prepare_features
-from include.monitoring.monitor import reference_auc_of
+from include.monitoring.monitor import reference_auc_of, reference_spread_of
 from include.names import CHALLENGER
 from include.registry.mlflow_registry import (
     RegisteredVersion,
@@ -63,6 +63,10 @@ def test_register_sets_alias_lineage_tags_and_signature(
     assert float(tags["metric.roc_auc_daily"]) == pytest.approx(daily, rel=1e-5)
     assert reference_auc_of(tags) == pytest.approx(daily, rel=1e-5)
     assert reference_auc_of({"metric.roc_auc": "0.7"}) == 0.7 and reference_auc_of({}) is None  # older versions
+    days = flights_hgb.metrics["roc_auc_days"]
+    spread = reference_spread_of(tags)
+    assert spread is not None and spread[1] == days >= 2
+    assert spread[0] == pytest.approx(flights_hgb.metrics["roc_auc_daily_sd"], rel=1e-5)
     assert float(tags["parity.label_agreement"]) == pytest.approx(flights_hgb.parity["label_agreement"], rel=1e-5)
     assert float(tags["parity.mean_abs_diff"]) == pytest.approx(flights_hgb.parity["mean_abs_diff"], rel=1e-5)
     for key, value in {**TAGS, **REGISTER_TAGS}.items():
@@ -178,3 +182,16 @@ def test_global_tracking_uri_restores_uri_and_environment(monkeypatch: pytest.Mo
         assert mlflow.get_tracking_uri() == inner
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
     assert mlflow.get_tracking_uri() == "http://127.0.0.1:5999"
+
+
+def test_the_references_day_to_day_spread_and_older_versions() -> None:
+    daily = {"metric.roc_auc": "0.71", "metric.roc_auc_daily": "0.65", "metric.roc_auc_days": "7"}
+    assert reference_spread_of({**daily, "metric.roc_auc_daily_sd": "0.031"}) == (0.031, 7)
+    assert reference_spread_of(daily) is None  # trained before the spread was recorded
+    assert reference_spread_of({**daily, "metric.roc_auc_daily_sd": "0.031", "metric.roc_auc_days": "1"}) is None
+    assert reference_spread_of({**daily, "metric.roc_auc_daily_sd": "nan"}) is None
+    # a pooled reference (no daily one) is not a day's: its spread would not say what a day varies by
+    assert (
+        reference_spread_of({"metric.roc_auc": "0.71", "metric.roc_auc_daily_sd": "0.03", "metric.roc_auc_days": "7"})
+        is None
+    )

@@ -284,6 +284,7 @@ def test_training_end_to_end_is_tracked_in_mlflow(hgb: TrainResult, data: Traini
     per_day = [roc_auc_score(label[days == d], served[(days == d).to_numpy()]) for d in sorted(days.unique())]
     assert len(per_day) == HOLDOUT == metrics["roc_auc_days"]
     assert metrics["roc_auc_daily"] == pytest.approx(float(np.mean(per_day)), abs=1e-3)
+    assert metrics["roc_auc_daily_sd"] == pytest.approx(float(np.std(per_day, ddof=1)), abs=1e-3)
     assert run.data.metrics["roc_auc_daily"] == pytest.approx(metrics["roc_auc_daily"])
 
     # dataset inputs with content digests
