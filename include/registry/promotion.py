@@ -456,13 +456,18 @@ def _user(value: Any) -> str | None:
 def write_model_card(
     spec: ModelSpec, lake: Lake, client: MlflowClient, gate_report: dict[str, Any], approver: str | None
 ) -> str:
-    """Model card as Markdown and HTML under ``reports/<model>/cards/`` and on the version's run."""
+    """Model card as Markdown and HTML under ``reports/<model>/cards/`` and on the version's run;
+    its explanations come from the challenger's and the champion's training runs."""
     import tempfile
     from pathlib import Path
 
     from include.registry.card import model_card_html, model_card_markdown
+    from include.registry.explain import run_explanations
 
     tags = gate_report["challenger_tags"]
+    explained = run_explanations(client, tags.get(Tag.TRAINING_RUN_ID))
+    champion_version = gate_report.get("champion_version")
+    champion_run = _tags(client, spec.name, champion_version).get(Tag.TRAINING_RUN_ID) if champion_version else None
     window = tuple(tags.get(Tag.DATA_WINDOW, "?..?").split(".."))
     version = gate_report["challenger_version"]
     inputs: dict[str, Any] = {
@@ -475,6 +480,9 @@ def write_model_card(
         "champion": gate_report["champion"],
         "comparison": gate_report["comparison"],
         "fairness": gate_report.get("fairness"),
+        "importance": explained["importance"],
+        "champion_importance": run_explanations(client, champion_run)["importance"],
+        "calibration": explained["calibration"],
         "estimator": tags.get(Tag.ESTIMATOR),
         "label_delay_days": spec.dataset.label_delay_days,
         "owner": spec.owner,
