@@ -29,6 +29,8 @@ from include.names import CALIBRATION_DATA_ARTIFACT, IMPORTANCE_DATA_ARTIFACT
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from include.lake import Lake
+
 SHIFT_SHARE = 0.15
 SHIFT_TOP = 3
 SHIFT_ENTER_SHARE = 0.05
@@ -107,6 +109,38 @@ def importance_shift(importance: Mapping[str, Any], champion: Mapping[str, Any] 
     return rows
 
 
+CARDS_KIND = "cards"
+
+
+def importance_record_path(lake: Lake, model: str, version: int) -> str:
+    """``reports/<model>/cards/v<version>.importance.json``, beside the version's card."""
+    return lake.report_path(model, CARDS_KIND, f"v{version}.importance.json")
+
+
+def write_importance_record(
+    lake: Lake, model: str, version: int, champion_version: int | None, rows: list[FeatureShift]
+) -> str:
+    """The card's importance table as JSON (the dashboard's champion panel reads it)."""
+    record = {
+        "model": model,
+        "version": version,
+        "compared_with": champion_version,
+        "rule": {"share": SHIFT_SHARE, "top": SHIFT_TOP, "enter_share": SHIFT_ENTER_SHARE},
+        "features": [r.to_dict() for r in rows],
+    }
+    return lake.write_bytes(importance_record_path(lake, model, version), json.dumps(record, indent=2).encode())
+
+
+def read_importance_record(lake: Lake, model: str, version: int) -> tuple[int | None, list[FeatureShift]] | None:
+    """``(compared_with, rows)`` of :func:`write_importance_record`; None when the version has none
+    (promoted before cards carried importance, or trained without it)."""
+    path = importance_record_path(lake, model, version)
+    if not lake.exists(path):
+        return None
+    record = json.loads(lake.read_bytes(path))
+    return record.get("compared_with"), [FeatureShift(**row) for row in record["features"]]
+
+
 def run_explanations(client: MlflowClient, run_id: str | None) -> dict[str, Any]:
     """``{"importance": ..., "calibration": ...}`` from a training run's JSON artifacts; a key is
     None when the run has no such artifact (trained with ``explain=False``, or before these were
@@ -131,8 +165,11 @@ __all__ = [
     "SHIFT_SHARE",
     "SHIFT_TOP",
     "FeatureShift",
+    "importance_record_path",
     "importance_shift",
     "ranks",
+    "read_importance_record",
     "run_explanations",
     "shares",
+    "write_importance_record",
 ]

@@ -462,7 +462,7 @@ def write_model_card(
     from pathlib import Path
 
     from include.registry.card import model_card_html, model_card_markdown
-    from include.registry.explain import run_explanations
+    from include.registry.explain import importance_shift, run_explanations, write_importance_record
 
     tags = gate_report["challenger_tags"]
     explained = run_explanations(client, tags.get(Tag.TRAINING_RUN_ID))
@@ -470,6 +470,7 @@ def write_model_card(
     champion_run = _tags(client, spec.name, champion_version).get(Tag.TRAINING_RUN_ID) if champion_version else None
     window = tuple(tags.get(Tag.DATA_WINDOW, "?..?").split(".."))
     version = gate_report["challenger_version"]
+    champion_importance = run_explanations(client, champion_run)["importance"]
     inputs: dict[str, Any] = {
         "model": spec.name,
         "version": version,
@@ -481,7 +482,7 @@ def write_model_card(
         "comparison": gate_report["comparison"],
         "fairness": gate_report.get("fairness"),
         "importance": explained["importance"],
-        "champion_importance": run_explanations(client, champion_run)["importance"],
+        "champion_importance": champion_importance,
         "calibration": explained["calibration"],
         "estimator": tags.get(Tag.ESTIMATOR),
         "label_delay_days": spec.dataset.label_delay_days,
@@ -499,6 +500,9 @@ def write_model_card(
     html = model_card_html(**inputs)
     lake.write_bytes(lake.report_path(spec.name, "cards", f"v{version}.md"), markdown.encode())
     uri = lake.write_bytes(lake.report_path(spec.name, "cards", f"v{version}.html"), html.encode())
+    if explained["importance"]:
+        shifts = importance_shift(explained["importance"], champion_importance)
+        write_importance_record(lake, spec.name, version, champion_version if champion_importance else None, shifts)
     run_id = tags.get(Tag.TRAINING_RUN_ID)
     if run_id:
         with tempfile.TemporaryDirectory() as tmp:
