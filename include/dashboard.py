@@ -606,7 +606,8 @@ def gather_dashboard(
     if registry_error and registry is not None and registry_error != known:
         log.warning("%s: %s", model, registry_error)
 
-    compared_with, importance = None, []
+    compared_with: int | None = None
+    importance: list[FeatureShift] = []
     if champion is not None:
         from include.registry.explain import read_importance_record
 
