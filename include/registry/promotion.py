@@ -467,7 +467,19 @@ def write_model_card(
     tags = gate_report["challenger_tags"]
     explained = run_explanations(client, tags.get(Tag.TRAINING_RUN_ID))
     champion_version = gate_report.get("champion_version")
-    champion_run = _tags(client, spec.name, champion_version).get(Tag.TRAINING_RUN_ID) if champion_version else None
+    champion_run = None
+    if champion_version:
+        from mlflow.exceptions import MlflowException
+
+        try:  # the card is written after the alias moved: a missing champion version costs only its importance
+            champion_run = _tags(client, spec.name, champion_version).get(Tag.TRAINING_RUN_ID)
+        except MlflowException as exc:
+            log.warning(
+                "%s: no training run for champion v%s (%s): card without its importance",
+                spec.name,
+                champion_version,
+                exc,
+            )
     window = tuple(tags.get(Tag.DATA_WINDOW, "?..?").split(".."))
     version = gate_report["challenger_version"]
     champion_importance = run_explanations(client, champion_run)["importance"]

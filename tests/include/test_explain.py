@@ -15,7 +15,7 @@ from include.lake import Lake
 from include.model_io import TrainResult
 from include.names import Tag
 from include.registry.card import calibration_svg, card_sections, model_card_html, model_card_markdown
-from include.registry.explain import importance_shift, ranks, run_explanations, shares
+from include.registry.explain import importance_shift, ranks, read_importance_record, run_explanations, shares
 from include.registry.promotion import write_model_card
 from include.reports.format import fmt_number
 from include.spec import get_spec
@@ -153,6 +153,11 @@ def test_trained_model_card_shows_importance_with_intervals_and_calibration(
     assert sum(f"<tr><td>{c}</td>" in page for c in importance["mean"]) == len(importance["mean"])
     assert page.count("<circle ") == len(calibration["predicted"])
     assert html.escape("No champion importance to compare with") in page
+    # a champion version the registry does not know costs its importance only, not the card
+    write_model_card(SPEC, lake, client, {**report, "champion_version": 999, "champion": {"roc_auc": 0.6}}, None)
+    page = (tmp_path / "reports" / "flights" / "cards" / "v1.html").read_text()
+    assert row in page and html.escape("No champion importance to compare with") in page
+    assert read_importance_record(lake, "flights", 1) == (None, importance_shift(importance))
     # the same run as its own champion: every share equal, nothing shifted
     same = {
         s.title: s for s in card_sections(**_inputs(importance=importance, champion_importance=importance, champion={}))
