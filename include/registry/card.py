@@ -30,8 +30,9 @@ _METRICS = (
 )
 
 Block = tuple[str, Any]
-"""("p", text) | ("ul", [text]) | ("table", (headers, rows)) | ("h3", text) | ("svg", CurveSvg): the
-Markdown card leaves out "svg" blocks (a table beside each carries the same figures)."""
+"""("p", text) | ("ul", [text]) | ("table", (headers, rows)) | ("h3", text) | ("svg", CurveSvg) |
+("bars", BarsSvg): the Markdown card leaves out the charts ("svg", "bars"), whose figures a table
+beside them carries."""
 
 
 class CardInputs(TypedDict, total=False):
@@ -357,6 +358,20 @@ def _fairness_section(fairness: Mapping[str, Any]) -> Section:
     ]
     headers = ["Group", "Rows", "Selection rate", "TPR", "FPR", "Calibration gap", "Judged"]
     section.blocks.append(("table", (headers, rows)))
+    section.blocks.append(
+        (
+            "bars",
+            group_bars(
+                [
+                    (
+                        f"{g['column']}={g['group']}" + ("" if g["judged"] else " (too small)"),
+                        [(label, g[key]) for key, label in _GROUP_BARS],
+                    )
+                    for g in ours["groups"]
+                ]
+            ),
+        )
+    )
     limits = fairness.get("limits") or {}
     disparities = [
         [
@@ -373,6 +388,63 @@ def _fairness_section(fairness: Mapping[str, Any]) -> Section:
     else:
         section.blocks.append(("p", "No column has two groups large enough to judge."))
     return section
+
+
+_GROUP_BARS = (("selection_rate", "selection rate"), ("tpr", "TPR"), ("fpr", "FPR"))
+_BAR_COLORS = ("#1565c0", "#2e7d32", "#c62828")
+
+
+@dataclass(frozen=True)
+class BarsSvg:
+    """An inline SVG of horizontal bars on a 0..1 scale, a few per group (no script)."""
+
+    width: int
+    height: int
+    left: float
+    right: float
+    legend: list[tuple[float, str, str]]
+    """(x, color, label) of each metric."""
+    groups: list[tuple[float, str]]
+    """(y, label) of each group."""
+    bars: list[tuple[float, float, float, str, str]]
+    """(y, width, height, color, hover text) of each bar; bars start at ``left``."""
+    values: list[tuple[float, float, str]]
+    """(x, y, text) of each bar's value."""
+    ticks: list[tuple[float, str]]
+    title: str
+
+
+def group_bars(groups: Sequence[tuple[str, Sequence[tuple[str, float | None]]]], width: int = 560) -> BarsSvg:
+    """Per group, one bar per (metric, value); a missing value has no bar and reads n/a."""
+    bar, gap, top, label_width = 9.0, 10.0, 24.0, 170.0
+    left, right = label_width, width - 50.0
+    bars, values, labels = [], [], []
+    y = top
+    for name, metrics in groups:
+        labels.append((y + bar * len(metrics) / 2 + 4, name))
+        for i, (metric, value) in enumerate(metrics):
+            number = None if value is None else min(max(float(value), 0.0), 1.0)
+            length = 0.0 if number is None else round((right - left) * number, 1)
+            color = _BAR_COLORS[i % len(_BAR_COLORS)]
+            bars.append((y, length, bar - 1, color, f"{name}: {metric} {_num(value)}"))
+            values.append((left + length + 4, y + bar - 1, _num(value)))
+            y += bar
+        y += gap
+    names = [metric for metric, _ in groups[0][1]] if groups else []
+    legend = [(left + i * 110.0, _BAR_COLORS[i % len(_BAR_COLORS)], metric) for i, metric in enumerate(names)]
+    ticks = [(round(left + (right - left) * t, 1), f"{t:g}") for t in (0, 0.25, 0.5, 0.75, 1)]
+    return BarsSvg(
+        width=width,
+        height=int(y + 14),
+        left=left,
+        right=right,
+        legend=legend,
+        groups=labels,
+        bars=bars,
+        values=values,
+        ticks=ticks,
+        title=f"per-group rates: {len(groups)} groups",
+    )
 
 
 def _gate_section(dec: Mapping[str, Any] | None) -> Section:

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from include.lake import Lake
 from include.model_io import TrainResult
 from include.names import Tag
-from include.registry.card import calibration_svg, card_sections, model_card_html, model_card_markdown
+from include.registry.card import calibration_svg, card_sections, group_bars, model_card_html, model_card_markdown
 from include.registry.explain import importance_shift, ranks, read_importance_record, run_explanations, shares
 from include.registry.promotion import write_model_card
 from include.reports.format import fmt_number
@@ -95,6 +95,19 @@ def test_calibration_chart_is_inline_svg_on_a_square_scale() -> None:
     # scale to 0.3: x 48 + 300 * 0.05 / 0.3, y 224 - 212 * 0.04 / 0.3
     assert '<circle cx="98.0" cy="195.7" r="3"' in page
     assert "<script" not in page.lower() and "http://" not in page.lower()
+
+
+def test_group_bars_scale_rates_to_the_plot_width() -> None:
+    chart = group_bars([("origin=EWR", [("selection rate", 0.5), ("TPR", 1.0), ("FPR", None)]), ("origin=JFK", [])])
+    # 560 px wide, bars from x 170 to 510: 340 px for a rate of 1
+    assert [(w, text) for (_, w, _, _, text) in chart.bars] == [
+        (170.0, "origin=EWR: selection rate 0.5000"),
+        (340.0, "origin=EWR: TPR 1.0000"),
+        (0.0, "origin=EWR: FPR n/a"),
+    ]
+    assert [y for y, *_ in chart.bars] == [24.0, 33.0, 42.0]
+    assert [label for _, _, label in chart.legend] == ["selection rate", "TPR", "FPR"]
+    assert chart.ticks[-1] == (510.0, "1") and chart.height == 24 + 27 + 10 + 10 + 14
 
 
 def test_calibration_bins_count_rows_like_sklearn_bins_them() -> None:
