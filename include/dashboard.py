@@ -611,7 +611,11 @@ def gather_dashboard(
     if champion is not None:
         from include.registry.explain import read_importance_record
 
-        found = read_importance_record(lake, model, champion.version)
+        try:
+            found = read_importance_record(lake, model, champion.version)
+        except (LakeError, ValueError, TypeError, KeyError) as exc:  # a bad record must not cost the page
+            log.warning("%s: importance record of v%s not readable: %s", model, champion.version, exc)
+            found = None
         if found is not None:
             compared_with, importance = found
     records = drift_records(lake, model)

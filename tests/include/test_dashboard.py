@@ -222,6 +222,10 @@ def test_registry_champion_challenger_and_versions(mlflow_server: str, tmp_path:
         ("dest", False),
         ("hour", True),
     ]
+    # a record that is not what the card writes leaves the panel out, not the page
+    Path(Lake(tmp_path.as_uri()).report_path(name, "cards", "v1.importance.json")).write_text('{"features": [{}]}')
+    dash = gather_dashboard(Lake(tmp_path.as_uri()), name, mlflow_server)
+    assert dash.registry_error is None and dash.champion_importance == ()
     assert registry_versions(mlflow_server, "never_registered") == (None, None, [])
 
     # the index reads the same registry: no ledger here, so the age comes from airloop.promoted_at
