@@ -9,6 +9,10 @@ promote -> champion, with the event that started a retrain), the Dags list after
 MLflow's registered model with its aliases. The airloop view inside the Airflow UI comes from
 ``tests/system/test_ui_browser.py`` (``AIRLOOP_DOCS_SCREENSHOTS=1``).
 
+``card PATH`` needs no stack: it captures the *How the model decides* section of the model card
+at PATH (``benchmarks/explain_card.py --card PATH`` writes one from real trainings) into
+``docs/images/12-card-explanations.png``.
+
 ``dashboard`` needs no stack: it builds the dashboard tests' lake (``tests/dashboard_world.py``,
 about a minute), renders the flights dashboard with plotly.js inlined, and captures the whole
 page once the charts are drawn."""
@@ -86,5 +90,21 @@ def dashboard() -> None:
     print("wrote", IMAGES / "03-airloop-dashboard.png")
 
 
+def card(path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    target = IMAGES / "12-card-explanations.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+        page.goto(path.resolve().as_uri())
+        page.locator("section", has_text="How the model decides").screenshot(path=str(target))
+        browser.close()
+    print("wrote", target)
+
+
 if __name__ == "__main__":
-    dashboard() if sys.argv[1:] == ["dashboard"] else main()
+    if sys.argv[1:2] == ["card"]:
+        card(Path(sys.argv[2]))
+    else:
+        dashboard() if sys.argv[1:] == ["dashboard"] else main()

@@ -15,6 +15,10 @@
   read from the file's ``airloop.*`` footer metadata (sharded and unsharded runs write the same
   keys), so no data is read.
 
+* **Champion's importance** (``reports/<model>/cards/v<N>.importance.json``, written with the
+  version's model card): its permutation importance and what shifted against the champion it
+  replaced (:mod:`include.registry.explain`).
+
 * **Alert records** (``reports/<model>/alerts/*.json``, written by the alert notifier): the index
   counts those of the last :data:`OPEN_ALERT_DAYS` days.
 
@@ -44,11 +48,13 @@ from include.names import CHALLENGER, CHAMPION, GATE_OUTCOMES, Tag
 from include.reports.format import finite
 
 if TYPE_CHECKING:
+    from include.registry.explain import FeatureShift
     from include.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 KEY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy")
+IMPORTANCE_TOP = 5  # columns of the champion's importance the panel shows (and any that shifted)
 DRIFT_KIND = "drift"  # same folder as include.monitoring.monitor.DRIFT_KIND
 
 
@@ -206,6 +212,16 @@ class Dashboard:
     registry_error: str | None = None
     estimated: tuple[EstimatedDay, ...] = ()
     registry_unreachable: bool = False  # the registry did not answer (not: no URI configured)
+    champion_importance: tuple[FeatureShift, ...] = ()
+    """The champion's importance rows (its card's), ranked; empty when its card has none."""
+    champion_compared_with: int | None = None  # the version whose importance the rows compare with
+
+    @property
+    def champion_importance_shown(self) -> tuple[FeatureShift, ...]:
+        """The champion panel's rows: the top :data:`IMPORTANCE_TOP` columns and every shifted one."""
+        return tuple(
+            r for r in self.champion_importance if r.shifted or (r.rank or IMPORTANCE_TOP + 1) <= IMPORTANCE_TOP
+        )
 
     @property
     def champion_changes(self) -> tuple[TimelineEvent, ...]:
@@ -590,6 +606,18 @@ def gather_dashboard(
     if registry_error and registry is not None and registry_error != known:
         log.warning("%s: %s", model, registry_error)
 
+    compared_with: int | None = None
+    importance: list[FeatureShift] = []
+    if champion is not None:
+        from include.registry.explain import read_importance_record
+
+        try:
+            found = read_importance_record(lake, model, champion.version)
+        except (LakeError, ValueError, TypeError, KeyError) as exc:  # a bad record must not cost the page
+            log.warning("%s: importance record of v%s not readable: %s", model, champion.version, exc)
+            found = None
+        if found is not None:
+            compared_with, importance = found
     records = drift_records(lake, model)
     drift = drift_days(records, alert=float(policy.alert))
     if spec is not None:
@@ -615,6 +643,8 @@ def gather_dashboard(
         registry_error=registry_error,
         estimated=tuple(estimated_days(records)),
         registry_unreachable=unreachable,
+        champion_importance=tuple(importance),
+        champion_compared_with=compared_with,
     )
 
 

@@ -29,7 +29,10 @@ _METRICS = (
     ("recall", "Recall"),
 )
 
-Block = tuple[str, Any]  # ("p", text) | ("ul", [text]) | ("table", (headers, rows)) | ("h3", text)
+Block = tuple[str, Any]
+"""("p", text) | ("ul", [text]) | ("table", (headers, rows)) | ("h3", text) | ("svg", CurveSvg) |
+("bars", BarsSvg): the Markdown card leaves out the charts ("svg", "bars"), whose figures a table
+beside them carries."""
 
 
 class CardInputs(TypedDict, total=False):
@@ -50,6 +53,9 @@ class CardInputs(TypedDict, total=False):
     owner: str | None
     limitations: Sequence[str]
     fairness: Mapping[str, Any] | None
+    importance: Mapping[str, Any] | None
+    champion_importance: Mapping[str, Any] | None
+    calibration: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,14 @@ def card_sections(
     owner: str | None = None,
     limitations: Sequence[str] = (),
     fairness: Mapping[str, Any] | None = None,
+    importance: Mapping[str, Any] | None = None,
+    champion_importance: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> list[Section]:
     """The card's content, renderer-neutral; ``fairness`` (the gate report's, a
-    :class:`~include.registry.fairness.FairnessReport` as a dict) adds a section."""
+    :class:`~include.registry.fairness.FairnessReport` as a dict) adds a section. ``importance``,
+    ``champion_importance`` and ``calibration`` are the training runs' JSON artifacts
+    (:mod:`include.registry.explain`); the "How the model decides" section shows what is given."""
     ev = _as_dict(evaluation) or {}
     champ = _as_dict(champion)
     dec = _as_dict(decision)
@@ -94,6 +105,7 @@ def card_sections(
         _use_section(model, version, description, ev, owner),
         _data_section(start, end, holdout_window, ev),
         _metrics_section(ev, champ, _as_dict(comparison)),
+        _explain_section(importance, champion_importance if champ is not None else None, calibration),
         *([_fairness_section(fairness)] if fairness else []),
         _gate_section(dec),
         _limits_section(start, end, ev, dec, estimator, label_delay_days, limitations),
@@ -186,6 +198,140 @@ def _slice_blocks(ev: Mapping[str, Any], champ: Mapping[str, Any] | None) -> lis
     return blocks
 
 
+def _explain_section(
+    importance: Mapping[str, Any] | None,
+    champion_importance: Mapping[str, Any] | None,
+    calibration: Mapping[str, Any] | None,
+) -> Section:
+    """Permutation importance with its spread (and against the champion's) and the calibration curve."""
+    from include.registry.explain import SHIFT_ENTER_SHARE, SHIFT_SHARE, SHIFT_TOP, importance_shift
+
+    section = Section("How the model decides")
+    section.blocks.append(("h3", "Global importance"))
+    if importance and importance.get("mean"):
+        section.blocks.append(
+            (
+                "p",
+                f"Permutation importance: the ROC AUC drop when a column is shuffled, on {_num(importance.get('rows'))} "
+                f"holdout rows, mean and mean ± 1 std over {_num(importance.get('repeats'))} shuffles. Share: the "
+                "column's positive mean drop over the sum of them.",
+            )
+        )
+        shifts = importance_shift(importance, champion_importance)
+        headers = ["Feature", "Rank", "ROC AUC drop", "± 1 std interval", "Share"]
+        if champion_importance:
+            headers += ["Champion rank", "Champion drop", "Champion share", "Shift"]
+        rows = []
+        for f in shifts:
+            row = [
+                f.feature,
+                _num(f.rank) if f.rank is not None else "not an input",
+                _num(f.importance),
+                f"[{_num(f.importance - f.std)}, {_num(f.importance + f.std)}]"
+                if f.importance is not None and f.std is not None
+                else "n/a",
+                _num(f.share),
+            ]
+            if champion_importance:
+                row += [
+                    _num(f.champion_rank) if f.champion_rank is not None else "not an input",
+                    _num(f.champion_importance),
+                    _num(f.champion_share),
+                    f"SHIFT: {f.reason}" if f.shifted else "",
+                ]
+            rows.append(row)
+        section.blocks.append(("table", (headers, rows)))
+        if champion_importance:
+            moved = [f.feature for f in shifts if f.shifted]
+            section.blocks.append(
+                (
+                    "p",
+                    (f"Importance shifted against the champion's: {', '.join(moved)}. " if moved else "")
+                    + f"A column shifts when its share changes by more than {SHIFT_SHARE:.2f}, or when it enters "
+                    f"the top {SHIFT_TOP} with its share up by more than {SHIFT_ENTER_SHARE:.2f} "
+                    "(docs/fairness.md#explanations).",
+                )
+            )
+        else:
+            section.blocks.append(
+                ("p", "No champion importance to compare with (no champion, or its run logged none).")
+            )
+    else:
+        section.blocks.append(("p", "Not recorded: the training run logged no permutation importance."))
+    section.blocks.append(("h3", "Calibration"))
+    if calibration and calibration.get("predicted"):
+        section.blocks.append(
+            (
+                "p",
+                f"Observed positive rate against mean predicted probability in {len(calibration['predicted'])} "
+                f"quantile bins of {_num(calibration.get('rows'))} holdout rows; the diagonal is perfect calibration.",
+            )
+        )
+        section.blocks.append(("svg", calibration_svg(calibration["predicted"], calibration["observed"])))
+        bin_rows = calibration.get("bin_rows") or [None] * len(calibration["predicted"])
+        rows = [
+            [str(i + 1), _num(p), _num(o), _num(o - p), _num(n)]
+            for i, (p, o, n) in enumerate(zip(calibration["predicted"], calibration["observed"], bin_rows, strict=True))
+        ]
+        section.blocks.append(
+            ("table", (["Bin", "Mean predicted", "Observed rate", "Observed - predicted", "Rows"], rows))
+        )
+    else:
+        section.blocks.append(("p", "Not recorded: the training run logged no calibration curve."))
+    return section
+
+
+@dataclass(frozen=True)
+class CurveSvg:
+    """An inline SVG line chart (no script): plot-area coordinates of the curve, the diagonal and the ticks."""
+
+    width: int
+    height: int
+    points: list[tuple[float, float, str]]
+    """(x, y, hover text) of each point."""
+    line: str
+    diagonal: tuple[float, float, float, float]
+    x_ticks: list[tuple[float, str]]
+    y_ticks: list[tuple[float, str]]
+    box: tuple[float, float, float, float]
+    """left, top, right, bottom of the plot area."""
+    x_label: str
+    y_label: str
+    title: str
+
+
+def calibration_svg(
+    predicted: Sequence[float], observed: Sequence[float], width: int = 360, height: int = 260
+) -> CurveSvg:
+    """Observed against predicted on a square scale from 0 to the next tenth above both maxima."""
+    import math
+
+    top = min(1.0, math.ceil(max([*predicted, *observed, 0.1]) * 10 - 1e-9) / 10)
+    left, right, upper, lower = 48.0, width - 12.0, 12.0, height - 36.0
+
+    def x(v: float) -> float:
+        return round(left + (right - left) * v / top, 1)
+
+    def y(v: float) -> float:
+        return round(lower - (lower - upper) * v / top, 1)
+
+    points = [(x(p), y(o), f"predicted {p:.3f}, observed {o:.3f}") for p, o in zip(predicted, observed, strict=True)]
+    ticks = [round(top * i / 4, 3) for i in range(5)]
+    return CurveSvg(
+        width=width,
+        height=height,
+        points=points,
+        line=" ".join(f"{px},{py}" for px, py, _ in points),
+        diagonal=(x(0), y(0), x(top), y(top)),
+        x_ticks=[(x(t), f"{t:g}") for t in ticks],
+        y_ticks=[(y(t), f"{t:g}") for t in ticks],
+        box=(left, upper, right, lower),
+        x_label="mean predicted probability",
+        y_label="observed positive rate",
+        title=f"calibration: {len(points)} bins",
+    )
+
+
 def _fairness_section(fairness: Mapping[str, Any]) -> Section:
     """Per-group figures and disparities of this model on the gate's evaluation rows."""
     section = Section("Fairness")
@@ -212,6 +358,20 @@ def _fairness_section(fairness: Mapping[str, Any]) -> Section:
     ]
     headers = ["Group", "Rows", "Selection rate", "TPR", "FPR", "Calibration gap", "Judged"]
     section.blocks.append(("table", (headers, rows)))
+    section.blocks.append(
+        (
+            "bars",
+            group_bars(
+                [
+                    (
+                        f"{g['column']}={g['group']}" + ("" if g["judged"] else " (too small)"),
+                        [(label, g[key]) for key, label in _GROUP_BARS],
+                    )
+                    for g in ours["groups"]
+                ]
+            ),
+        )
+    )
     limits = fairness.get("limits") or {}
     disparities = [
         [
@@ -228,6 +388,63 @@ def _fairness_section(fairness: Mapping[str, Any]) -> Section:
     else:
         section.blocks.append(("p", "No column has two groups large enough to judge."))
     return section
+
+
+_GROUP_BARS = (("selection_rate", "selection rate"), ("tpr", "TPR"), ("fpr", "FPR"))
+_BAR_COLORS = ("#1565c0", "#2e7d32", "#c62828")
+
+
+@dataclass(frozen=True)
+class BarsSvg:
+    """An inline SVG of horizontal bars on a 0..1 scale, a few per group (no script)."""
+
+    width: int
+    height: int
+    left: float
+    right: float
+    legend: list[tuple[float, str, str]]
+    """(x, color, label) of each metric."""
+    groups: list[tuple[float, str]]
+    """(y, label) of each group."""
+    bars: list[tuple[float, float, float, str, str]]
+    """(y, width, height, color, hover text) of each bar; bars start at ``left``."""
+    values: list[tuple[float, float, str]]
+    """(x, y, text) of each bar's value."""
+    ticks: list[tuple[float, str]]
+    title: str
+
+
+def group_bars(groups: Sequence[tuple[str, Sequence[tuple[str, float | None]]]], width: int = 560) -> BarsSvg:
+    """Per group, one bar per (metric, value); a missing value has no bar and reads n/a."""
+    bar, gap, top, label_width = 9.0, 10.0, 24.0, 170.0
+    left, right = label_width, width - 50.0
+    bars, values, labels = [], [], []
+    y = top
+    for name, metrics in groups:
+        labels.append((y + bar * len(metrics) / 2 + 4, name))
+        for i, (metric, value) in enumerate(metrics):
+            number = None if value is None else min(max(float(value), 0.0), 1.0)
+            length = 0.0 if number is None else round((right - left) * number, 1)
+            color = _BAR_COLORS[i % len(_BAR_COLORS)]
+            bars.append((y, length, bar - 1, color, f"{name}: {metric} {_num(value)}"))
+            values.append((left + length + 4, y + bar - 1, _num(value)))
+            y += bar
+        y += gap
+    names = [metric for metric, _ in groups[0][1]] if groups else []
+    legend = [(left + i * 110.0, _BAR_COLORS[i % len(_BAR_COLORS)], metric) for i, metric in enumerate(names)]
+    ticks = [(round(left + (right - left) * t, 1), f"{t:g}") for t in (0, 0.25, 0.5, 0.75, 1)]
+    return BarsSvg(
+        width=width,
+        height=int(y + 14),
+        left=left,
+        right=right,
+        legend=legend,
+        groups=labels,
+        bars=bars,
+        values=values,
+        ticks=ticks,
+        title=f"per-group rates: {len(groups)} groups",
+    )
 
 
 def _gate_section(dec: Mapping[str, Any] | None) -> Section:

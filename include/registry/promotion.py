@@ -456,15 +456,33 @@ def _user(value: Any) -> str | None:
 def write_model_card(
     spec: ModelSpec, lake: Lake, client: MlflowClient, gate_report: dict[str, Any], approver: str | None
 ) -> str:
-    """Model card as Markdown and HTML under ``reports/<model>/cards/`` and on the version's run."""
+    """Model card as Markdown and HTML under ``reports/<model>/cards/`` and on the version's run;
+    its explanations come from the challenger's and the champion's training runs."""
     import tempfile
     from pathlib import Path
 
     from include.registry.card import model_card_html, model_card_markdown
+    from include.registry.explain import importance_shift, run_explanations, write_importance_record
 
     tags = gate_report["challenger_tags"]
+    explained = run_explanations(client, tags.get(Tag.TRAINING_RUN_ID))
+    champion_version = gate_report.get("champion_version")
+    champion_run = None
+    if champion_version:
+        from mlflow.exceptions import MlflowException
+
+        try:  # the card is written after the alias moved: a missing champion version costs only its importance
+            champion_run = _tags(client, spec.name, champion_version).get(Tag.TRAINING_RUN_ID)
+        except MlflowException as exc:
+            log.warning(
+                "%s: no training run for champion v%s (%s): card without its importance",
+                spec.name,
+                champion_version,
+                exc,
+            )
     window = tuple(tags.get(Tag.DATA_WINDOW, "?..?").split(".."))
     version = gate_report["challenger_version"]
+    champion_importance = run_explanations(client, champion_run)["importance"]
     inputs: dict[str, Any] = {
         "model": spec.name,
         "version": version,
@@ -475,6 +493,9 @@ def write_model_card(
         "champion": gate_report["champion"],
         "comparison": gate_report["comparison"],
         "fairness": gate_report.get("fairness"),
+        "importance": explained["importance"],
+        "champion_importance": champion_importance,
+        "calibration": explained["calibration"],
         "estimator": tags.get(Tag.ESTIMATOR),
         "label_delay_days": spec.dataset.label_delay_days,
         "owner": spec.owner,
@@ -491,6 +512,9 @@ def write_model_card(
     html = model_card_html(**inputs)
     lake.write_bytes(lake.report_path(spec.name, "cards", f"v{version}.md"), markdown.encode())
     uri = lake.write_bytes(lake.report_path(spec.name, "cards", f"v{version}.html"), html.encode())
+    if explained["importance"]:
+        shifts = importance_shift(explained["importance"], champion_importance)
+        write_importance_record(lake, spec.name, version, champion_version if champion_importance else None, shifts)
     run_id = tags.get(Tag.TRAINING_RUN_ID)
     if run_id:
         with tempfile.TemporaryDirectory() as tmp:

@@ -20,8 +20,8 @@
    :class:`ParityError`; nothing is registered (registration is a separate step,
    :func:`include.registry.mlflow_registry.register_challenger`).
 4. logs the reference profile (drift monitor), a permutation-importance and a calibration
-   plot, the ONNX file (``candidate/model.onnx``, so a later task can register from the
-   JSON summary alone) and the dataset inputs (with content digests) to the parent run.
+   plot with their figures as JSON beside them (the model card reads those), the ONNX file
+   (``candidate/model.onnx``, so a later task can register from the JSON summary alone) and the dataset inputs (with content digests) to the parent run.
 
 MLflow is used only through an explicit ``MlflowClient(tracking_uri)``: no global tracking
 URI, no active run, so concurrent trainings in one process cannot interfere.
@@ -49,8 +49,10 @@ from typing import TYPE_CHECKING, Any
 from include.model_io import TrainResult
 from include.names import (
     CALIBRATION_ARTIFACT,
+    CALIBRATION_DATA_ARTIFACT,
     ESTIMATORS,
     IMPORTANCE_ARTIFACT,
+    IMPORTANCE_DATA_ARTIFACT,
     ONNX_ARTIFACT,
     PROFILE_ARTIFACT,
     SLICES_ARTIFACT,
@@ -624,8 +626,12 @@ def _log_outcome(
     if explain:
         importance = _permutation_importance(fitted.pipeline, prep.x_hold, prep.y_hold, prep.seed)
         client.log_figure(run_id, _importance_figure(importance, spec.name), IMPORTANCE_ARTIFACT)
-        calibration = _calibration_figure(prep.y_hold, fitted.proba, spec.name, prep.threshold)
-        client.log_figure(run_id, calibration, CALIBRATION_ARTIFACT)
+        client.log_dict(run_id, importance, IMPORTANCE_DATA_ARTIFACT)
+        calibration = calibration_bins(prep.y_hold, fitted.proba)
+        client.log_figure(
+            run_id, _calibration_figure(calibration, fitted.proba, spec.name, prep.threshold), CALIBRATION_ARTIFACT
+        )
+        client.log_dict(run_id, calibration, CALIBRATION_DATA_ARTIFACT)
     with tempfile.TemporaryDirectory(prefix="airloop-onnx-") as tmp:
         path = Path(tmp) / Path(ONNX_ARTIFACT).name
         path.write_bytes(exported.onnx_bytes)
@@ -858,7 +864,8 @@ def _search(
 
 
 def _permutation_importance(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, seed: int) -> dict[str, Any]:
-    """Permutation importance (ROC AUC drop) per input column on a seeded holdout sample."""
+    """Permutation importance (ROC AUC drop) per input column on a seeded holdout sample: the
+    mean and std over :data:`IMPORTANCE_REPEATS` shuffles and each shuffle's drop (``values``)."""
     import numpy as np
     from sklearn.inspection import permutation_importance
 
@@ -873,7 +880,10 @@ def _permutation_importance(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, 
     return {
         "mean": {c: float(v) for c, v in zip(columns, result.importances_mean, strict=True)},
         "std": {c: float(v) for c, v in zip(columns, result.importances_std, strict=True)},
+        "values": {c: [float(v) for v in row] for c, row in zip(columns, result.importances, strict=True)},
         "rows": len(x),
+        "repeats": IMPORTANCE_REPEATS,
+        "scoring": "roc_auc",
     }
 
 
@@ -892,19 +902,40 @@ def _importance_figure(importance: dict[str, Any], model: str) -> Figure:
     return fig
 
 
-def _calibration_figure(y: np.ndarray, proba: np.ndarray, model: str, threshold: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+CALIBRATION_BINS = 10
+
+
+def calibration_bins(y: np.ndarray, proba: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """The calibration curve on quantile bins of ``proba``: per non-empty bin, the mean predicted
+    probability, the observed positive rate and the rows (scikit-learn's ``calibration_curve``
+    with ``strategy="quantile"``, plus the counts it does not return)."""
+    import numpy as np
     from sklearn.calibration import calibration_curve
 
-    observed, predicted = calibration_curve(y, proba, n_bins=10, strategy="quantile")
+    observed, predicted = calibration_curve(y, proba, n_bins=bins, strategy="quantile")
+    edges = np.percentile(proba, np.linspace(0, 1, bins + 1) * 100)
+    counts = np.bincount(np.searchsorted(edges[1:-1], proba), minlength=bins)
+    counts = counts[counts > 0]
+    return {
+        "strategy": "quantile",
+        "rows": len(y),
+        "predicted": [float(v) for v in predicted],
+        "observed": [float(v) for v in observed],
+        "bin_rows": [int(v) for v in counts],
+    }
+
+
+def _calibration_figure(calibration: dict[str, Any], proba: np.ndarray, model: str, threshold: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6, 7))
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
-    top.plot(predicted, observed, marker="o", label="model (deciles)")
+    top.plot(calibration["predicted"], calibration["observed"], marker="o", label="model (deciles)")
     top.set_ylabel("observed positive rate")
-    top.set_title(f"{model}: calibration on {len(y)} holdout rows")
+    top.set_title(f"{model}: calibration on {calibration['rows']} holdout rows")
     top.legend(loc="upper left")
     bottom.hist(proba, bins=40, range=(0, 1), color="tab:blue")
     bottom.axvline(threshold, color="tab:red", linestyle=":")

@@ -31,6 +31,7 @@ from include.dashboard import (
     summarize,
 )
 from include.lake import Lake, Zone
+from include.registry.explain import importance_shift, write_importance_record
 from tests.dashboard_world import (
     DRIFT_DAYS,
     INVALID_ESTIMATE_DAY,
@@ -208,6 +209,23 @@ def test_registry_champion_challenger_and_versions(mlflow_server: str, tmp_path:
 
     dash = gather_dashboard(Lake(tmp_path.as_uri()), name, mlflow_server)
     assert dash.registry_error is None and dash.champion == champion
+    assert (dash.champion_importance, dash.champion_compared_with) == ((), None)  # no card record yet
+    # the champion's card record (written at its promotion): its importance against v0's
+    rows = importance_shift(
+        {"mean": {"hour": 0.01, "visib": 0.05, "dest": 0.02}, "std": {}}, {"mean": {"hour": 0.05, "dest": 0.02}}
+    )
+    write_importance_record(Lake(tmp_path.as_uri()), name, 1, 0, rows)
+    dash = gather_dashboard(Lake(tmp_path.as_uri()), name, mlflow_server)
+    assert dash.champion_compared_with == 0 and dash.champion_importance == tuple(rows)
+    assert [(r.feature, r.shifted) for r in dash.champion_importance] == [
+        ("visib", True),
+        ("dest", False),
+        ("hour", True),
+    ]
+    # a record that is not what the card writes leaves the panel out, not the page
+    Path(Lake(tmp_path.as_uri()).report_path(name, "cards", "v1.importance.json")).write_text('{"features": [{}]}')
+    dash = gather_dashboard(Lake(tmp_path.as_uri()), name, mlflow_server)
+    assert dash.registry_error is None and dash.champion_importance == ()
     assert registry_versions(mlflow_server, "never_registered") == (None, None, [])
 
     # the index reads the same registry: no ledger here, so the age comes from airloop.promoted_at

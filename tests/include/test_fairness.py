@@ -270,6 +270,24 @@ def test_fairness_report_survives_json_and_lands_in_the_gate_report_and_the_card
         fairness=data,
     )
     assert "## Fairness" in card and "| origin=EWR | 2,129 |" in card
+    # the HTML card adds a chart of the same per-group rates (inline SVG, bars on a 0..1 scale of 340 px)
+    from include.registry.card import model_card_html
+
+    html_card = model_card_html(
+        model="flights",
+        version=3,
+        description="",
+        training_window=("2013-01-01", "2013-01-21"),
+        evaluation={},
+        lineage={},
+        fairness=data,
+    )
+    ewr = next(g for g in data["challenger"]["groups"] if g["group"] == "EWR")
+    assert round(ewr["tpr"], 4) == 0.6052  # the figure the rejection names
+    assert (
+        f'width="{round(340 * ewr["tpr"], 1)}" height="8.0" fill="#2e7d32"><title>origin=EWR: TPR 0.6052</title>'
+        in (html_card)
+    )
 
 
 # --------------------------------------------------------------------------- the spec

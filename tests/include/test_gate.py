@@ -645,7 +645,15 @@ def _card_inputs() -> dict[str, Any]:
     }
 
 
-SECTIONS = ["Intended use", "Training data", "Metrics", "Gate results", "Known limitations", "Lineage"]
+SECTIONS = [
+    "Intended use",
+    "Training data",
+    "Metrics",
+    "How the model decides",
+    "Gate results",
+    "Known limitations",
+    "Lineage",
+]
 
 
 def test_model_card_markdown_has_every_section_and_the_figures() -> None:
@@ -663,6 +671,9 @@ def test_model_card_markdown_has_every_section_and_the_figures() -> None:
     assert "Weather features come from the origin airport only." in text
     assert "| run_id | abc123 |" in text and "| spec_hash | not recorded |" in text
     assert "| dag_run_id | scheduled__2013-01-29 |" in text
+    # a run without explanation artifacts (a drill's lean retrain) says so
+    assert "Not recorded: the training run logged no permutation importance." in text
+    assert "Not recorded: the training run logged no calibration curve." in text
 
 
 def test_model_card_html_is_self_contained_and_escaped() -> None:

@@ -19,7 +19,15 @@ from mlflow import MlflowClient
 from include.datasets.ingest import label_table
 from include.lake import Lake, Zone
 from include.model_io import TrainResult
-from include.names import CALIBRATION_ARTIFACT, ESTIMATORS, IMPORTANCE_ARTIFACT, ONNX_ARTIFACT, PROFILE_ARTIFACT
+from include.names import (
+    CALIBRATION_ARTIFACT,
+    CALIBRATION_DATA_ARTIFACT,
+    ESTIMATORS,
+    IMPORTANCE_ARTIFACT,
+    IMPORTANCE_DATA_ARTIFACT,
+    ONNX_ARTIFACT,
+    PROFILE_ARTIFACT,
+)
 from include.spec import get_spec
 from include.training.data import InsufficientDataError, TrainingData, assemble_training_data
 from include.training.onnx_export import UnsupportedEstimatorError
@@ -302,6 +310,10 @@ def test_training_end_to_end_is_tracked_in_mlflow(hgb: TrainResult, data: Traini
         a.path for d in ("plots", "candidate") for a in client.list_artifacts(hgb.run_id, d)
     }
     assert {PROFILE_ARTIFACT, IMPORTANCE_ARTIFACT, CALIBRATION_ARTIFACT, ONNX_ARTIFACT} <= listed
+    assert {
+        IMPORTANCE_DATA_ARTIFACT,
+        CALIBRATION_DATA_ARTIFACT,
+    } <= listed  # their figures: tests/include/test_explain.py
     with tempfile.TemporaryDirectory() as tmp:
         profile = json.loads(Path(client.download_artifacts(hgb.run_id, PROFILE_ARTIFACT, tmp)).read_text())
         assert profile == json.loads(json.dumps(hgb.reference_profile))

@@ -192,6 +192,37 @@ def test_performance_lines_carry_their_intervals(dashboard_world: World) -> None
     assert row_of(page, "estimated-table", INVALID_ESTIMATE_DAY.isoformat())[5] == f"no: {invalid['note']}"
 
 
+def test_champion_panel_shows_its_importance_and_what_shifted(dashboard_world: World) -> None:
+    from dataclasses import replace
+
+    from include.dashboard import VersionInfo
+    from include.registry.explain import importance_shift
+
+    base = {f"c{i}": 0.01 * (8 - i) for i in range(8)}  # c0 .. c7, largest first
+    # the new champion leans on c7 (last before) and no longer on c5 (first before)
+    rows = importance_shift({"mean": {**base, "c7": 0.2, "c5": 0.0}, "std": {}}, {"mean": {**base, "c5": 0.2}})
+    dash = replace(
+        gather_dashboard(dashboard_world.lake, MODEL, tracking_uri=None),
+        champion=VersionInfo(version=4),
+        champion_importance=tuple(rows),
+        champion_compared_with=3,
+    )
+    page = model_html(dash)
+    assert "How it decides (vs v3)" in page
+    # the top 5 and every shifted column: c5, now last, is shown
+    shown = [r.feature for r in dash.champion_importance_shown]
+    assert shown == ["c7", "c0", "c1", "c2", "c3", "c5"]
+    assert row_of(page, "champion-importance", "c7") == [
+        "c7",
+        "0.38",  # 0.2 / 0.52
+        "0.02",  # 0.01 / 0.53
+        "shift share 0.02 -> 0.38; entered the top 3 (rank 1, was rank 8)",
+    ]
+    assert row_of(page, "champion-importance", "c5") == ["c5", "0.00", "0.38", "shift share 0.38 -> 0.00"]
+    assert row_of(page, "champion-importance", "c1") == ["c1", "0.13", "0.13", ""]
+    assert 'id="champion-importance"' not in model_html(replace(dash, champion_importance=()))
+
+
 def test_figures_are_valid_plotly_and_user_strings_are_escaped(dashboard_world: World) -> None:
     import plotly.graph_objects as go
 
