@@ -35,6 +35,12 @@ decided. Rules, in order:
 5. **Estimated performance** (CBPE, no labels): ``estimated_drop`` fires when the estimate is valid
    and the whole interval of its drop from the reference lies above ``estimated_drop``, with the
    same persistence rule.
+5b. **Fairness** (only for a spec with ``gate.fairness``; ``fairness``, a
+   :class:`~include.monitoring.fairness.FairnessWatch`): ``fairness_breach`` fires when the window
+   of labelled days pooled has a limited disparity past its limit on its favourable bound. It
+   retrains only with ``gate.fairness.retrain_on_breach`` (else held ``not_enabled``), in a
+   ``fairness`` budget with the performance cooldown and cap. Without ``gate.fairness`` the
+   verdict has no such signal.
 6. **Drift without impact**: when no harm signal (4, 5) fired, sustained data drift is reported
    (``warn``, held ``no_impact``) and does not retrain, unless ``retrain_on`` lists ``data_drift``.
    Kinds not listed in ``retrain_on`` are reported, held ``not_enabled``; a breach always counts.
@@ -54,9 +60,9 @@ decided. Rules, in order:
      one probe retrain is allowed (the probe's rejection re-opens it for another
      ``breaker_probe_days``). A promotion closes every breaker, and so does
      ``airloop breaker-reset`` (a human looked).
-   The fired signals are tried by priority (breach, performance_drop, estimated_drop, data_drift,
-   prediction_drift); the first one no guard holds is the ``trigger`` and the verdict is
-   ``retrain``. A fired signal held back makes the verdict ``warn`` with the flags set.
+   The fired signals are tried by priority (breach, performance_drop, estimated_drop,
+   fairness_breach, data_drift, prediction_drift); the first one no guard holds is the
+   ``trigger`` and the verdict is ``retrain``. A fired signal held back makes the verdict ``warn`` with the flags set.
    ``circuit_open`` is set whenever a breaker is open, also on quiet days, so the alert to a human
    repeats until someone resets it; ``needs_human`` also on a breach and at a cap.
 
