@@ -220,3 +220,37 @@ def test_specs_without_fairness_keep_their_signals_and_the_gate_digest_ignores_t
     assert kinds == ["data_drift", "prediction_drift", "performance_drop", "estimated_drop", "breach"]
     assert _spec(tmp_path).gate.hashed() == _spec(tmp_path, window_days=3, retrain_on_breach=True).gate.hashed()
     assert _spec(tmp_path).gate.hashed() != _spec(tmp_path, equalized_odds_difference=0.2).gate.hashed()
+
+
+def test_the_dashboard_charts_the_windows_disparity_with_its_interval_and_limit(tmp_path: Path) -> None:
+    import plotly.graph_objects as go
+
+    from airloop.dashboard_view import dashboard_charts, model_html
+    from include.dashboard import Dashboard, fairness_days
+
+    spec = _spec(tmp_path)
+    lake = _lake(tmp_path, biased_days={0, 1, 2, 3, 4, 5, 6})
+    entry = monitor_fairness(lake, spec, DS, VERSION)
+    assert entry is not None
+    records = [{"partition": DS.isoformat(), "fairness": entry}, {"partition": "2024-01-11", "performance": None}]
+    points = {p.name: p for p in fairness_days(records)}  # the record without fairness gives none
+    assert set(points) == {"equalized_odds_difference", "demographic_parity_ratio"}  # the limited ones
+    eod = points["equalized_odds_difference"]
+    window = _disparities(entry["window"])["equalized_odds_difference"]
+    assert (eod.day, eod.label_day, eod.column, eod.limit, eod.rows) == (DS, LABEL_DAY, "region", 0.15, 5635)
+    assert (eod.value, eod.lower, eod.upper) == (window["value"], window["lower"], window["upper"])
+    assert eod.breach and eod.judged and (eod.high_group, eod.low_group) == ("north", "south")
+    empty: dict[str, Any] = {"champion": None, "challenger": None, "versions": (), "timeline": (), "features": ()}
+    dash = Dashboard(model="cohort", **empty, drift=(), volume=(), realized=(), retrain_days=(), warn=0.1,
+                     alert=0.25, fairness=tuple(fairness_days(records)))  # fmt: skip
+    figure = dashboard_charts(dash)["fairness-chart"]
+    go.Figure(figure)  # valid plotly
+    lines = {t["name"]: t for t in figure["data"]}
+    assert lines["equalized_odds_difference on region"]["y"] == [window["value"]]
+    assert lines["equalized_odds_difference on region limit"]["y"] == [0.15]
+    assert lines["equalized_odds_difference on region 95%"]["y"] == [window["upper"]]
+    page = model_html(dash)
+    assert 'id="fairness-table"' in page and "Fairness over time" in page
+    assert '<span class="fail">breach</span>' in page
+    plain = Dashboard(model="cohort", **empty, drift=(), volume=(), realized=(), retrain_days=(), warn=0.1, alert=0.25)
+    assert "fairness-chart" not in dashboard_charts(plain) and "Fairness over time" not in model_html(plain)
