@@ -62,7 +62,8 @@ decided. Rules, in order:
      ``airloop breaker-reset`` (a human looked).
    The fired signals are tried by priority (breach, performance_drop, estimated_drop,
    fairness_breach, data_drift, prediction_drift); the first one no guard holds is the
-   ``trigger`` and the verdict is ``retrain``. A fired signal held back makes the verdict ``warn`` with the flags set.
+   ``trigger`` and the verdict is ``retrain``. A fired signal held back makes the verdict
+   ``warn`` with the flags set.
    ``circuit_open`` is set whenever a breaker is open, also on quiet days, so the alert to a human
    repeats until someone resets it; ``needs_human`` also on a breach and at a cap.
 
@@ -631,7 +632,8 @@ def _guards(
     if budget == "data_drift":
         cooldown_days, cap, what = policy.cooldown_days, policy.max_retrains, "drift"
     else:
-        cooldown_days, cap, what = policy.performance_cooldown_days, policy.performance_max_retrains, "the drop"
+        cooldown_days, cap = policy.performance_cooldown_days, policy.performance_max_retrains
+        what = "the fairness breach" if budget == "fairness" else "the drop"
     # Guards look both ways: a day decided late (a delayed or re-delivered event, after later
     # days were decided) must not retrain inside a later retrain's cooldown or break the cap.
     others = state.retrains_except(day, budget)

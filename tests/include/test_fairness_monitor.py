@@ -214,8 +214,19 @@ def test_a_too_small_group_is_reported_not_judged(tmp_path: Path) -> None:
 def test_specs_without_fairness_keep_their_signals_and_the_gate_digest_ignores_the_monitors_fields(
     tmp_path: Path,
 ) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from include.monitoring.monitor import realized_performance
+
     plain = _spec(tmp_path, gate={})
-    assert monitor_fairness(_lake(tmp_path, biased_days={0}), plain, DS, VERSION) is None
+    lake = _lake(tmp_path, biased_days={0})
+    assert monitor_fairness(lake, plain, DS, VERSION) is None
+    # the realized performance reads the labelled day through the same join as before
+    measured = realized_performance(lake, plain, DS, None)
+    rows = labelled_rows(lake, plain, LABEL_DAY)
+    assert measured is not None and rows is not None and "region" not in rows.columns
+    assert measured["rows"] == len(rows) == 805 and measured["label_day"] == LABEL_DAY.isoformat()
+    assert measured["roc_auc"] == pytest.approx(roc_auc_score(rows["label"], rows["score"]), abs=1e-12)
     kinds = [s.kind for s in _decide(None).signals]
     assert kinds == ["data_drift", "prediction_drift", "performance_drop", "estimated_drop", "breach"]
     assert _spec(tmp_path).gate.hashed() == _spec(tmp_path, window_days=3, retrain_on_breach=True).gate.hashed()
