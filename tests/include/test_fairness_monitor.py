@@ -265,3 +265,16 @@ def test_the_dashboard_charts_the_windows_disparity_with_its_interval_and_limit(
     assert '<span class="fail">breach</span>' in page
     plain = Dashboard(model="cohort", **empty, drift=(), volume=(), realized=(), retrain_days=(), warn=0.1, alert=0.25)
     assert "fairness-chart" not in dashboard_charts(plain) and "Fairness over time" not in model_html(plain)
+
+
+def test_the_monitor_passes_the_spec_s_retrain_choice_to_the_decision(tmp_path: Path) -> None:
+    from include.monitoring.monitor import _decide_day, _Measured
+
+    lake = _lake(tmp_path, biased_days={0, 1, 2, 3, 4, 5, 6})
+    today = DayDrift("cohort", DS.isoformat(), "ok", 0.01, 805, reference="v3")
+    for retrain, state in ((False, "warn"), (True, "retrain")):
+        spec = _spec(tmp_path, retrain_on_breach=retrain)
+        entry = monitor_fairness(lake, spec, DS, VERSION)
+        measured = _Measured(None, today, None, {}, None, None, entry)  # type: ignore[arg-type]
+        verdict = _decide_day(spec, lake, DS, measured)
+        assert verdict.state == state and (verdict.trigger == "fairness_breach") is retrain
