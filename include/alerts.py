@@ -38,6 +38,7 @@ TITLES: dict[AlertKind, str] = {
     "drift_warn": "Drift warn",
     "drift_retrain": "Drift retrain",
     "performance_breach": "Performance breach",
+    "fairness_breach": "Fairness breach",
     "gate_reject": "Gate reject",
     "promotion": "Promotion",
     "approval_needed": "Approval needed",
@@ -230,11 +231,40 @@ def _signals(verdict: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _fairness_figures(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The window's breaches as the ``fairness_breach`` alert shows them: per breach the column,
+    the groups at its two ends with their figures, the disparity, its interval and the limit."""
+    entry = summary.get("fairness") or {}
+    breaches = [
+        {
+            "column": b.get("column"),
+            "disparity": b.get("name"),
+            "value": b.get("value"),
+            "interval": [b.get("lower"), b.get("upper")],
+            "limit": b.get("limit"),
+            "metric": b.get("metric"),
+            "groups": {str(b.get("high_group")): b.get("high_value"), str(b.get("low_group")): b.get("low_value")},
+        }
+        for b in entry.get("breaches") or []
+    ]
+    window = entry.get("window") or {}
+    days = list(entry.get("window_label_days") or [])
+    return {
+        "breaches": breaches,
+        "window": f"{days[0]}..{days[-1]} ({len(days)} labelled days)" if days else None,
+        "window_rows": window.get("rows"),
+        "too_small": window.get("too_small") or [],
+        "model_version": entry.get("model_version") or summary.get("model_version"),
+    }
+
+
 def drift(model: str, summary: Mapping[str, Any], link: str | None = None) -> list[Alert]:
     """The monitor step's summary (``partition``, ``verdict``, ``score``, ``model_version``,
-    ``performance``) as its alerts: a performance breach, else ``drift_retrain`` or ``drift_warn``
-    by the verdict's state; and ``breaker_half_open`` or ``breaker_open`` while a breaker is open.
-    ``ok`` and ``insufficient_data`` days without an open breaker give none."""
+    ``performance``, and ``fairness`` for a spec with ``gate.fairness``) as its alerts: a
+    performance breach, else ``drift_retrain`` or ``drift_warn`` by the verdict's state;
+    ``fairness_breach`` when that signal fired (it replaces a ``drift_warn`` it alone caused); and
+    ``breaker_half_open`` or ``breaker_open`` while a breaker is open. ``ok`` and
+    ``insufficient_data`` days without an open breaker give none."""
     verdict = summary["verdict"]
     partition = str(summary.get("partition") or verdict.get("partition"))
     performance = summary.get("performance") or {}
@@ -262,9 +292,32 @@ def drift(model: str, summary: Mapping[str, Any], link: str | None = None) -> li
     elif verdict["state"] == "warn":
         kind = "drift_warn"
         what = "a signal fired and was held, or drift without impact"
+    fired = figures["signals"]
+    fairness = "fairness_breach" in fired
+    if fairness and kind == "drift_warn" and set(fired) == {"fairness_breach"}:
+        kind = None  # the warn is the fairness breach: its own alert says it
     if kind is not None:
         alerts.append(
             Alert(model, kind, partition, f"{model} {partition}: {verdict['state']}: {what}", figures, reasons, link)
+        )
+    if fairness:
+        signal = fired["fairness_breach"]
+        action = (
+            "retrain launched"
+            if verdict.get("trigger") == "fairness_breach"
+            else f"no retrain ({signal.get('held_by') or 'another trigger decided'})"
+        )
+        alerts.append(
+            Alert(
+                model,
+                "fairness_breach",
+                partition,
+                f"{model} {partition}: the champion's disparity over the window's realized labels is past its "
+                f"limit: {action}",
+                {**_fairness_figures(summary), "decision_id": verdict.get("decision_id")},
+                tuple(s["text"] for s in verdict.get("signals") or [] if s.get("kind") == "fairness_breach"),
+                link,
+            )
         )
     if verdict.get("circuit_open"):
         breaker_kind: AlertKind = "breaker_half_open" if verdict.get("half_open") else "breaker_open"

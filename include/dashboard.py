@@ -8,7 +8,8 @@
   day's verdict (a ``retrain`` verdict is a retrain event) with the signals it weighed (which
   fired, which a guard held back, which one decided), the realized performance of the day whose
   labels arrived (delayed-label ROC AUC with its bootstrap interval) and the label-free estimate
-  of the day's performance. Fields newer records carry (``verdict.signals``,
+  of the day's performance; for a spec with ``gate.fairness``, the window's disparities with
+  their intervals and limits (``fairness``). Fields newer records carry (``verdict.signals``,
   ``verdict.trigger``, ``estimated_performance``) are read with ``.get``: older records show
   without them.
 * **Predictions** (``predictions/<model>/ds=<date>/data.parquet``): rows in, scored and rejected,
@@ -185,6 +186,37 @@ class RealizedDay:
 
 
 @dataclass(frozen=True)
+class FairnessDay:
+    """One disparity of one sensitive column over the window of labelled days pooled on ``day``
+    (the monitor's ``fairness.window``), with its 95% interval and the spec's ``limit`` (``None``:
+    not limited); ``breach``: past the limit on its favourable bound; ``judged``: the window held
+    enough labelled days to be judged."""
+
+    day: date
+    label_day: date
+    column: str
+    name: str
+    value: float | None
+    lower: float | None
+    upper: float | None
+    limit: float | None
+    rows: int
+    model_version: int | None
+    judged: bool = False
+    breach: bool = False
+    high_group: str | None = None
+    low_group: str | None = None
+    metric: str | None = None
+    high_value: float | None = None
+    low_value: float | None = None
+
+    @property
+    def series(self) -> str:
+        """``equalized_odds_difference on origin``: one line of the chart."""
+        return f"{self.name} on {self.column}"
+
+
+@dataclass(frozen=True)
 class EstimatedDay(EstimatedPerformance):
     """The label-free estimate of ``day``'s ROC AUC (the monitor's record of it); ``valid`` False
     (with ``note``) when the estimate cannot be trusted (e.g. concept drift)."""
@@ -215,6 +247,8 @@ class Dashboard:
     champion_importance: tuple[FeatureShift, ...] = ()
     """The champion's importance rows (its card's), ranked; empty when its card has none."""
     champion_compared_with: int | None = None  # the version whose importance the rows compare with
+    fairness: tuple[FairnessDay, ...] = ()
+    """The window's limited disparities per monitored day (specs with ``gate.fairness`` only)."""
 
     @property
     def champion_importance_shown(self) -> tuple[FeatureShift, ...]:
@@ -518,6 +552,49 @@ def _realized_day(record: Mapping[str, Any]) -> RealizedDay | None:
     )
 
 
+def fairness_days(records: Sequence[Mapping[str, Any]]) -> list[FairnessDay]:
+    """The window's disparities in the drift records' ``fairness`` entries: those the spec limits
+    (or, with no limit, demographic parity and equalized odds differences); records without the
+    entry (specs without ``gate.fairness``, older records) give none."""
+    from include.registry.fairness import DEFAULT_COMPARED
+
+    out: list[FairnessDay] = []
+    for record in records:
+        entry = record.get("fairness") or {}
+        window = entry.get("window") or {}
+        if not window or not entry.get("label_day"):
+            continue
+        limits = entry.get("limits") or {}
+        shown = tuple(limits) or DEFAULT_COMPARED
+        breached = {(b.get("column"), b.get("name")) for b in entry.get("breaches") or []}
+        for d in window.get("disparities") or []:
+            if d.get("name") not in shown:
+                continue
+            version = entry.get("model_version")
+            out.append(
+                FairnessDay(
+                    day=_record_day(record),
+                    label_day=date.fromisoformat(str(entry["label_day"])[:10]),
+                    column=str(d["column"]),
+                    name=str(d["name"]),
+                    value=finite(d.get("value")),
+                    lower=finite(d.get("lower")),
+                    upper=finite(d.get("upper")),
+                    limit=finite(limits.get(d["name"])),
+                    rows=int(window.get("rows") or 0),
+                    model_version=None if version is None else int(version),
+                    judged=bool(entry.get("judged")),
+                    breach=(d["column"], d["name"]) in breached,
+                    high_group=d.get("high_group"),
+                    low_group=d.get("low_group"),
+                    metric=d.get("metric"),
+                    high_value=finite(d.get("high_value")),
+                    low_value=finite(d.get("low_value")),
+                )
+            )
+    return out
+
+
 def estimated_days(records: Sequence[Mapping[str, Any]]) -> list[EstimatedDay]:
     """The label-free performance estimates in the drift records (``estimated_performance``)."""
     return [point for point in map(_estimated_day, records) if point is not None]
@@ -645,6 +722,7 @@ def gather_dashboard(
         registry_unreachable=unreachable,
         champion_importance=tuple(importance),
         champion_compared_with=compared_with,
+        fairness=tuple(fairness_days(records)),
     )
 
 
@@ -671,6 +749,7 @@ def last_days(dash: Dashboard, days: int) -> Dashboard:
         realized=tuple(r for r in dash.realized if r.day >= since),
         estimated=tuple(e for e in dash.estimated if e.day >= since),
         retrain_days=tuple(d for d in dash.retrain_days if d >= since),
+        fairness=tuple(f for f in dash.fairness if f.day >= since),
     )
 
 
@@ -875,6 +954,7 @@ __all__ = [
     "Dashboard",
     "DriftDay",
     "EstimatedDay",
+    "FairnessDay",
     "ModelIndex",
     "ModelSummary",
     "PendingApproval",
@@ -895,6 +975,7 @@ __all__ = [
     "model_names",
     "pending_approvals",
     "prediction_volume",
+    "fairness_days",
     "realized_days",
     "registry_versions",
     "summarize",

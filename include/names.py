@@ -47,6 +47,7 @@ AlertKind = Literal[
     "drift_warn",
     "drift_retrain",
     "performance_breach",
+    "fairness_breach",
     "gate_reject",
     "promotion",
     "approval_needed",

@@ -269,6 +269,12 @@ class FairnessSpec(_Strict):
     reported, not judged. A challenger measurably less fair than the champion (the interval of
     its disparity minus the champion's entirely on the less fair side) is rejected unless
     ``allow_less_fair``.
+
+    The monitor measures the same disparities on realized labels (docs/fairness.md#over-time):
+    per labelled day and pooled over the last ``window_days`` labelled days (default
+    ``gate.evaluation_days``); a window over a limit on its favourable bound is a
+    ``fairness_breach``, which alerts and retrains only with ``retrain_on_breach``. These two
+    fields are the monitor's: the gate's policy digest leaves them out.
     """
 
     sensitive: list[Column] = Field(min_length=1)
@@ -280,6 +286,8 @@ class FairnessSpec(_Strict):
     max_calibration_gap: Fraction | None = None
     min_group_rows: int = Field(default=50, ge=1)
     allow_less_fair: bool = False
+    window_days: int | None = Field(default=None, ge=1, le=60)
+    retrain_on_breach: bool = False
 
     @field_validator("sensitive")
     @classmethod
@@ -292,6 +300,10 @@ class FairnessSpec(_Strict):
     def limits(self) -> dict[str, float]:
         """The limits that are set, by metric name, in :data:`FAIRNESS_LIMITS` order."""
         return {name: float(value) for name in FAIRNESS_LIMITS if (value := getattr(self, name)) is not None}
+
+
+MONITOR_FAIRNESS_FIELDS = ("window_days", "retrain_on_breach")
+"""Fields of ``gate.fairness`` only the monitor reads (left out of the gate's policy digest)."""
 
 
 class GateSpec(_Strict):
@@ -316,8 +328,11 @@ class GateSpec(_Strict):
 
     def hashed(self) -> dict[str, Any]:
         """The policy as JSON for digests; an unset ``fairness`` is left out, so the digests of
-        policies written before it existed do not change."""
-        return self.model_dump(mode="json", exclude={"fairness"} if self.fairness is None else None)
+        policies written before it existed do not change, and so are the monitor's own fairness
+        fields (they do not change what the gate decides)."""
+        if self.fairness is None:
+            return self.model_dump(mode="json", exclude={"fairness"})
+        return self.model_dump(mode="json", exclude={"fairness": set(MONITOR_FAIRNESS_FIELDS)})
 
 
 class ScoringSpec(_Strict):

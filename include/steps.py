@@ -645,6 +645,7 @@ def monitor_step(p: MonitorParams, env: StepEnv) -> dict[str, Any]:
         "report_uri": record["report_uri"],
         "record_uri": record["record_uri"],
         "performance": record["performance"],
+        **({"fairness": record["fairness"]} if "fairness" in record else {}),
     }
 
 

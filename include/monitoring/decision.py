@@ -35,6 +35,12 @@ decided. Rules, in order:
 5. **Estimated performance** (CBPE, no labels): ``estimated_drop`` fires when the estimate is valid
    and the whole interval of its drop from the reference lies above ``estimated_drop``, with the
    same persistence rule.
+5b. **Fairness** (only for a spec with ``gate.fairness``; ``fairness``, a
+   :class:`~include.monitoring.fairness.FairnessWatch`): ``fairness_breach`` fires when the window
+   of labelled days pooled has a limited disparity past its limit on its favourable bound. It
+   retrains only with ``gate.fairness.retrain_on_breach`` (else held ``not_enabled``), in a
+   ``fairness`` budget with the performance cooldown and cap. Without ``gate.fairness`` the
+   verdict has no such signal.
 6. **Drift without impact**: when no harm signal (4, 5) fired, sustained data drift is reported
    (``warn``, held ``no_impact``) and does not retrain, unless ``retrain_on`` lists ``data_drift``.
    Kinds not listed in ``retrain_on`` are reported, held ``not_enabled``; a breach always counts.
@@ -54,9 +60,10 @@ decided. Rules, in order:
      one probe retrain is allowed (the probe's rejection re-opens it for another
      ``breaker_probe_days``). A promotion closes every breaker, and so does
      ``airloop breaker-reset`` (a human looked).
-   The fired signals are tried by priority (breach, performance_drop, estimated_drop, data_drift,
-   prediction_drift); the first one no guard holds is the ``trigger`` and the verdict is
-   ``retrain``. A fired signal held back makes the verdict ``warn`` with the flags set.
+   The fired signals are tried by priority (breach, performance_drop, estimated_drop,
+   fairness_breach, data_drift, prediction_drift); the first one no guard holds is the
+   ``trigger`` and the verdict is ``retrain``. A fired signal held back makes the verdict
+   ``warn`` with the flags set.
    ``circuit_open`` is set whenever a breaker is open, also on quiet days, so the alert to a human
    repeats until someone resets it; ``needs_human`` also on a breach and at a cap.
 
@@ -73,17 +80,22 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from include.names import BREAK_TRIGGERS, RANDOM_AUC
 from include.reports.format import fmt_psi as _fmt
 from include.spec import DriftSpec
 
+if TYPE_CHECKING:
+    from include.monitoring.fairness import FairnessWatch
+
 DayStatus = Literal["ok", "warn", "alert", "insufficient_data"]
 VerdictState = Literal["ok", "warn", "retrain", "insufficient_data"]
 Level = Literal["ok", "warn", "alert"]
-SignalKind = Literal["data_drift", "prediction_drift", "performance_drop", "estimated_drop", "breach"]
-Budget = Literal["data_drift", "performance_drop", "breach"]
+SignalKind = Literal[
+    "data_drift", "prediction_drift", "performance_drop", "estimated_drop", "breach", "fairness_breach"
+]
+Budget = Literal["data_drift", "performance_drop", "breach", "fairness"]
 
 PREDICTION = "__prediction__"  # the name drift.py gives prediction drift among the top features
 # Which budget (cooldown, cap) a signal spends, and which ``retrain_on`` entry enables it
@@ -94,6 +106,7 @@ BUDGET: dict[str, Budget] = {
     "performance_drop": "performance_drop",
     "estimated_drop": "performance_drop",
     "breach": "breach",
+    "fairness_breach": "fairness",
 }
 ENABLED_BY: dict[str, str | None] = {
     "data_drift": "data_drift",
@@ -101,8 +114,16 @@ ENABLED_BY: dict[str, str | None] = {
     "performance_drop": "performance",
     "estimated_drop": "estimated_performance",
     "breach": None,
+    "fairness_breach": "fairness",  # gate.fairness.retrain_on_breach, not drift.retrain_on
 }
-PRIORITY: tuple[SignalKind, ...] = ("breach", "performance_drop", "estimated_drop", "data_drift", "prediction_drift")
+PRIORITY: tuple[SignalKind, ...] = (
+    "breach",
+    "performance_drop",
+    "estimated_drop",
+    "fairness_breach",
+    "data_drift",
+    "prediction_drift",
+)
 
 
 def _as_date(value: str | date) -> date:
@@ -545,6 +566,20 @@ def _estimated_signal(estimated: EstimatedPerformance | None, policy: DriftSpec)
     )
 
 
+def _fairness_signal(fairness: FairnessWatch | None) -> Signal | None:
+    """The ``fairness_breach`` signal: the window's worst limited disparity on its favourable
+    bound against its limit; fired when one is past its limit (``include.monitoring.fairness``)."""
+    if fairness is None:
+        return None
+    if not fairness.judged:
+        return Signal("fairness_breach", None, None, False, None, fairness.text)
+    if fairness.breaches:
+        worst = fairness.breaches[0]
+        return Signal("fairness_breach", worst.judged, worst.limit, True, None, fairness.text)
+    value, threshold = fairness.worst if fairness.worst is not None else (None, None)
+    return Signal("fairness_breach", value, threshold, False, None, fairness.text)
+
+
 def _persistent(
     signal: Signal, history: Iterable[DayDrift], today: DayDrift, policy: DriftSpec, attribute: str
 ) -> Signal:
@@ -584,7 +619,7 @@ def _guards(
     """``(held_by, reason)`` of every budget guard that holds a ``kind`` retrain on ``day``."""
     budget = BUDGET[kind]
     held: list[tuple[str, str]] = []
-    if kind in ("performance_drop", "breach") and realized is not None and realized.label_day:
+    if kind in ("performance_drop", "breach", "fairness_breach") and realized is not None and realized.label_day:
         # Labels scored before the latest retrain (of any kind) was decided ask for nothing new:
         # that retrain's challenger is the answer.
         labelled = _as_date(realized.label_day)
@@ -597,7 +632,8 @@ def _guards(
     if budget == "data_drift":
         cooldown_days, cap, what = policy.cooldown_days, policy.max_retrains, "drift"
     else:
-        cooldown_days, cap, what = policy.performance_cooldown_days, policy.performance_max_retrains, "the drop"
+        cooldown_days, cap = policy.performance_cooldown_days, policy.performance_max_retrains
+        what = "the fairness breach" if budget == "fairness" else "the drop"
     # Guards look both ways: a day decided late (a delayed or re-delivered event, after later
     # days were decided) must not retrain inside a later retrain's cooldown or break the cap.
     others = state.retrains_except(day, budget)
@@ -631,7 +667,7 @@ class _Breaker:
     reason: str
 
 
-BUDGETS: tuple[Budget, ...] = ("breach", "performance_drop", "data_drift")
+BUDGETS: tuple[Budget, ...] = ("breach", "performance_drop", "data_drift", "fairness")
 
 
 def _breaker(day: date, state: LoopState, policy: DriftSpec, budget: Budget) -> _Breaker:
@@ -779,6 +815,7 @@ def _choose_trigger(
     policy: DriftSpec,
     realized: RealizedPerformance | None,
     breakers: Mapping[Budget, _Breaker],
+    fairness: FairnessWatch | None = None,
 ) -> _Choice:
     """Try the fired signals by priority: a kind not enabled is reported, a guarded one held; the
     first one nothing holds is the trigger. A kind held by its open circuit breaker holds every
@@ -789,13 +826,17 @@ def _choose_trigger(
     trigger: SignalKind | None = None
     tripped: _Breaker | None = None
     cooldown = capped = False
+    enabled = {*policy.retrain_on, *(["fairness"] if fairness is not None and fairness.retrain else [])}
     for kind in PRIORITY:
-        signal = signals[kind]
-        if not signal.fired or signal.held_by is not None:
+        signal = signals.get(kind)
+        if signal is None or not signal.fired or signal.held_by is not None:
             continue
         enabling = ENABLED_BY[kind]
-        if enabling is not None and enabling not in policy.retrain_on:
-            if BUDGET[kind] == "data_drift" and not harm_fired:
+        if enabling is not None and enabling not in enabled:
+            if kind == "fairness_breach":
+                held_by = "not_enabled"
+                reasons.append("fairness breach: alerted, no retrain (gate.fairness.retrain_on_breach is false)")
+            elif BUDGET[kind] == "data_drift" and not harm_fired:
                 held_by = "no_impact"
                 reasons.append(
                     f"drift without impact: {kind.replace('_', ' ')} is sustained but neither the realized nor the "
@@ -824,7 +865,16 @@ def _choose_trigger(
             continue
         trigger = kind
     ordered = tuple(
-        signals[kind] for kind in ("data_drift", "prediction_drift", "performance_drop", "estimated_drop", "breach")
+        signals[kind]
+        for kind in (
+            "data_drift",
+            "prediction_drift",
+            "performance_drop",
+            "estimated_drop",
+            "breach",
+            "fairness_breach",
+        )
+        if kind in signals
     )
     return _Choice(trigger, ordered, cooldown, capped, tuple(reasons))
 
@@ -879,14 +929,23 @@ def decide(
     *,
     realized: RealizedPerformance | None = None,
     estimated: EstimatedPerformance | None = None,
+    fairness: FairnessWatch | None = None,
 ) -> DriftVerdict:
     """Decide what today's signals call for (see the module docstring for the rules).
 
-    ``realized``: the labelled day's performance; ``estimated``: CBPE's estimate of today's."""
+    ``realized``: the labelled day's performance; ``estimated``: CBPE's estimate of today's;
+    ``fairness``: the window's fairness figures (``None``: the spec has no ``gate.fairness``, and
+    the verdict has no ``fairness_breach`` signal)."""
     breakers = _breakers(today.day, state, policy)
     harm = _harm(history, today, policy, realized, estimated)
+    fairness_signal = _fairness_signal(fairness)
     if not _sufficient(today, policy):
         quiet, quiet_reasons = _insufficient_data(today, policy, harm)
+        if fairness_signal is not None:
+            if fairness_signal.fired:
+                fairness_signal = replace(fairness_signal, held_by="insufficient_data")
+                quiet_reasons.append(fairness_signal.text)
+            quiet.append(fairness_signal)
         return _verdict(today, realized, breakers, harm, "insufficient_data", quiet, quiet_reasons)
 
     drift = _data_drift(history, today, policy)
@@ -900,7 +959,10 @@ def decide(
         "estimated_drop": harm.estimated,
         "breach": harm.breach,
     }
-    choice = _choose_trigger(signals, harm, today.day, state, policy, realized, breakers)
+    if fairness_signal is not None:
+        signals["fairness_breach"] = fairness_signal
+        reasons.append(fairness_signal.text)
+    choice = _choose_trigger(signals, harm, today.day, state, policy, realized, breakers, fairness)
     reasons.extend(choice.reasons)
     verdict_state: VerdictState
     if choice.trigger is not None:

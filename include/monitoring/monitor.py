@@ -1,6 +1,7 @@
 """One day of monitoring: drift of the scored day against the champion's reference, realized
 performance of the day whose labels arrived today, the label-free estimate of today's performance
-(CBPE, with the calibrator stored in the reference profile), and the retrain decision.
+(CBPE, with the calibrator stored in the reference profile), fairness on realized labels for specs
+with ``gate.fairness`` (:mod:`include.monitoring.fairness`), and the retrain decision.
 
 The reference is the profile logged with the version that scored the day (so it switches
 together with the champion). Every day writes ``reports/<model>/drift/ds=<date>.json`` (all
@@ -106,19 +107,12 @@ def realized_performance(
     drop's interval holds the reference's day-to-day ``spread`` (sd, days) when given
     (:func:`reference_spread_of`)."""
     from include.monitoring.drift import performance, performance_drop
+    from include.monitoring.fairness import labelled_rows
 
     label_day = ds - timedelta(days=spec.dataset.label_delay_days)
-    if not (
-        lake.has_partition(Zone.LABELS, spec.name, label_day)
-        and lake.has_partition(Zone.PREDICTIONS, spec.name, label_day)
-    ):
+    joined = labelled_rows(lake, spec, label_day)
+    if joined is None:
         return None
-    keys = spec.dataset.key_columns
-    scored = lake.read_table(
-        Zone.PREDICTIONS, spec.name, label_day, columns=[*keys, "score", "model_version"]
-    ).to_pandas()
-    labels = lake.read_table(Zone.LABELS, spec.name, label_day).to_pandas()
-    joined = scored.merge(labels, on=keys, how="inner")
     if joined.empty or joined[spec.dataset.target.name].nunique() < 2:
         return {"label_day": label_day.isoformat(), "rows": len(joined), "note": "too few labelled rows or one class"}
     y = joined[spec.dataset.target.name].to_numpy()
@@ -222,6 +216,7 @@ class _Measured:
     estimated: dict[str, Any]
     realized: RealizedPerformance | None
     estimate: EstimatedPerformance | None
+    fairness: dict[str, Any] | None = None
 
 
 def _measure(spec: ModelSpec, lake: Lake, ds: date, inputs: _Inputs) -> _Measured:
@@ -262,12 +257,16 @@ def _measure(spec: ModelSpec, lake: Lake, ds: date, inputs: _Inputs) -> _Measure
         drop_low=realized.drop_low if realized is not None and not realized.superseded else None,
         estimated_drop_low=estimate.drop_low if estimate is not None else None,
     )
-    return _Measured(report, today, performance, estimated, realized, estimate)
+    from include.monitoring.fairness import monitor_fairness
+
+    fairness = monitor_fairness(lake, spec, ds, inputs.version)
+    return _Measured(report, today, performance, estimated, realized, estimate, fairness)
 
 
 def _decide_day(spec: ModelSpec, lake: Lake, ds: date, measured: _Measured) -> DriftVerdict:
     """The verdict on the day, against the drift history and the loop's state."""
     from include.monitoring.decision import DayDrift, decide
+    from include.monitoring.fairness import FairnessWatch
 
     # Every other day's record: the window reads the earlier ones, the guards also the later ones
     # (this day may be decided late); the record of this very day (a rerun) is left out.
@@ -281,6 +280,9 @@ def _decide_day(spec: ModelSpec, lake: Lake, ds: date, measured: _Measured) -> D
         spec.drift,
         realized=measured.realized,
         estimated=measured.estimate,
+        fairness=FairnessWatch.from_record(
+            measured.fairness, retrain=spec.gate.fairness is not None and spec.gate.fairness.retrain_on_breach
+        ),
     )
 
 
@@ -328,6 +330,8 @@ def _write_record(
         "report_uri": report_uri,
         "rows_scored": int(len(inputs.predictions)),
     }
+    if measured.fairness is not None:  # only specs with gate.fairness: the others' records are unchanged
+        record["fairness"] = measured.fairness
     record["record_uri"] = lake.write_bytes(
         lake.report_path(spec.name, DRIFT_KIND, record_name(ds)), json.dumps(record, default=str).encode()
     )

@@ -96,6 +96,14 @@ class Disparity:
         95% confidence, not by noise."""
         return self.upper if self.name in HIGHER_IS_FAIRER else self.lower
 
+    def breaks(self, limit: float) -> bool:
+        """The :attr:`judged` bound is past ``limit``: over it for a difference, under it for a
+        ratio (a disparity without an interval breaks nothing)."""
+        bound = self.judged
+        if not math.isfinite(bound):
+            return False
+        return bound < limit if self.name in HIGHER_IS_FAIRER else bound > limit
+
 
 @dataclass(frozen=True)
 class FairnessShift:

@@ -621,10 +621,8 @@ def check_fairness(gate: GateInputs) -> Check | None:
         if not math.isfinite(bound):
             judged.append(f"{d.name} on {d.column} not measured (no bootstrap interval)")
             continue
-        ratio = d.name == "demographic_parity_ratio"
-        over = bound < limit if ratio else bound > limit
-        if over:
-            word = "under" if ratio else "over"
+        if d.breaks(limit):
+            word = "under" if d.name == "demographic_parity_ratio" else "over"
             failures.append((abs(bound - limit), f"{_disparity_words(d)} {word} {_fmt(limit)}", bound, limit))
         else:
             judged.append(

@@ -284,6 +284,74 @@ def performance_chart(dash: Dashboard) -> Figure:
     }
 
 
+FAIRNESS_COLORS = ("#6a1b9a", "#00897b", "#ef6c00", "#1565c0", "#ad1457", "#558b2f")
+
+
+def fairness_chart(dash: Dashboard) -> Figure:
+    """Each limited disparity of the window of labelled days pooled, per labelled day, with its
+    95% interval shaded and its limit (dashed, same colour); breach days marked with a red ring,
+    days of a window too short to judge with an open marker; retrain days marked."""
+    series: dict[str, list[Any]] = {}
+    for point in dash.fairness:
+        series.setdefault(point.series, []).append(point)
+    data: list[dict[str, Any]] = []
+    for i, (name, points) in enumerate(sorted(series.items())):
+        color = FAIRNESS_COLORS[i % len(FAIRNESS_COLORS)]
+        days = [p.label_day.isoformat() for p in points]
+        data += interval_traces(days, [p.lower for p in points], [p.upper for p in points], color, f"{name} 95%", name)
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": name,
+                "legendgroup": name,
+                "x": days,
+                "y": [p.value for p in points],
+                "line": {"color": color},
+                "marker": {
+                    "size": [10 if p.breach else 6 for p in points],
+                    "symbol": ["circle" if p.judged else "circle-open" for p in points],
+                    "line": {"color": [ALERT if p.breach else color for p in points], "width": 2},
+                },
+                "customdata": [
+                    [
+                        p.day.isoformat(),
+                        p.rows,
+                        f"v{p.model_version}",
+                        "BREACH" if p.breach else ("within" if p.judged else "not judged"),
+                        f"{p.high_group} vs {p.low_group}" if p.high_group else "",
+                    ]
+                    for p in points
+                ],
+                "hovertemplate": "window to %{x} (on %{customdata[0]}): %{y:.4f}, %{customdata[3]}; "
+                "%{customdata[4]}; %{customdata[1]} rows, %{customdata[2]}<extra></extra>",
+            }
+        )
+        limited = [p for p in points if p.limit is not None]
+        if limited:
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"{name} limit",
+                    "legendgroup": name,
+                    "x": [p.label_day.isoformat() for p in limited],
+                    "y": [p.limit for p in limited],
+                    "line": {"color": color, "dash": "dash", "shape": "hv"},
+                    "hovertemplate": "limit %{y:.4f}<extra></extra>",
+                }
+            )
+    return {
+        "data": data,
+        "layout": layout(
+            height=300,
+            xaxis=day_axis(len({p.label_day for p in dash.fairness})),
+            yaxis={"title": {"text": "disparity (window)"}},
+            shapes=day_lines([d.isoformat() for d in dash.retrain_days], RETRAIN, "retrain decided"),
+        ),
+    }
+
+
 def timeline_chart(dash: Dashboard) -> Figure:
     """Ledger events on a time axis, coloured by action, labelled with the version."""
     events = list(dash.timeline)
@@ -323,6 +391,8 @@ def dashboard_charts(dash: Dashboard) -> dict[str, Figure]:
         charts["volume-chart"] = volume_chart(dash)
     if dash.realized or dash.estimated:
         charts["performance-chart"] = performance_chart(dash)
+    if dash.fairness:
+        charts["fairness-chart"] = fairness_chart(dash)
     return charts
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
-LOUD = frozenset({"contract_failure", "performance_breach", "breaker_open", "task_failure"})
+LOUD = frozenset({"contract_failure", "performance_breach", "fairness_breach", "breaker_open", "task_failure"})
 
 
 def _ti_field(context: Any, name: str) -> Any:
