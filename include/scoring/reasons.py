@@ -181,9 +181,8 @@ class ReasonCodes:
 
     def arrays(self, explained: Explained) -> list[pa.Array]:
         """The output columns of :meth:`fields` for one explained batch."""
-        import pyarrow as pa
-
         import numpy as np
+        import pyarrow as pa
 
         names = pa.array(list(self.features), pa.string())
         out: list[pa.Array] = []
