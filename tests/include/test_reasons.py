@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -247,3 +248,29 @@ def test_k_must_fit_the_features(world: World) -> None:
     for k in (0, len(FEATURES) + 1):
         with pytest.raises(ReasonCodesError, match="k must be 1..14"):
             codes(world, k)
+
+
+def test_the_score_step_reads_the_versions_profile_from_its_training_run(world: World, tmp_path: Path) -> None:
+    """:func:`reason_codes_for` follows the version's ``airloop.training_run_id`` tag to the
+    training run's ``reference_profile.json`` (a private SQLite MLflow store, no server)."""
+    from mlflow import MlflowClient
+
+    from include.names import PROFILE_ARTIFACT, Tag
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("reasons", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(experiment).info.run_id
+    client.log_dict(run, world.profile, PROFILE_ARTIFACT)
+    client.create_registered_model(SPEC.name)
+    version = client.create_model_version(SPEC.name, f"runs:/{run}/model", run_id=run).version
+    raw = SPEC.model_dump()
+    raw["scoring"]["reason_codes"] = 2
+    spec = type(SPEC).model_validate(raw)
+    with pytest.raises(ReasonCodesError, match="no airloop.training_run_id tag"):
+        reason_codes_for(spec, uri, int(version))
+    client.set_model_version_tag(SPEC.name, version, Tag.TRAINING_RUN_ID, run)
+    loaded = reason_codes_for(spec, uri, int(version))
+    assert loaded is not None and loaded.k == 2
+    assert loaded.reference == reference_values(world.profile, SPEC)
+    assert loaded.max_run_rows == SPEC.scoring.batch_size
