@@ -295,9 +295,9 @@ def rescore_day(
     ones as superseded (see the module docstring). ``onnx``: the restored version's ONNX file, or
     a function that downloads it (called only when the day is scored); ``reasons``: a function
     that gives the version's reason codes (:func:`include.scoring.reasons.reason_codes_for`,
-    called only when the day is scored), so a re-scored day keeps the reason columns. Returns the new manifest with
-    ``rescored: True``, ``rescored: False`` when this run had already done it, or
-    ``{"skipped": reason}`` when the day carries another version."""
+    called only when the day is scored), so a re-scored day keeps the reason columns. Returns
+    the new manifest with ``rescored: True``, ``rescored: False`` when this run had already done
+    it, or ``{"skipped": reason}`` when the day carries another version."""
     current = read_manifest(lake, spec, ds)
     if (
         current is not None
