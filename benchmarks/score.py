@@ -12,6 +12,9 @@ Variants, each run in a fresh subprocess (so ``ru_maxrss`` is that variant's pea
   with a constant score: the cost of Parquet read + write and nothing else;
 * ``onnx``      :func:`include.scoring.score.score_partition` (contract split, onnxruntime
   in 64k chunks, ``--threads`` batches at once on one session, rejects file, atomic publish);
+* ``reasons``   ``onnx`` with ``--reason-codes`` k reason codes per row
+  (:mod:`include.scoring.reasons`: occlusion of each of the 14 features against a reference
+  profile of the landed days, so 15 model rows per input row, stacked in runs of 64k rows);
 * ``sklearn``   the same streaming read, ``to_pandas`` + ``prepare_features`` +
   ``pipeline.predict_proba`` per 64k batch, the same output columns written (a chunked
   baseline: whole-file pandas would need several GB at 5M rows);
@@ -28,6 +31,10 @@ paid once per worker, not per partition); the best of ``--repeats`` runs is repo
 the machine is shared (CPU seconds are the steadier figure under load). Run::
 
     .venv/bin/python benchmarks/score.py [--rows 1000000 5000000] [--repeats 2] [--keep DIR]
+        [--variants onnx reasons] [--estimators hist_gradient_boosting] [--reason-codes 3]
+
+With ``reasons`` among the variants, the table adds ``vs onnx``: this run's wall time over the
+plain ``onnx`` run's (the cost of reason codes).
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ FIRST_DAY = date(2013, 1, 1)
 LANDED_DAYS = 16  # labels arrive 2 days late: 14 labelled training days
 SCALED_DAY = {1_000_000: date(2013, 6, 1), 5_000_000: date(2013, 6, 2)}
 ESTIMATORS = ("hist_gradient_boosting", "logistic_regression")
-VARIANTS = ("io_floor", "onnx", "sklearn", "sk_tuned")
+VARIANTS = ("io_floor", "onnx", "reasons", "sklearn", "sk_tuned")
+DEFAULT_VARIANTS = ("io_floor", "onnx", "sklearn", "sk_tuned")
 SKLEARN_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 BATCH = 65536
 
@@ -83,6 +91,15 @@ def build(workdir: Path, sizes: list[int]) -> dict[str, Any]:
         if not lake.has_partition(Zone.LANDING, spec.name, ds):
             land_day(spec, lake, ds)
     pool = pa.concat_tables([lake.read_table(Zone.LANDING, spec.name, ds) for ds in days])
+    if not (workdir / "profile.json").exists():
+        from include.training.profile import categorical_profile, numeric_profile
+
+        rows = pool.to_pandas()
+        profile = {
+            "numeric": {c: numeric_profile(rows[c]) for c in numeric},
+            "categorical": {c: categorical_profile(rows[c]) for c in categorical},
+        }
+        (workdir / "profile.json").write_text(json.dumps(profile))
 
     for estimator in ESTIMATORS:
         if (workdir / f"{estimator}.onnx").exists():
@@ -151,7 +168,9 @@ def _output_batch(schema: Any, batch: Any, scores: Any, threshold: float, ds: da
     )
 
 
-def child(variant: str, lake_uri: str, ds: date, estimator: str, workdir: Path, threads: int) -> dict[str, Any]:
+def child(
+    variant: str, lake_uri: str, ds: date, estimator: str, workdir: Path, threads: int, reason_codes: int = 0
+) -> dict[str, Any]:
     import numpy as np
 
     # Warm-up paid once per worker process, not per partition: pyarrow.compute imports pandas
@@ -182,8 +201,14 @@ def child(variant: str, lake_uri: str, ds: date, estimator: str, workdir: Path, 
     started = time.perf_counter()
     cpu_started = time.process_time()
     rows = 0
-    if variant == "onnx":
+    if variant in ("onnx", "reasons"):
+        from include.scoring.reasons import ReasonCodes
         from include.scoring.score import score_partition
+
+        reasons = None
+        if variant == "reasons":
+            profile = json.loads((workdir / "profile.json").read_text())
+            reasons = ReasonCodes.for_spec(spec, profile, k=reason_codes)
 
         report = score_partition(
             spec,
@@ -196,6 +221,7 @@ def child(variant: str, lake_uri: str, ds: date, estimator: str, workdir: Path, 
             zone=Zone.SHADOW,
             threads=threads,
             output_path=lake.path("_bench", out_dir.name, "out.parquet"),
+            reasons=reasons,
         )
         rows = report.rows_in
         extra = {"rows_scored": report.rows_scored, "rows_rejected": report.rows_rejected}
@@ -257,6 +283,8 @@ def run_child(args: argparse.Namespace, variant: str, ds: date, estimator: str, 
         str(args.workdir),
         "--threads",
         str(args.threads),
+        "--reason-codes",
+        str(args.reason_codes),
     ]
     env = {**os.environ, **(SKLEARN_ENV if variant.startswith("sk") else {})}
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
@@ -303,6 +331,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="work folder to keep (and reuse) the lake and models")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT_VARIANTS))
+    parser.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=list(ESTIMATORS))
+    parser.add_argument("--reason-codes", type=int, default=3, help="k for the reasons variant")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lake", help=argparse.SUPPRESS)
@@ -312,7 +343,15 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        result = child(args.child, args.lake, date.fromisoformat(args.ds), args.estimator, args.workdir, args.threads)
+        result = child(
+            args.child,
+            args.lake,
+            date.fromisoformat(args.ds),
+            args.estimator,
+            args.workdir,
+            args.threads,
+            args.reason_codes,
+        )
         print(json.dumps(result))
         return
     if args.setup:
@@ -347,9 +386,9 @@ def main() -> None:
         )
         results = []
         for rows in args.rows:
-            for estimator in ESTIMATORS:
-                for variant in VARIANTS:
-                    if variant == "io_floor" and estimator != ESTIMATORS[0]:
+            for estimator in args.estimators:
+                for variant in args.variants:
+                    if variant == "io_floor" and estimator != args.estimators[0]:
                         continue  # model-independent
                     runs = [run_child(args, variant, SCALED_DAY[rows], estimator, info) for _ in range(args.repeats)]
                     best = min(runs, key=lambda r: r["seconds"])
@@ -384,7 +423,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print()
     print(
         f"{'rows':>9}  {'model':<24} {'variant':<8} {'wall s':>7} {'cpu s':>7} {'rows/s':>10} {'peak MB':>8} "
-        f"{'vs sklearn':>10} {'vs sk_tuned':>11} {'cpu vs tuned':>12} {'x floor':>8}"
+        f"{'vs sklearn':>10} {'vs sk_tuned':>11} {'cpu vs tuned':>12} {'x floor':>8} {'vs onnx':>8}"
     )
     for r in results:
         sk = find(r["rows"], r["estimator"], "sklearn")
@@ -394,10 +433,13 @@ def print_table(results: list[dict[str, Any]]) -> None:
         vs_tuned = f"{tuned['seconds'] / r['seconds']:.2f}x" if tuned and model_run else ""
         cpu_tuned = f"{tuned['cpu_s'] / r['cpu_s']:.2f}x" if tuned and model_run else ""
         over_floor = f"{r['seconds'] / floor[r['rows']]['seconds']:.2f}" if r["rows"] in floor else ""
+        plain = find(r["rows"], r["estimator"], "onnx")
+        vs_onnx = f"{r['seconds'] / plain['seconds']:.2f}x" if plain and r["variant"] == "reasons" else ""
         model = "-" if not model_run else r["estimator"]
         print(
             f"{r['rows']:>9}  {model:<24} {r['variant']:<8} {r['seconds']:7.2f} {r['cpu_s']:7.2f} "
-            f"{r['rows_per_s']:>10,.0f} {r['peak_rss_mb']:8.0f} {vs_sk:>10} {vs_tuned:>11} {cpu_tuned:>12} {over_floor:>8}"
+            f"{r['rows_per_s']:>10,.0f} {r['peak_rss_mb']:8.0f} {vs_sk:>10} {vs_tuned:>11} {cpu_tuned:>12} "
+            f"{over_floor:>8} {vs_onnx:>8}"
         )
 
 

@@ -384,6 +384,7 @@ def _score(
     data_lake: Lake,
     memo: ScoreMemo | None = None,
 ) -> dict[str, Any]:
+    from include.scoring.reasons import reason_codes_for
     from include.scoring.shards import count_rows, plan_shards, publish_shards, read_manifest, score_shard
 
     run_key = f"replay__{result.policy}__{day.isoformat()}"
@@ -397,6 +398,7 @@ def _score(
                 memo.hits += 1
                 return manifest
         shards = plan_shards(count_rows(lake, spec, day), spec.scoring.shard_rows)
+        reasons = reason_codes_for(spec, uri, version)
         for index, row_range in enumerate(shards):
             score_shard(
                 spec,
@@ -409,6 +411,7 @@ def _score(
                 model_name=spec.name,
                 model_version=version,
                 run_id=run_key,
+                reasons=reasons,
             )
         manifest = publish_shards(lake, spec, day, run_key, len(shards))
         if memo is not None:

@@ -338,13 +338,17 @@ class GateSpec(_Strict):
 class ScoringSpec(_Strict):
     """``allow_missing``: numeric features whose missing values the model handles (HGB routes
     them, the other estimators impute): rows missing them are scored. Missing values in any
-    other feature, and non-finite numbers anywhere, send the row to the rejects file."""
+    other feature, and non-finite numbers anywhere, send the row to the rejects file.
+
+    ``reason_codes``: how many top contributing features each prediction row names
+    (``reason_1``.. columns, :mod:`include.scoring.reasons`); 0 writes none."""
 
     batch_size: int = Field(default=65536, ge=1, le=10_000_000)
     shard_rows: int = Field(default=1_000_000, ge=100)
     threads: int = Field(default=2, ge=1, le=64)
     shadow: bool = False
     allow_missing: list[Column] = Field(default_factory=list)
+    reason_codes: int = Field(default=0, ge=0, le=100)
 
 
 RetrainOn = Literal["performance", "estimated_performance", "data_drift"]
@@ -475,6 +479,11 @@ class ModelSpec(_Strict):
         unknown = [c for c in self.scoring.allow_missing if c not in numeric]
         if unknown:
             raise ValueError(f"scoring.allow_missing must name numeric features, not {unknown}")
+        if self.scoring.reason_codes > len(self.dataset.features.all):
+            raise ValueError(
+                f"scoring.reason_codes ({self.scoring.reason_codes}) exceeds the "
+                f"{len(self.dataset.features.all)} features"
+            )
         features = set(self.dataset.features.all)
         unknown = [c for c in self.drift.ignore if c not in features]
         if unknown:

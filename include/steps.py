@@ -478,6 +478,7 @@ class ScoreParams(DayParams):
 def score_step(p: ScoreParams, env: StepEnv) -> dict[str, Any]:
     """Score one shard planned by :func:`pin_step` with onnxruntime."""
     from include.registry.mlflow_registry import load_onnx_bytes
+    from include.scoring.reasons import reason_codes_for
     from include.scoring.shards import score_shard
 
     report = score_shard(
@@ -491,6 +492,7 @@ def score_step(p: ScoreParams, env: StepEnv) -> dict[str, Any]:
         model_name=env.spec.name,
         model_version=p.version,
         run_id=p.run_id,
+        reasons=reason_codes_for(env.spec, env.tracking_uri, p.version),
     )
     return dict(report.to_dict())
 
@@ -553,6 +555,7 @@ def rescore_step(p: RescoreParams, env: StepEnv) -> dict[str, Any]:
     """:func:`include.scoring.rescore.rescore_day` with the pinned version's ONNX file (downloaded
     only when the day is to be scored)."""
     from include.registry.mlflow_registry import load_onnx_bytes
+    from include.scoring.reasons import reason_codes_for
     from include.scoring.rescore import rescore_day
 
     return rescore_day(
@@ -566,6 +569,7 @@ def rescore_step(p: RescoreParams, env: StepEnv) -> dict[str, Any]:
         run_id=p.run_id,
         reason=p.reason,
         now=p.now or datetime.now(UTC),
+        reasons=lambda: reason_codes_for(env.spec, env.tracking_uri, p.version),
     )
 
 

@@ -52,6 +52,7 @@ from include.scoring.shards import (
 )
 
 if TYPE_CHECKING:
+    from include.scoring.reasons import ReasonCodes
     from include.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -288,12 +289,15 @@ def rescore_day(
     run_id: str,
     reason: str,
     now: datetime,
+    reasons: Callable[[], ReasonCodes | None] | None = None,
 ) -> dict[str, Any]:
     """Re-score ``ds`` with ``version`` when its predictions carry ``replaces``, keeping the old
     ones as superseded (see the module docstring). ``onnx``: the restored version's ONNX file, or
-    a function that downloads it (called only when the day is scored). Returns the new manifest with
-    ``rescored: True``, ``rescored: False`` when this run had already done it, or
-    ``{"skipped": reason}`` when the day carries another version."""
+    a function that downloads it (called only when the day is scored); ``reasons``: a function
+    that gives the version's reason codes (:func:`include.scoring.reasons.reason_codes_for`,
+    called only when the day is scored), so a re-scored day keeps the reason columns. Returns
+    the new manifest with ``rescored: True``, ``rescored: False`` when this run had already done
+    it, or ``{"skipped": reason}`` when the day carries another version."""
     current = read_manifest(lake, spec, ds)
     if (
         current is not None
@@ -311,6 +315,7 @@ def rescore_day(
             return {"skipped": f"{spec.name} {ds}: the predictions carry v{found}, not v{replaces}: left as they are"}
         archived = supersede(lake, spec, ds, by_version=version, run_key=run_key, reason=reason, now=now)
     onnx_bytes = onnx() if callable(onnx) else onnx
+    codes = reasons() if reasons is not None else None
     shards = plan_shards(count_rows(lake, spec, ds), spec.scoring.shard_rows)
     for index, (start, end) in enumerate(shards):
         score_shard(
@@ -324,6 +329,7 @@ def rescore_day(
             model_name=spec.name,
             model_version=version,
             run_id=run_id,
+            reasons=codes,
         )
     manifest = publish_shards(lake, spec, ds, run_key, len(shards), annotations={"supersedes": _supersedes(archived)})
     return {**manifest, "rescored": True}

@@ -20,6 +20,12 @@ Parquet key-value metadata carries the run's counts (``airloop.*``).
 An unsharded run deletes a ``_manifest.json`` left by an earlier sharded publish of the same
 day before its own data file appears (see :mod:`include.scoring.shards`).
 
+With reason codes (``reasons`` given, :mod:`include.scoring.reasons`), the output ends with
+``reason_1`` (string, a feature name), ``reason_1_value`` (float32, its contribution in score
+units), ... up to ``reason_k`` and ``reason_k_value``, and the metadata key
+``airloop.reason_codes`` records the method, ``k`` and the reference values; without them the
+schema and metadata are exactly as above.
+
 Rejects, ``<zone>/<model>/ds=D/_rejects.parquet``: every rejected row with its keys, time,
 all features and ``reject_reason``. The leading underscore keeps it out of readers of the
 zone (pyarrow.dataset, Spark and Hive skip ``_``-prefixed paths; ``Lake.list_partitions``
@@ -64,7 +70,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from include.lake import DATA_FILE, Lake, LakeError, Zone
 from include.scoring.contract import (
@@ -82,6 +88,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from include.scoring.reasons import Explained, ReasonCodes
+
 log = logging.getLogger(__name__)
 
 REJECTS_FILE = "_rejects.parquet"
@@ -92,6 +100,8 @@ META_PREFIX = "airloop."
 READ_BUFFER = 1 << 20
 LOG_EVERY_BATCHES = 16
 MIN_RUN_ROWS = 256
+REASON_CODES_KEY = "reason_codes"
+"""Metadata key (under ``airloop.``) of the reason codes' method, k and reference values."""
 
 
 class ScoringError(RuntimeError):
@@ -169,7 +179,8 @@ def source_columns(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys([*dataset.key_columns, dataset.time_column, *dataset.features.all]))
 
 
-def output_schema(source: pa.Schema, spec: ModelSpec) -> pa.Schema:
+def output_schema(source: pa.Schema, spec: ModelSpec, reasons: ReasonCodes | None = None) -> pa.Schema:
+    """Keys, time, score, label, model and run columns; then ``reasons``' columns, if any."""
     import pyarrow as pa
 
     dataset = spec.dataset
@@ -182,6 +193,8 @@ def output_schema(source: pa.Schema, spec: ModelSpec) -> pa.Schema:
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("ds", pa.date32(), nullable=False),
     ]
+    if reasons is not None:
+        fields += reasons.fields()
     return pa.schema(fields)
 
 
@@ -334,30 +347,52 @@ def _open_source(
 class _Output:
     """Appends scored batches to the predictions writer and keeps the run's totals."""
 
-    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, threshold: float, constants: list[Any]) -> None:
+    def __init__(
+        self,
+        writer: pq.ParquetWriter,
+        schema: pa.Schema,
+        threshold: float,
+        constants: list[Any],
+        reasons: ReasonCodes | None = None,
+    ) -> None:
         self.writer, self.schema, self.threshold = writer, schema, threshold
-        self.constants = constants
+        self.constants, self.reasons = constants, reasons
         self.constant_types = [schema.field(name).type for name in ("model_name", "model_version", "run_id", "ds")]
         self._cache: dict[int, list[pa.Array]] = {}
         self.rows = self.positives = 0
         self.score_sum = 0.0
 
-    def write(self, kept: pa.RecordBatch, scores: np.ndarray) -> None:
+    def write(self, kept: pa.RecordBatch, scored: _Scored) -> None:
         import numpy as np
         import pyarrow as pa
 
+        scores, explained = scored
         n = len(scores)
         labels = (scores >= self.threshold).astype(np.int8)
         if n not in self._cache:  # batches mostly share one size: build the constant columns once
             self._cache = {n: [_constant(v, t, n) for v, t in zip(self.constants, self.constant_types, strict=True)]}
         columns = [*kept.columns, pa.array(scores, pa.float32()), pa.array(labels, pa.int8()), *self._cache[n]]
+        if self.reasons is not None and explained is not None:
+            columns += self.reasons.arrays(explained)
         self.writer.write_batch(pa.record_batch(columns, schema=self.schema))
         self.rows += n
         self.positives += int(labels.sum())
         self.score_sum += float(scores.sum(dtype=np.float64))
 
 
-def _done(item: tuple[Future[np.ndarray], pa.RecordBatch]) -> tuple[pa.RecordBatch, np.ndarray]:
+_Scored: TypeAlias = "tuple[np.ndarray, Explained | None]"
+"""A batch's scores and, with reason codes, its :class:`~include.scoring.reasons.Explained`."""
+
+
+def _score_task(session: ort.InferenceSession, feeds: dict[str, np.ndarray], reasons: ReasonCodes | None) -> _Scored:
+    """One batch's scores, and its reason codes when ``reasons`` is given (run on the pool)."""
+    if reasons is None:
+        return score_feeds(session, feeds), None
+    explained = reasons.explain(session, feeds)
+    return explained.scores, explained
+
+
+def _done(item: tuple[Future[_Scored], pa.RecordBatch]) -> tuple[pa.RecordBatch, _Scored]:
     future, kept = item
     return kept, future.result()
 
@@ -380,6 +415,7 @@ def score_partition(
     threads: int | None = None,
     row_range: tuple[int, int] | None = None,
     output_path: str | None = None,
+    reasons: ReasonCodes | None = None,
 ) -> ScoreReport:
     """Score the ``source_zone`` partition of ``ds`` (or rows ``row_range`` of it) and publish
     the predictions and rejects atomically; see the module docstring for paths and columns.
@@ -387,6 +423,10 @@ def score_partition(
     Raises :class:`~include.scoring.contract.SignatureMismatchError` before reading any row
     if the model does not fit the spec, :class:`~include.scoring.contract.InputSchemaError`
     if the partition lacks a feature, :class:`ScoringError` for a bad ``row_range``.
+
+    ``reasons``: write its top-k reason codes per row (:mod:`include.scoring.reasons`); the
+    caller builds it from the spec's ``scoring.reason_codes`` and the version's reference
+    profile (:func:`include.scoring.reasons.reason_codes_for`). ``None``: no reason columns.
 
     Stages: open and check the source -> :func:`_stream_batches` (check, score, write in order)
     -> :func:`_output_metadata` on the data file -> publish (the writers' exits) -> the report.
@@ -408,10 +448,10 @@ def score_partition(
     handle, parquet = _open_source(lake, lake.partition_file(source_zone, model, ds), spec, ds, row_range)
     with contextlib.closing(handle):
         num_rows = parquet.metadata.num_rows
-        schema = output_schema(parquet.schema_arrow, spec)
+        schema = output_schema(parquet.schema_arrow, spec, reasons)
         rej_schema = rejects_schema(parquet.schema_arrow, spec)
         log.info(
-            "scoring %s %s rows %s of %s with %s v%s (batch %s, %s threads) -> %s",
+            "scoring %s %s rows %s of %s with %s v%s (batch %s, %s threads, %s reason codes) -> %s",
             model,
             ds,
             row_range or "all",
@@ -420,6 +460,7 @@ def score_partition(
             model_version,
             batch_size,
             threads,
+            reasons.k if reasons else 0,
             lake.to_uri(out_path),
         )
         if output_path is None:
@@ -431,7 +472,9 @@ def score_partition(
             lake.parquet_writer(rej_path, rej_schema) as rejects,
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="airloop-score") as pool,
         ):
-            out = _Output(writer, schema, spec.training.threshold, [model_name, int(model_version), run_id, ds])
+            out = _Output(
+                writer, schema, spec.training.threshold, [model_name, int(model_version), run_id, ds], reasons
+            )
             streamed = _stream_batches(
                 spec,
                 ds,
@@ -446,6 +489,8 @@ def score_partition(
                 started,
             )
             metadata = _output_metadata(spec, ds, model_name, model_version, run_id, streamed, out.rows, row_range)
+            if reasons is not None:
+                metadata[REASON_CODES_KEY] = json.dumps(reasons.describe())
             writer.add_key_value_metadata({META_PREFIX + k: v for k, v in metadata.items()})
             if output_path is None:
                 # A manifest left by an earlier sharded publish would describe another file:
@@ -552,13 +597,13 @@ def _stream_batches(
     """Check every batch of the range, write its rejects, score the rest on ``pool`` and write
     the scores in input order. At most ``threads + 1`` batches wait in memory."""
     passthrough = list(dict.fromkeys([*spec.dataset.key_columns, spec.dataset.time_column]))
-    pending: deque[tuple[Future[np.ndarray], pa.RecordBatch]] = deque()
+    pending: deque[tuple[Future[_Scored], pa.RecordBatch]] = deque()
     rows_in = batches = 0
     reasons: Counter[str] = Counter()
     try:
         for batch in iter_row_range(parquet, source_columns(spec), batch_size, row_range):
             feeds, kept = _feeds_and_kept(batch, spec, passthrough, rejects, reasons)
-            pending.append((pool.submit(score_feeds, session, feeds), kept))
+            pending.append((pool.submit(_score_task, session, feeds, out.reasons), kept))
             rows_in += batch.num_rows
             batches += 1
             # Keep every worker busy plus one batch ready; write results in order.

@@ -33,6 +33,7 @@ from include.lake import Lake, LakeError, Zone, safe_key
 from include.scoring.score import (
     MANIFEST_FILE,
     META_PREFIX,
+    REASON_CODES_KEY,
     ScoreReport,
     read_output_metadata,
     rejects_file,
@@ -127,7 +128,7 @@ def score_shard(
     """Score rows ``row_range`` of the partition into shard ``index`` of ``run_key`` (atomic;
     a retried shard simply overwrites itself). ``options``: the other keyword arguments of
     :func:`~include.scoring.score.score_partition` (``model_name``, ``model_version`` and
-    ``run_id`` are required; ``source_zone``, ``batch_size``, ``threads``)."""
+    ``run_id`` are required; ``source_zone``, ``batch_size``, ``threads``, ``reasons``)."""
     output_path = shard_path(lake, spec, ds, run_key, index, zone)
     return score_partition(
         spec, lake, ds, onnx_bytes, zone=zone, row_range=row_range, output_path=output_path, **options
@@ -279,6 +280,10 @@ def _publish(
         "run_key": run_key,
         "n_shards": str(n_shards),
     }
+    # Every shard has the same schema, so the same reason columns: shard-0 says how they were made.
+    reason_codes = read_output_metadata(lake, data_paths[0]).get(REASON_CODES_KEY)
+    if reason_codes is not None:
+        metadata[REASON_CODES_KEY] = reason_codes
     total = _write_partition(lake, spec, ds, zone, data_paths, schema, metadata)
     data_path = lake.partition_file(zone, model, ds)
     rejects_path = rejects_file(lake, zone, model, ds)

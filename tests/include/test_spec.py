@@ -140,6 +140,10 @@ BROKEN = [
     pytest.param(
         "scoring.allow_missing", ["carrier"], "scoring.allow_missing must name numeric features", id="allow-missing-cat"
     ),
+    pytest.param(
+        "scoring.reason_codes", 15, "scoring.reason_codes (15) exceeds the 14 features", id="too-many-reason-codes"
+    ),
+    pytest.param("scoring.reason_codes", -1, "scoring.reason_codes: expected input should be greater than", id="k<0"),
 ]
 
 
