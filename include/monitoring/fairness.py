@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from include.registry.fairness import HIGHER_IS_FAIRER, Disparity
 from include.reports.format import jsonable
 
 if TYPE_CHECKING:
@@ -52,36 +53,19 @@ def min_window_days(days: int) -> int:
 
 
 @dataclass(frozen=True)
-class FairnessBreach:
-    """One limited disparity of the window past its limit on its favourable bound."""
+class FairnessBreach(Disparity):
+    """One limited disparity of the window past its ``limit`` on its favourable bound."""
 
-    column: str
-    name: str
-    value: float
-    lower: float
-    upper: float
     limit: float
-    metric: str
-    low_group: str | None
-    low_value: float
-    high_group: str | None
-    high_value: float
-
-    @property
-    def judged(self) -> float:
-        """The bound compared with the limit (the upper bound of the ratio, else the lower)."""
-        return self.upper if self.name == "demographic_parity_ratio" else self.lower
 
     @property
     def words(self) -> str:
         """``equalized_odds_difference on origin 0.51 [0.46, 0.55] (group EWR: TPR ...) over 0.20``."""
-        from include.registry.fairness import Disparity
         from include.registry.gate import _disparity_words
         from include.reports.format import fmt_number
 
-        figures = {k: v for k, v in asdict(self).items() if k != "limit"}
-        side = "under" if self.name == "demographic_parity_ratio" else "over"
-        return f"{_disparity_words(Disparity(**figures))} {side} {fmt_number(self.limit)}"
+        side = "under" if self.name in HIGHER_IS_FAIRER else "over"
+        return f"{_disparity_words(self)} {side} {fmt_number(self.limit)}"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FairnessBreach:

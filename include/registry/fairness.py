@@ -15,7 +15,7 @@ The disparities are the MetricFrame's ``difference()`` (largest minus smallest g
 larger of the TPR and FPR gaps (Fairlearn's ``worst_case``). They equal
 ``fairlearn.metrics.demographic_parity_difference`` and friends on the same rows (the tests check it).
 
-Bootstrap: the replicates of :func:`include.registry.gate._bootstrap_weights` (the AUC's, same seed)
+Bootstrap: the replicates of :func:`include.registry.resample.bootstrap_weights` (the AUC's, same seed)
 weight the rows; every metric above is a weighted mean within a group, so the rows are first
 summed into cells (group, label, predicted label) with their weights and the score-weighted
 sum, and one MetricFrame over every replicate's cells (the replicate is Fairlearn's *control
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from include.registry.gate import GateInputError, _bootstrap_weights, _interval, _validated
+from include.registry.resample import GateInputError, bootstrap_weights, percentile_interval, validated_scores
 from include.reports.format import jsonable
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ def _evaluate_model(
         point_groups = frame.by_group.loc[0]
         for name, values in table.items():
             replicates[(col.name, name)] = values
-            low, high = _interval(values[1:]) if len(values) > 1 else (math.nan, math.nan)
+            low, high = percentile_interval(values[1:]) if len(values) > 1 else (math.nan, math.nan)
             metric = DISPARITIES[name]
             if metric == "tpr|fpr":
                 metric = "tpr" if table["max_tpr_gap"][0] >= table["max_fpr_gap"][0] else "fpr"
@@ -371,16 +371,16 @@ def measure_fairness(
     """Fairness figures of the challenger (and the champion, paired) on the evaluation rows.
 
     ``sensitive`` maps each of ``policy.sensitive`` to its values per row; the bootstrap is the
-    gate's (:func:`include.registry.gate._bootstrap_weights` with ``n_boot`` and ``seed``)."""
-    challenger_scores, labels = _validated(challenger_scores, labels)
+    gate's (:func:`include.registry.resample.bootstrap_weights` with ``n_boot`` and ``seed``)."""
+    challenger_scores, labels = validated_scores(challenger_scores, labels)
     if champion_scores is not None:
-        champion_scores, _ = _validated(champion_scores, labels)
+        champion_scores, _ = validated_scores(champion_scores, labels)
     n = len(labels)
     missing = [c for c in policy.sensitive if c not in sensitive]
     if missing:
         raise GateInputError(f"no values for the sensitive columns {missing}")
     columns = [_column(c, sensitive[c], n, policy.min_group_rows) for c in policy.sensitive]
-    weights = [np.ones(n), *_bootstrap_weights(n, n_boot, seed)]
+    weights = [np.ones(n), *bootstrap_weights(n, n_boot, seed)]
     challenger, ours = _evaluate_model(challenger_scores, labels, columns, threshold, weights)
     champion: FairnessEvaluation | None = None
     shifts: list[FairnessShift] = []
@@ -400,7 +400,7 @@ def measure_fairness(
                 if (column, name) not in ours or (column, name) not in theirs:
                     continue
                 delta = ours[(column, name)] - theirs[(column, name)]
-                low, high = _interval(delta[1:]) if n_boot > 0 else (delta[0], delta[0])
+                low, high = percentile_interval(delta[1:]) if n_boot > 0 else (delta[0], delta[0])
                 shifts.append(
                     FairnessShift(
                         column=column,

@@ -38,13 +38,20 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from include.names import GATE_MODES, RANDOM_AUC, GateMode
+from include.registry.resample import (
+    CONFIDENCE,
+    GateInputError,
+    bootstrap_weights,
+    percentile_interval,
+    validated_scores,
+)
 from include.reports.format import fmt_number, jsonable
 
 if TYPE_CHECKING:
@@ -54,7 +61,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_SLICE_ROWS = 50
-CONFIDENCE = 0.95
 MODES = GATE_MODES
 _MODE_BY_NAME: dict[str, GateMode] = {m: m for m in MODES}
 _EPS = 1e-15
@@ -64,10 +70,6 @@ Basis = Literal["holdout", "post_break"]
 Waiting = Literal["shadow_days", "post_break_rows"]
 # the checks that compare with the champion: a breach judged on post-break days waives them
 COMPARATIVE = frozenset({"no_regression", "never_trade_down", "min_gain", "slice_regression"})
-
-
-class GateInputError(ValueError):
-    """The gate was given inputs it cannot judge (one-class holdout, mismatched arrays, bad mode)."""
 
 
 # --------------------------------------------------------------------------- value objects
@@ -261,24 +263,8 @@ class _AucRanker:
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """ROC AUC (NaN when only one class is present)."""
-    scores, labels = _validated(scores, labels)
+    scores, labels = validated_scores(scores, labels)
     return _AucRanker(scores, labels).auc()
-
-
-def _bootstrap_weights(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Yield ``n_boot`` row-count vectors (resampling n rows with replacement)."""
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        yield np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-
-
-def _interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return math.nan, math.nan
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(finite, [tail, 100.0 - tail])
-    return float(low), float(high)
 
 
 # --------------------------------------------------------------------------- evaluate / compare
@@ -293,14 +279,14 @@ def evaluate(
     """Figures of one model on a holdout; ``scores`` are positive-class probabilities."""
     from sklearn.metrics import average_precision_score
 
-    scores, labels = _validated(scores, labels)
+    scores, labels = validated_scores(scores, labels)
     n, positives = len(labels), int(labels.sum())
     if positives == 0 or positives == n:
         raise GateInputError(f"the holdout has a single class ({positives} positives in {n} rows): AUC is undefined")
     ranker = _AucRanker(scores, labels)
     auc = ranker.auc()
-    boot = np.array([ranker.auc(w) for w in _bootstrap_weights(n, n_boot, seed)]) if n_boot > 0 else np.array([])
-    lower, upper = _interval(boot) if n_boot > 0 else (math.nan, math.nan)
+    boot = np.array([ranker.auc(w) for w in bootstrap_weights(n, n_boot, seed)]) if n_boot > 0 else np.array([])
+    lower, upper = percentile_interval(boot) if n_boot > 0 else (math.nan, math.nan)
 
     clipped = np.clip(scores, _EPS, 1.0 - _EPS)
     log_loss = float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1.0 - clipped)))
@@ -356,8 +342,8 @@ def compare(
     seed: int,
 ) -> Comparison:
     """Paired bootstrap of ``AUC(challenger) - AUC(champion)`` on the same holdout rows."""
-    challenger_scores, labels = _validated(challenger_scores, labels)
-    champion_scores, _ = _validated(champion_scores, labels)
+    challenger_scores, labels = validated_scores(challenger_scores, labels)
+    champion_scores, _ = validated_scores(champion_scores, labels)
     if not (challenger.n == champion.n == len(labels)):
         raise GateInputError(
             f"evaluations and arrays disagree on the holdout size: challenger {challenger.n}, "
@@ -365,8 +351,8 @@ def compare(
         )
     ours, theirs = _AucRanker(challenger_scores, labels), _AucRanker(champion_scores, labels)
     gain = ours.auc() - theirs.auc()
-    gains = np.array([ours.auc(w) - theirs.auc(w) for w in _bootstrap_weights(len(labels), n_boot, seed)])
-    lower, upper = _interval(gains) if n_boot > 0 else (gain, gain)
+    gains = np.array([ours.auc(w) - theirs.auc(w) for w in bootstrap_weights(len(labels), n_boot, seed)])
+    lower, upper = percentile_interval(gains) if n_boot > 0 else (gain, gain)
     finite = gains[np.isfinite(gains)]
     prob_worse = float(np.mean(finite < 0)) if finite.size else math.nan
 
@@ -406,20 +392,6 @@ def _auc_standard_error(metric: SliceMetric) -> float:
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
     variance = (auc * (1 - auc) + (pos - 1) * (q1 - auc * auc) + (neg - 1) * (q2 - auc * auc)) / (pos * neg)
     return math.sqrt(max(variance, 0.0))
-
-
-def _validated(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(labels).ravel()
-    if len(s) != len(y):
-        raise GateInputError(f"{len(s)} scores for {len(y)} labels")
-    if len(s) == 0:
-        raise GateInputError("no rows to evaluate")
-    if not np.all(np.isfinite(s)):
-        raise GateInputError(f"{int(np.sum(~np.isfinite(s)))} scores are NaN or infinite")
-    if not np.all((y == 0) | (y == 1)):
-        raise GateInputError("labels must be 0/1 (or booleans)")
-    return s, y.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- decide

@@ -35,7 +35,7 @@ magnitudes keep the spec's feature order (numeric, then categorical).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +44,10 @@ from include.spec import ModelSpec
 
 if TYPE_CHECKING:
     import numpy as np
-    import onnxruntime as ort
     import pyarrow as pa
+
+    ScoreFeeds = Callable[[dict[str, np.ndarray]], np.ndarray]
+    """Runs the model on feeds: the probability of class 1 per row (float32)."""
 
 METHOD = "occlusion"
 NAME_COLUMN = "reason_{rank}"
@@ -141,14 +143,11 @@ class ReasonCodes:
             for i, name in enumerate(reason_columns(self.k))
         ]
 
-    def contributions(
-        self, session: ort.InferenceSession, feeds: dict[str, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def contributions(self, score: ScoreFeeds, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, contributions)``: float32 ``(n,)`` and ``(n, n_features)`` for the rows of
-        ``feeds`` (which must hold the features in :attr:`features` order)."""
+        ``feeds`` (which must hold the features in :attr:`features` order); ``score`` runs the
+        model on feeds (:func:`include.scoring.score.score_feeds` with the session)."""
         import numpy as np
-
-        from include.scoring.score import score_feeds
 
         n = len(next(iter(feeds.values())))
         width = len(self.features) + 1
@@ -163,18 +162,18 @@ class ReasonCodes:
                 block = np.tile(feeds[name][start:stop], (width, 1))
                 block[(j + 1) * m : (j + 2) * m] = self.reference[name]
                 stacked[name] = block
-            proba = score_feeds(session, stacked)
+            proba = score(stacked)
             base = proba[:m]
             scores[start:stop] = base
             contributions[start:stop] = base[:, None] - proba[m:].reshape(len(self.features), m).T
         return scores, contributions
 
-    def explain(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> Explained:
+    def explain(self, score: ScoreFeeds, feeds: dict[str, np.ndarray]) -> Explained:
         """Scores and the top-``k`` features per row by ``|contribution|`` (stable: ties keep
         the feature order)."""
         import numpy as np
 
-        scores, contributions = self.contributions(session, feeds)
+        scores, contributions = self.contributions(score, feeds)
         order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, : self.k]
         values = np.take_along_axis(contributions, order, axis=1)
         return Explained(scores=scores, order=order.astype(np.int32), values=values)

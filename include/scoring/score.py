@@ -388,7 +388,7 @@ def _score_task(session: ort.InferenceSession, feeds: dict[str, np.ndarray], rea
     """One batch's scores, and its reason codes when ``reasons`` is given (run on the pool)."""
     if reasons is None:
         return score_feeds(session, feeds), None
-    explained = reasons.explain(session, feeds)
+    explained = reasons.explain(lambda stacked: score_feeds(session, stacked), feeds)
     return explained.scores, explained
 
 

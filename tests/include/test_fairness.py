@@ -172,10 +172,10 @@ def test_the_gates_figures_agree_with_fairlearn_on_the_same_rows(flights: Any) -
 
 def test_bootstrap_replicates_equal_fairlearn_on_the_resampled_rows(flights: Any) -> None:
     """The cells' shortcut is exact: replicate 1 equals Fairlearn on the rows it resampled."""
-    from include.registry.gate import _bootstrap_weights
+    from include.registry.resample import bootstrap_weights
 
     labels, origin, scores = flights["labels"], flights["origin"], flights["biased"]
-    weights = next(_bootstrap_weights(len(labels), 1, SEED))
+    weights = next(bootstrap_weights(len(labels), 1, SEED))
     rows = np.repeat(np.arange(len(labels)), weights.astype(int))
     expected = equalized_odds_difference(labels[rows], scores[rows] >= THRESHOLD, sensitive_features=origin[rows])
     one = measure_fairness(LIMITS, {"origin": origin}, labels, scores, None, THRESHOLD, 1, SEED)

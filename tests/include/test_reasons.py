@@ -27,7 +27,7 @@ from include.scoring.reasons import (
     reason_columns,
     reference_values,
 )
-from include.scoring.score import make_session, read_output_metadata, score_partition
+from include.scoring.score import make_session, read_output_metadata, score_feeds, score_partition
 from include.scoring.shards import count_rows, plan_shards, publish_shards, score_shard
 from include.spec import get_spec
 from include.training.onnx_export import build_pipeline, export_onnx
@@ -214,7 +214,10 @@ def test_small_stacked_runs_give_the_same_rows(world: World) -> None:
     assert small.equals(big)
     session = make_session(world.hgb_onnx)
     reasons = codes(world, 4, max_run_rows=45)
-    empty = reasons.explain(session, {f: np.empty((0, 1), np.float32 if f in NUMERIC else object) for f in FEATURES})
+    empty = reasons.explain(
+        lambda feeds: score_feeds(session, feeds),
+        {f: np.empty((0, 1), np.float32 if f in NUMERIC else object) for f in FEATURES},
+    )
     assert empty.scores.shape == (0,) and empty.order.shape == (0, 4)
 
 
