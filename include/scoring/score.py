@@ -174,17 +174,23 @@ def rejects_file(lake: Lake, zone: Zone | str, model: str, ds: date) -> str:
 
 
 def source_columns(spec: ModelSpec) -> list[str]:
-    """Columns read from the source: keys, time, features (in that order, no repeats)."""
+    """Columns read from the source: keys, time, features and pass-through sensitive columns (in
+    that order, no repeats)."""
+    return spec.landed_columns
+
+
+def carried_columns(spec: ModelSpec) -> list[str]:
+    """Source columns copied into every prediction row: keys, time and the sensitive columns of
+    ``gate.fairness`` (features or pass-through), so predictions can be audited by group."""
     dataset = spec.dataset
-    return list(dict.fromkeys([*dataset.key_columns, dataset.time_column, *dataset.features.all]))
+    return list(dict.fromkeys([*dataset.key_columns, dataset.time_column, *spec.sensitive_columns]))
 
 
 def output_schema(source: pa.Schema, spec: ModelSpec, reasons: ReasonCodes | None = None) -> pa.Schema:
-    """Keys, time, score, label, model and run columns; then ``reasons``' columns, if any."""
+    """:func:`carried_columns`, score, label, model and run columns; then ``reasons``' columns, if any."""
     import pyarrow as pa
 
-    dataset = spec.dataset
-    fields = [source.field(c).remove_metadata() for c in dict.fromkeys([*dataset.key_columns, dataset.time_column])]
+    fields = [source.field(c).remove_metadata() for c in carried_columns(spec)]
     fields += [
         pa.field(SCORE, pa.float32(), nullable=False),
         pa.field(PREDICTED_LABEL, pa.int8(), nullable=False),
@@ -596,7 +602,7 @@ def _stream_batches(
 ) -> _Streamed:
     """Check every batch of the range, write its rejects, score the rest on ``pool`` and write
     the scores in input order. At most ``threads + 1`` batches wait in memory."""
-    passthrough = list(dict.fromkeys([*spec.dataset.key_columns, spec.dataset.time_column]))
+    passthrough = carried_columns(spec)
     pending: deque[tuple[Future[_Scored], pa.RecordBatch]] = deque()
     rows_in = batches = 0
     reasons: Counter[str] = Counter()

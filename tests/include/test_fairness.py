@@ -359,6 +359,13 @@ def test_a_pass_through_column_lands_is_validated_and_read_by_the_gate_but_never
     data = assemble_training_data(spec, lake, date(2024, 1, 8), window_days=6, holdout_days=2)
     assert "region" not in data.train.columns and "region" not in data.holdout.columns
     assert {"x", "kind"} <= set(data.train.columns)
+    # scoring reads the pass-through column and carries every sensitive column into the predictions
+    from include.scoring.score import carried_columns, output_schema, source_columns
+
+    assert source_columns(spec) == ["row_id", "seen_at", "x", "kind", "region"]
+    assert carried_columns(spec) == ["row_id", "seen_at", "region", "kind"]
+    predictions = output_schema(lake.read_table(Zone.VALIDATED, spec.name, date(2024, 1, 3)).schema, spec)
+    assert predictions.names[:5] == ["row_id", "seen_at", "region", "kind", "score"]
     gate_rows = evaluation_set(spec, lake, date(2024, 1, 8)).frame
     assert set(gate_rows["region"]) == {"north", "south"} and "label" in gate_rows.columns
     # run_gate reads the pass-through column on its evaluation days and judges by it; the models
