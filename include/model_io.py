@@ -153,3 +153,32 @@ def _categorical(series: pd.Series) -> pd.Series:
     missing = series.isna()
     text = series.astype(object).where(~missing, MISSING_CATEGORY)
     return pd.Series([str(v) for v in text], index=series.index, dtype=object)
+
+
+class ReferenceProfileError(LookupError):
+    """A registered version's reference profile cannot be found (no training-run tag)."""
+
+
+def load_reference_profile(tracking_uri: str, model: str, version: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The reference profile (:data:`~include.names.PROFILE_ARTIFACT`) logged by the training run
+    of registered ``model`` ``version``, and the version's tags; read by the monitor (drift
+    reference) and by scoring (reason codes)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from include.names import Tag
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    tags = dict(client.get_model_version(model, str(int(version))).tags)
+    run_id = tags.get(Tag.TRAINING_RUN_ID)
+    if not run_id:
+        raise ReferenceProfileError(
+            f"{model} v{version} has no {Tag.TRAINING_RUN_ID} tag: no reference profile to read"
+        )
+    with tempfile.TemporaryDirectory(prefix="airloop-profile-") as tmp:
+        local = client.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
+        profile: dict[str, Any] = json.loads(Path(local).read_text())
+    return profile, tags

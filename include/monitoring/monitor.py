@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.lake import Lake, LakeError, Zone
+from include.model_io import load_reference_profile
 from include.names import Tag
 from include.records import DRIFT_KIND, read_history, record_name
 from include.spec import ModelSpec
@@ -84,20 +83,6 @@ def loop_state(lake: Lake, model: str, history: list[dict[str, Any]]) -> Any:
 
 def _predictions(lake: Lake, spec: ModelSpec, ds: date) -> pd.DataFrame:
     return lake.read_table(Zone.PREDICTIONS, spec.name, ds).to_pandas()
-
-
-def _reference(tracking_uri: str, model: str, version: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """The reference profile logged by the version's training run, and the version's tags."""
-    from mlflow import MlflowClient
-
-    from include.names import PROFILE_ARTIFACT
-
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    tags = dict(client.get_model_version(model, str(version)).tags)
-    run_id = tags[Tag.TRAINING_RUN_ID]
-    with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
-        return json.loads(Path(local).read_text()), tags
 
 
 def realized_performance(
@@ -198,7 +183,7 @@ def _load_inputs(spec: ModelSpec, lake: Lake, tracking_uri: str, ds: date) -> _I
         raise LakeError(f"{spec.name} {ds}: no predictions to monitor ({exc})") from None
     versions = sorted(predictions["model_version"].unique().tolist())
     version = int(versions[-1])
-    profile, tags = _reference(tracking_uri, spec.name, version)
+    profile, tags = load_reference_profile(tracking_uri, spec.name, version)
     reference_auc = reference_auc_of(tags)
     current = lake.read_table(Zone.VALIDATED, spec.name, ds).to_pandas()
     return _Inputs(predictions, version, profile, tags, reference_auc, current, reference_spread_of(tags))

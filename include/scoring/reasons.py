@@ -191,30 +191,12 @@ class ReasonCodes:
         return out
 
 
-def load_reference_profile(tracking_uri: str, model: str, version: int) -> dict[str, Any]:
-    """The reference profile logged by the training run of registered ``model`` ``version``."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    from mlflow import MlflowClient
-
-    from include.names import PROFILE_ARTIFACT, Tag
-
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    tags = dict(client.get_model_version(model, str(int(version))).tags)
-    run_id = tags.get(Tag.TRAINING_RUN_ID)
-    if not run_id:
-        raise ReasonCodesError(f"{model} v{version} has no {Tag.TRAINING_RUN_ID} tag: no reference profile to read")
-    with tempfile.TemporaryDirectory(prefix="airloop-profile-") as tmp:
-        local = client.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
-        profile: dict[str, Any] = json.loads(Path(local).read_text())
-    return profile
-
-
 def reason_codes_for(spec: ModelSpec, tracking_uri: str, version: int) -> ReasonCodes | None:
     """The :class:`ReasonCodes` the spec asks for with ``version``'s reference, or ``None`` when
     ``scoring.reason_codes`` is 0 (nothing downloaded)."""
     if spec.scoring.reason_codes == 0:
         return None
-    return ReasonCodes.for_spec(spec, load_reference_profile(tracking_uri, spec.name, version))
+    from include.model_io import load_reference_profile
+
+    profile, _ = load_reference_profile(tracking_uri, spec.name, version)
+    return ReasonCodes.for_spec(spec, profile)

@@ -27,6 +27,7 @@ from include.lake import Lake, Zone
 from include.registry.fairness import FairnessReport, measure_fairness
 from include.registry.gate import GateDecision, decide_promotion, evaluate
 from include.spec import FairnessSpec, GateSpec, SpecError, parse_spec
+from tests.cohort_spec import cohort_spec
 
 NUMERIC = ["distance", "sched_hour", "day_of_week", "temp", "dewp", "humid", "wind_dir", "wind_speed", "precip"]
 PARITY = {"mean_abs_diff": 0.0, "label_agreement": 1.0, "onnx_ms_per_1k_rows": 1.0}
@@ -291,20 +292,9 @@ def test_fairness_report_survives_json_and_lands_in_the_gate_report_and_the_card
 
 
 # --------------------------------------------------------------------------- the spec
-SPEC_YAML: dict[str, Any] = {
-    "name": "cohort",
-    "dataset": {
-        "source": {"kind": "file", "path": "cohort.csv"},
-        "time_column": "seen_at",
-        "target": {"name": "label", "expression": "outcome == 1"},
-        "key_columns": ["row_id"],
-        "features": {"numeric": ["x"], "categorical": ["kind"]},
-        "label_delay_days": 1,
-        "start": "2024-01-01",
-        "end": "2024-01-10",
-    },
-    "gate": {"fairness": {"sensitive": ["region", "kind"], "equalized_odds_difference": 0.1, "min_group_rows": 5}},
-}
+SPEC_YAML = cohort_spec(
+    "2024-01-10", {"fairness": {"sensitive": ["region", "kind"], "equalized_odds_difference": 0.1, "min_group_rows": 5}}
+)
 
 
 def _write_source(folder: Path) -> Path:

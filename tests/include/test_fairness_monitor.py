@@ -29,25 +29,16 @@ from include.lake import Lake, Zone
 from include.monitoring.decision import DayDrift, LoopState, decide
 from include.monitoring.fairness import FairnessWatch, labelled_rows, monitor_fairness
 from include.spec import DriftSpec, parse_spec
+from tests.cohort_spec import cohort_spec
 
 DS = date(2024, 1, 10)  # the monitored day: its labels are those of 2024-01-09
 LABEL_DAY = DS - timedelta(days=1)
 VERSION = 3
 ROWS = 400  # per region and day; "island" has 5 a day: 35 in the window, under min_group_rows 50
 
-SPEC: dict[str, Any] = {
-    "name": "cohort",
-    "dataset": {
-        "source": {"kind": "file", "path": "cohort.csv"},
-        "time_column": "seen_at",
-        "target": {"name": "label", "expression": "outcome == 1"},
-        "key_columns": ["row_id"],
-        "features": {"numeric": ["x"], "categorical": ["kind"]},
-        "label_delay_days": 1,
-        "start": "2024-01-01",
-        "end": "2024-01-31",
-    },
-    "gate": {
+SPEC = cohort_spec(
+    "2024-01-31",
+    {
         "fairness": {
             "sensitive": ["region"],
             "equalized_odds_difference": 0.15,
@@ -56,7 +47,7 @@ SPEC: dict[str, Any] = {
             "window_days": 7,
         }
     },
-}
+)
 
 
 def _spec(folder: Path, gate: dict[str, Any] | None = None, **fairness: Any) -> Any:

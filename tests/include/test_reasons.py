@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,8 @@ import pyarrow as pa
 import pytest
 from sklearn.pipeline import Pipeline
 
-from include.datasets.ingest import land_day
 from include.lake import Lake, Zone
-from include.model_io import MISSING_CATEGORY, prepare_features
+from include.model_io import MISSING_CATEGORY, ReferenceProfileError, prepare_features
 from include.scoring.reasons import (
     ReasonCodes,
     ReasonCodesError,
@@ -29,17 +27,11 @@ from include.scoring.reasons import (
 )
 from include.scoring.score import make_session, read_output_metadata, score_feeds, score_partition
 from include.scoring.shards import count_rows, plan_shards, publish_shards, score_shard
-from include.spec import get_spec
-from include.training.onnx_export import build_pipeline, export_onnx
+from include.training.onnx_export import export_onnx
 from include.training.profile import reference_profile
+from tests.scoring_world import CATEGORICAL, KEY, NUMERIC, SCORE_DAY, SPEC, land_and_train
 
-SPEC = get_spec("flights")
-NUMERIC = SPEC.dataset.features.numeric
-CATEGORICAL = SPEC.dataset.features.categorical
 FEATURES = SPEC.dataset.features.all
-KEY = "flight_id"
-TRAIN_DAYS = [date(2013, 1, d) for d in (1, 2, 3, 4)]
-SCORE_DAY = date(2013, 1, 5)
 OUTPUT_COLUMNS = [KEY, "sched_dep", "score", "predicted_label", "model_name", "model_version", "run_id", "ds"]
 OPTIONS: dict[str, Any] = {"model_name": "flights", "model_version": 3, "run_id": "manual__1"}
 
@@ -57,19 +49,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     lake = Lake((tmp_path_factory.mktemp("reasons") / "lake").as_uri())
-    for day in range(1, 8):  # labels arrive two days late: landing 1..7 labels 1..5
-        land_day(SPEC, lake, date(2013, 1, day))
-    for ds in [*TRAIN_DAYS, SCORE_DAY]:
-        lake.publish_copy(lake.partition_file(Zone.LANDING, SPEC.name, ds), Zone.VALIDATED, SPEC.name, ds)
-    frames = []
-    for ds in TRAIN_DAYS:
-        features = lake.read_table(Zone.VALIDATED, SPEC.name, ds).to_pandas()
-        labels = lake.read_table(Zone.LABELS, SPEC.name, ds).to_pandas()
-        frames.append(features.merge(labels, on=KEY))
-    train = pd.concat(frames, ignore_index=True)
-    x, y = prepare_features(train, NUMERIC, CATEGORICAL), train["delayed"].to_numpy()
-    lr = build_pipeline("logistic_regression", NUMERIC, CATEGORICAL, {}, 42).fit(x, y)
-    hgb = build_pipeline("hist_gradient_boosting", NUMERIC, CATEGORICAL, {}, 42).fit(x, y)
+    train, lr, hgb = land_and_train(lake)
+    x = prepare_features(train, NUMERIC, CATEGORICAL)
     profile = reference_profile(train, SPEC, lr.predict_proba(x)[:, 1])
     profile = json.loads(json.dumps(profile))  # as the scoring step reads it back from MLflow
     return World(
@@ -270,7 +251,7 @@ def test_the_score_step_reads_the_versions_profile_from_its_training_run(world: 
     raw = SPEC.model_dump()
     raw["scoring"]["reason_codes"] = 2
     spec = type(SPEC).model_validate(raw)
-    with pytest.raises(ReasonCodesError, match="no airloop.training_run_id tag"):
+    with pytest.raises(ReferenceProfileError, match="no airloop.training_run_id tag"):
         reason_codes_for(spec, uri, int(version))
     client.set_model_version_tag(SPEC.name, version, Tag.TRAINING_RUN_ID, run)
     loaded = reason_codes_for(spec, uri, int(version))

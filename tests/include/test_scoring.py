@@ -18,7 +18,6 @@ import pyarrow.dataset as pads
 import pytest
 from sklearn.pipeline import Pipeline
 
-from include.datasets.ingest import land_day
 from include.lake import Lake, Zone
 from include.model_io import onnx_inputs, prepare_features
 from include.scoring import score as score_module
@@ -52,15 +51,10 @@ from include.scoring.shards import (
     shard_path,
     verify_partition,
 )
-from include.spec import FeaturesSpec, ModelSpec, get_spec
-from include.training.onnx_export import build_pipeline, export_onnx
+from include.spec import FeaturesSpec, ModelSpec
+from include.training.onnx_export import export_onnx
+from tests.scoring_world import CATEGORICAL, KEY, NUMERIC, SCORE_DAY, SPEC, TRAIN_DAYS, land_and_train
 
-SPEC = get_spec("flights")
-NUMERIC = SPEC.dataset.features.numeric
-CATEGORICAL = SPEC.dataset.features.categorical
-KEY = "flight_id"
-TRAIN_DAYS = [date(2013, 1, d) for d in (1, 2, 3, 4)]
-SCORE_DAY = date(2013, 1, 5)
 BIG_DAY = date(2013, 1, 20)  # days 1-3 concatenated, 128-row row groups (sharding, row ranges)
 BAD_DAY = date(2013, 1, 21)  # day 3 (28 missing wind_dir) with planted NaN / inf / null values
 BIG_DAY_REJECTS = (5, 2500)
@@ -80,20 +74,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     lake = Lake((tmp_path_factory.mktemp("scoring") / "lake").as_uri())
-    for day in range(1, 8):  # labels arrive two days late: landing 1..7 labels 1..5
-        land_day(SPEC, lake, date(2013, 1, day))
-    for ds in [*TRAIN_DAYS, SCORE_DAY]:
-        lake.publish_copy(lake.partition_file(Zone.LANDING, SPEC.name, ds), Zone.VALIDATED, SPEC.name, ds)
-
-    frames = []
-    for ds in TRAIN_DAYS:
-        features = lake.read_table(Zone.VALIDATED, SPEC.name, ds).to_pandas()
-        labels = lake.read_table(Zone.LABELS, SPEC.name, ds).to_pandas()
-        frames.append(features.merge(labels, on=KEY))
-    train = pd.concat(frames, ignore_index=True)
-    x, y = prepare_features(train, NUMERIC, CATEGORICAL), train["delayed"].to_numpy()
-    hgb = build_pipeline("hist_gradient_boosting", NUMERIC, CATEGORICAL, {}, 42).fit(x, y)
-    lr = build_pipeline("logistic_regression", NUMERIC, CATEGORICAL, {}, 42).fit(x, y)
+    _, lr, hgb = land_and_train(lake)
 
     big = pa.concat_tables([lake.read_table(Zone.VALIDATED, SPEC.name, ds) for ds in TRAIN_DAYS[:3]])
     # one unscoreable row in the first and in the last shard: rejects must cross the shard publish
